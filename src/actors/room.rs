@@ -1,0 +1,292 @@
+//! One room: the local members of one channel on this node.
+//!
+//! Every event reaches the room through the bridge (also the ones posted on this node: one path,
+//! one order). The room serializes each event once per frame variant and pushes it to each
+//! member's outbox. It remembers the last stream ID it delivered; after the bridge reconnects it
+//! catches up from the stream, and per-member IDs keep replays from doubling anything.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::{json, Value};
+
+use super::outbox::Outbox;
+use super::{Dialect, SessionId};
+use crate::metrics::Metrics;
+use crate::protocol::{envelope, legacy_message, ChatEvent};
+use crate::store::channels::id_after;
+use crate::store::Store;
+
+/// A member as the room knows it.
+#[derive(Clone)]
+pub struct Member {
+    pub session: SessionId,
+    pub username: String,
+    pub dialect: Dialect,
+    pub outbox: Outbox,
+    /// For seed 004 DMs: the other party's UUID, which that client files the message under.
+    pub peer_uuid: String,
+    /// Last stream ID this member has; later events only.
+    pub last_id: String,
+}
+
+/// What a joining member gets before going live.
+pub enum Replay {
+    /// Nothing: live from the room's current position.
+    None,
+    /// Everything after this stream ID.
+    Since(String),
+    /// The newest `n` events, handed to `prelude`.
+    Last(usize),
+}
+
+/// Builds the frames a member gets at join, from the replayed events and the room's last ID.
+pub type Prelude = Box<dyn FnOnce(&[ChatEvent], &str) -> Vec<ByteString> + Send>;
+
+/// Adds a member (sent by the hub).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub member: Member,
+    pub replay: Replay,
+    pub prelude: Prelude,
+}
+
+/// Removes a member's session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave(pub SessionId);
+
+/// A pub/sub payload for this room, as the bridge received it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomEvent(pub Arc<str>);
+
+/// Catch up from the stream after the last delivered ID (the bridge reconnected).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CatchUp;
+
+/// Stop: the last local member left.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// An ephemeral event (typing), published but never stored.
+#[derive(serde::Deserialize)]
+struct Ephemeral {
+    ephemeral: String,
+    channel: String,
+    username: String,
+}
+
+/// The room actor.
+pub struct Room {
+    channel: String,
+    store: Store,
+    metrics: Arc<Metrics>,
+    bridge: Addr<super::bridge::Bridge>,
+    members: HashMap<SessionId, Member>,
+    last_id: String,
+}
+
+impl Room {
+    pub fn new(
+        channel: String,
+        store: Store,
+        metrics: Arc<Metrics>,
+        bridge: Addr<super::bridge::Bridge>,
+    ) -> Self {
+        Room {
+            channel,
+            store,
+            metrics,
+            bridge,
+            members: HashMap::new(),
+            last_id: "0-0".into(),
+        }
+    }
+
+    /// Pushes one stored event to every member that does not have it yet.
+    fn deliver(&mut self, ev: &ChatEvent) {
+        if id_after(&ev.id, &self.last_id) {
+            self.last_id = ev.id.clone();
+        }
+        let mut native: Option<ByteString> = None;
+        let mut legacy: HashMap<String, ByteString> = HashMap::new();
+        let mut delivered = 0u64;
+        for m in self.members.values_mut() {
+            if !id_after(&ev.id, &m.last_id) {
+                continue;
+            }
+            m.last_id = ev.id.clone();
+            let frame = match m.dialect {
+                Dialect::Native => native
+                    .get_or_insert_with(|| envelope("message", json!(ev)).into())
+                    .clone(),
+                Dialect::Legacy => {
+                    if ev.kind != "message" {
+                        continue;
+                    }
+                    legacy
+                        .entry(m.peer_uuid.clone())
+                        .or_insert_with(|| {
+                            envelope("channelMessage", legacy_message(ev, &m.peer_uuid)).into()
+                        })
+                        .clone()
+                }
+            };
+            if m.outbox.send(frame) {
+                delivered += 1;
+            }
+        }
+        self.metrics.deliveries.fetch_add(delivered, Relaxed);
+    }
+
+    fn deliver_ephemeral(&self, e: Ephemeral) {
+        let frame: ByteString = envelope(
+            &e.ephemeral,
+            json!({"channel": e.channel, "username": e.username}),
+        )
+        .into();
+        for m in self.members.values() {
+            if m.dialect == Dialect::Native && m.username != e.username {
+                m.outbox.send(frame.clone());
+            }
+        }
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.rooms_active.fetch_add(1, Relaxed);
+        // Subscribe first, then read the tail: anything published after the read arrives live,
+        // anything before it is in the stream. Joins wait in the mailbox until this is done.
+        let bridge = self.bridge.clone();
+        let store = self.store.clone();
+        let channel = self.channel.clone();
+        ctx.wait(
+            async move {
+                let _ = bridge.send(super::bridge::Subscribe(channel.clone())).await;
+                store.last_id(&channel).await.ok().flatten()
+            }
+            .into_actor(self)
+            .map(|last, room, _| {
+                if let Some(last) = last {
+                    room.last_id = last;
+                }
+            }),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics.rooms_active.fetch_sub(1, Relaxed);
+        self.bridge
+            .do_send(super::bridge::Unsubscribe(self.channel.clone()));
+    }
+}
+
+impl Handler<Join> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
+        let Join {
+            mut member,
+            replay,
+            prelude,
+        } = msg;
+        let store = self.store.clone();
+        let channel = self.channel.clone();
+        // The read happens while the room holds its mailbox, so no live event slips between the
+        // replay and going live; per-member IDs drop what both paths bring.
+        ctx.wait(
+            async move {
+                match replay {
+                    Replay::None => Ok(Vec::new()),
+                    Replay::Last(n) => store.range_rev(&channel, "+", n).await,
+                    Replay::Since(id) => store.read_after(&channel, &id).await,
+                }
+            }
+            .into_actor(self)
+            .map(move |events, room, _| {
+                let events = events.unwrap_or_else(|e| {
+                    log::warn!("room {}: replay failed: {e}", room.channel);
+                    Vec::new()
+                });
+                if let Some(last) = events.last() {
+                    if id_after(&last.id, &room.last_id) {
+                        room.last_id = last.id.clone();
+                    }
+                }
+                member.last_id = room.last_id.clone();
+                for frame in prelude(&events, &room.last_id) {
+                    member.outbox.send(frame);
+                }
+                room.members.insert(member.session, member);
+            }),
+        );
+    }
+}
+
+impl Handler<Leave> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
+        self.members.remove(&msg.0);
+    }
+}
+
+impl Handler<Close> for Room {
+    type Result = ();
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<RoomEvent> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: RoomEvent, _: &mut Self::Context) {
+        let value: Value = match serde_json::from_str(&msg.0) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("room {}: unreadable event: {e}", self.channel);
+                return;
+            }
+        };
+        if value.get("ephemeral").is_some() {
+            if let Ok(e) = serde_json::from_value::<Ephemeral>(value) {
+                self.deliver_ephemeral(e);
+            }
+            return;
+        }
+        match serde_json::from_value::<ChatEvent>(value) {
+            Ok(ev) => self.deliver(&ev),
+            Err(e) => log::warn!("room {}: unreadable event: {e}", self.channel),
+        }
+    }
+}
+
+impl Handler<CatchUp> for Room {
+    type Result = ();
+    fn handle(&mut self, _: CatchUp, ctx: &mut Self::Context) {
+        let store = self.store.clone();
+        let channel = self.channel.clone();
+        let from = self.last_id.clone();
+        ctx.wait(
+            async move { store.read_after(&channel, &from).await }
+                .into_actor(self)
+                .map(|events, room, _| match events {
+                    Ok(events) => {
+                        for ev in &events {
+                            room.deliver(ev);
+                        }
+                    }
+                    Err(e) => log::warn!("room {}: catch-up failed: {e}", room.channel),
+                }),
+        );
+    }
+}

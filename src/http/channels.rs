@@ -1,0 +1,173 @@
+//! # Channels: list, create, join, leave, history, post, read markers and DMs.
+//! The same operations as the socket's frames, delivered live exactly as if sent on a socket.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Authed;
+use crate::error::{Error, Result};
+use crate::node::App;
+use crate::store::channels::{validate_channel_name, Kind};
+use crate::store::users::normalize_username;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/channels", web::get().to(list))
+        .route("/channels", web::post().to(create))
+        .route("/channels/{name}/join", web::post().to(join))
+        .route("/channels/{name}/leave", web::post().to(leave))
+        .route("/channels/{name}/messages", web::get().to(history))
+        .route("/channels/{name}/messages", web::post().to(post))
+        .route("/channels/{name}/read", web::post().to(read))
+        .route("/dms", web::post().to(open_dm));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    all: Option<bool>,
+}
+
+async fn list(
+    app: web::Data<App>,
+    authed: Authed,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
+    if q.all.unwrap_or(false) {
+        let mine = app.store.memberships(&authed.user.username).await?;
+        let all: Vec<_> = app
+            .store
+            .public_channels()
+            .await?
+            .into_iter()
+            .map(|name| {
+                let member = mine.contains(&name);
+                json!({"name": name, "kind": Kind::Public, "member": member})
+            })
+            .collect();
+        return Ok(HttpResponse::Ok().json(all));
+    }
+    Ok(HttpResponse::Ok().json(app.store.channel_summaries(&authed.user.username).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+}
+
+async fn create(
+    app: web::Data<App>,
+    authed: Authed,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse> {
+    validate_channel_name(&body.name)?;
+    app.store.create_channel(&body.name).await?;
+    app.store
+        .join_channel(&authed.user.username, &authed.user.uuid, &body.name)
+        .await?;
+    Ok(HttpResponse::Created().json(json!({"name": body.name, "kind": Kind::Public})))
+}
+
+async fn join(
+    app: web::Data<App>,
+    authed: Authed,
+    name: web::Path<String>,
+) -> Result<HttpResponse> {
+    app.store
+        .join_channel(&authed.user.username, &authed.user.uuid, &name)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn leave(
+    app: web::Data<App>,
+    authed: Authed,
+    name: web::Path<String>,
+) -> Result<HttpResponse> {
+    app.store
+        .leave_channel(&authed.user.username, &authed.user.uuid, &name)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+async fn history(
+    app: web::Data<App>,
+    authed: Authed,
+    name: web::Path<String>,
+    q: web::Query<HistoryQuery>,
+) -> Result<HttpResponse> {
+    app.store.require_read(&authed.user.username, &name).await?;
+    let limit = q.limit.unwrap_or(app.settings.history.page_size);
+    let page = app
+        .store
+        .history(&name, q.before.as_deref(), q.after.as_deref(), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostBody {
+    text: String,
+}
+
+async fn post(
+    app: web::Data<App>,
+    authed: Authed,
+    name: web::Path<String>,
+    body: web::Json<PostBody>,
+) -> Result<HttpResponse> {
+    let u = &authed.user;
+    let ev = app
+        .store
+        .post_message(&u.username, &u.uuid, &name, &body.text)
+        .await?;
+    app.metrics.messages_posted.fetch_add(1, Relaxed);
+    Ok(HttpResponse::Created().json(json!({"message": ev})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadBody {
+    last_id: String,
+}
+
+async fn read(
+    app: web::Data<App>,
+    authed: Authed,
+    name: web::Path<String>,
+    body: web::Json<ReadBody>,
+) -> Result<HttpResponse> {
+    app.store.require_read(&authed.user.username, &name).await?;
+    app.store
+        .mark_read(&authed.user.username, &name, &body.last_id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DmBody {
+    username: String,
+}
+
+async fn open_dm(
+    app: web::Data<App>,
+    authed: Authed,
+    body: web::Json<DmBody>,
+) -> Result<HttpResponse> {
+    let other = normalize_username(&body.username).map_err(|_| Error::UserNotFound)?;
+    let channel = app.store.open_dm(&authed.user.username, &other).await?;
+    Ok(HttpResponse::Ok().json(json!({"channel": channel})))
+}

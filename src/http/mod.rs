@@ -1,0 +1,142 @@
+//! The HTTP surface: health, readiness, metrics, the REST API, the socket upgrade and the bundled
+//! frontend. Handlers are thin: parse, call the store or the actors, answer.
+
+mod accounts;
+mod channels;
+mod frontend;
+mod ws;
+
+use std::sync::atomic::Ordering;
+
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::future::{FutureExt, LocalBoxFuture};
+use serde_json::json;
+
+use crate::accounts::User;
+use crate::error::Error;
+use crate::node::App;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "chatnode_session";
+
+/// Routes of a node.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|err, _| Error::body(err.to_string()).into()),
+    )
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _| Error::body(err.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|err, _| Error::body(err.to_string()).into()),
+    )
+    .service(
+        web::scope("")
+            .wrap(actix_web::middleware::from_fn(count_requests))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics))
+            .route("/ws", web::get().to(ws::upgrade))
+            .service(
+                web::scope("/api")
+                    .configure(accounts::routes)
+                    .configure(channels::routes)
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(Error::NotFound("no such endpoint".into()))
+                    })),
+            )
+            .configure(frontend::routes),
+    );
+}
+
+async fn count_requests(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let app = req.app_data::<web::Data<App>>().cloned();
+    let res = next.call(req).await?;
+    if let Some(app) = app {
+        app.metrics.http(res.status().as_u16());
+    }
+    Ok(res)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(app: web::Data<App>) -> HttpResponse {
+    let search = app
+        .store
+        .search
+        .map(|v| v.label())
+        .unwrap_or_else(|| "unavailable".into());
+    if app.stopping.load(Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"redis": "ok", "search": search, "status": "stopping"}));
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({"redis": "ok", "search": search})),
+        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
+            .json(json!({"redis": "down", "search": search, "error": e.to_string()})),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(json!({"redis": "down", "search": search, "error": "timeout"})),
+    }
+}
+
+async fn metrics(app: web::Data<App>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(app.metrics.render(app.started))
+}
+
+/// The session token of a request: bearer header, then cookie.
+pub fn request_token(req: &HttpRequest) -> Option<String> {
+    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        if let Some(t) = h.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            return Some(t.trim().to_string());
+        }
+    }
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_string())
+}
+
+/// The client's address (X-Forwarded-For only when configured to trust it).
+pub fn client_addr(req: &HttpRequest, app: &App) -> String {
+    if app.settings.http.trust_forwarded_for {
+        if let Some(ip) = req.connection_info().realip_remote_addr() {
+            return ip.to_string();
+        }
+    }
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// The signed-in user of a request, with the token it used.
+pub struct Authed {
+    pub user: User,
+    pub token: String,
+}
+
+impl actix_web::FromRequest for Authed {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let app = req.app_data::<web::Data<App>>().cloned();
+        let token = request_token(req);
+        async move {
+            let (Some(app), Some(token)) = (app, token) else {
+                return Err(Error::Unauthorized);
+            };
+            match crate::accounts::authenticate(&app.store, &token).await? {
+                Some(user) => Ok(Authed { user, token }),
+                None => Err(Error::Unauthorized),
+            }
+        }
+        .boxed_local()
+    }
+}

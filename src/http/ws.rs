@@ -1,0 +1,50 @@
+//! `GET /ws`: upgrades to a WebSocket and starts its session actor. The user may be known at the
+//! upgrade (cookie, bearer, or `?token=`) or sign in later through frames.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix::{Actor, AsyncContext};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::actors::outbox;
+use crate::actors::session::Session;
+use crate::error::Error;
+use crate::node::App;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+#[derive(serde::Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+}
+
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<WsQuery>,
+    app: web::Data<App>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if app.stopping.load(Ordering::SeqCst) {
+        return Err(Error::Unavailable("this node is stopping: connect to another".into()).into());
+    }
+    let token = query.token.clone().or_else(|| super::request_token(&req));
+    let user = match token {
+        Some(t) => crate::accounts::authenticate(&app.store, &t).await?,
+        None => None,
+    };
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream.max_frame_size(app.settings.ws.max_frame_bytes);
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let (outbox, close_rx) = outbox::start(
+        id,
+        app.settings.ws.outbound_queue,
+        session,
+        app.metrics.clone(),
+    );
+    let addr = super::client_addr(&req, &app);
+    Session::create(move |ctx| {
+        ctx.add_stream(stream);
+        Session::new(id, app.clone(), outbox, close_rx, user, addr)
+    });
+    Ok(response)
+}

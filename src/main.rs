@@ -1,0 +1,43 @@
+//! The `chatnode` command: `serve` (the default), `check-config`, `healthcheck`, `load-demo`.
+
+use std::process::ExitCode;
+
+use chatnode::Settings;
+
+const USAGE: &str = "usage: chatnode [serve | check-config | healthcheck | load-demo]";
+
+fn main() -> ExitCode {
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    if matches!(command.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chatnode: invalid settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = settings.log.level.clone();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match command.as_str() {
+        "serve" => match chatnode::run(settings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chatnode: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        "check-config" => {
+            println!("{}", settings.to_pretty_json());
+            ExitCode::SUCCESS
+        }
+        "healthcheck" => chatnode::cli::healthcheck(&settings),
+        "load-demo" => chatnode::cli::load_demo(settings),
+        other => {
+            eprintln!("chatnode: unknown command `{other}`\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Starting and stopping a node: Redis (embedded or configured), the actors, the HTTP server,
+//! and the graceful shutdown that closes sockets with 1001 before Redis goes away.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr};
+use actix_web::{web, App as WebApp, HttpServer};
+use tokio::sync::oneshot;
+
+use crate::actors::bridge::Bridge;
+use crate::actors::hub::{CloseAll, Hub};
+use crate::actors::presence::Presence;
+use crate::metrics::Metrics;
+use crate::redis_server::{RedisOptions, RedisProcess};
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// What every handler and actor shares on one node.
+pub struct App {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub hub: Addr<Hub>,
+    pub presence: Addr<Presence>,
+    pub started: Instant,
+    pub stopping: AtomicBool,
+}
+
+/// A started node, as `start` returns it.
+struct Started {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    app: web::Data<App>,
+    embedded: Option<RedisProcess>,
+}
+
+async fn start(settings: Settings) -> Result<Started, String> {
+    let settings = Arc::new(settings);
+    let (url, embedded) = if settings.redis.url.is_empty() {
+        let opts = RedisOptions {
+            binary: settings.redis.server_binary.clone(),
+            data_dir: Some(settings.redis.data_dir.clone()),
+            module_path: Some(settings.redis.module_path.clone()),
+            extra_args: Vec::new(),
+            startup_timeout: Duration::from_secs(settings.redis.startup_timeout_secs),
+        };
+        let process = RedisProcess::start(&opts).await?;
+        log::info!(
+            "embedded redis-server on port {} (data in {}, search module {})",
+            process.port(),
+            settings.redis.data_dir.display(),
+            if process.module_loaded {
+                "loaded"
+            } else {
+                "not found"
+            }
+        );
+        (process.url(), Some(process))
+    } else {
+        (settings.redis.url.clone(), None)
+    };
+    let store = Store::connect(&url, settings.clone()).await?;
+    match store.search {
+        Some(v) => log::info!("search: {}", v.label()),
+        None => log::warn!("search: the RediSearch module is not loaded; search answers 503"),
+    }
+    crate::store::setup::prepare(&store)
+        .await
+        .map_err(|e| format!("preparing Redis: {e}"))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let bridge = Bridge::new(store.clone(), metrics.clone()).start();
+    let hub = Hub::new(store.clone(), metrics.clone(), bridge.clone()).start();
+    bridge.do_send(crate::actors::bridge::SetHub(hub.clone()));
+    let presence = Presence::new(store.clone(), metrics.clone()).start();
+    hub.do_send(crate::actors::hub::SetPresence(presence.clone()));
+
+    let app = web::Data::new(App {
+        store,
+        settings: settings.clone(),
+        metrics,
+        hub,
+        presence,
+        started: Instant::now(),
+        stopping: AtomicBool::new(false),
+    });
+    let data = app.clone();
+    let server = HttpServer::new(move || {
+        WebApp::new()
+            .app_data(data.clone())
+            .configure(crate::http::configure)
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown.grace_secs)
+    .bind((settings.http.host.as_str(), settings.http.port))
+    .map_err(|e| {
+        format!(
+            "cannot listen on {}:{}: {e}",
+            settings.http.host, settings.http.port
+        )
+    })?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| "the listener has no address".to_string())?;
+    Ok(Started {
+        addr,
+        server: server.run(),
+        app,
+        embedded,
+    })
+}
+
+/// Runs the node until `stop` fires (or the server ends), then drains and stops Redis.
+async fn serve(
+    started: Started,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let Started {
+        server,
+        app,
+        mut embedded,
+        ..
+    } = started;
+    let handle = server.handle();
+    let server_task = actix_rt::spawn(server);
+    stop.await;
+    log::info!("stopping: closing sockets with 1001 and draining requests");
+    app.stopping.store(true, Ordering::SeqCst);
+    let grace = Duration::from_secs(app.settings.shutdown.grace_secs);
+    let _ = tokio::time::timeout(grace, app.hub.send(CloseAll)).await;
+    let _ = tokio::time::timeout(grace, app.presence.send(crate::actors::presence::Shutdown)).await;
+    handle.stop(true).await;
+    let _ = server_task.await;
+    if let Some(redis) = embedded.as_mut() {
+        redis.stop(Duration::from_secs(10)).await;
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Runs a node in this process until SIGTERM or SIGINT (the `chatnode serve` command).
+pub fn run(settings: Settings) -> std::io::Result<()> {
+    actix_rt::System::new().block_on(async move {
+        let started = start(settings).await.map_err(std::io::Error::other)?;
+        log::info!("chatnode listening on http://{}", started.addr);
+        serve(started, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// A node running on its own thread, as tests and tools start it.
+pub struct NodeHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    system: actix_rt::System,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl NodeHandle {
+    /// `http://127.0.0.1:port`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// `ws://127.0.0.1:port/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+    /// Stops the node as SIGTERM would: sockets closed with 1001, requests drained.
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+    /// Stops the node at once, with no cleanup at all (as if its machine died): presence keys
+    /// stay in Redis until they expire, sockets drop without a close frame.
+    pub fn kill(mut self) {
+        self.stop.take();
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a node on a thread of its own and returns once it listens.
+pub fn spawn(settings: Settings) -> Result<NodeHandle, String> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("chatnode".into())
+        .spawn(move || {
+            let system = actix_rt::System::new();
+            let sys = actix_rt::System::current();
+            system.block_on(async move {
+                match start(settings).await {
+                    Ok(started) => {
+                        let _ = ready_tx.send(Ok((started.addr, sys)));
+                        serve(started, async {
+                            let _ = stop_rx.await;
+                        })
+                        .await
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        Ok(())
+                    }
+                }
+            })
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok((addr, system))) => Ok(NodeHandle {
+            addr,
+            stop: Some(stop_tx),
+            system,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err("the node thread ended before it was ready".into()),
+    }
+}

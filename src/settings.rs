@@ -1,0 +1,304 @@
+//! Node settings, layered with the `config` crate.
+//!
+//! Layers, later wins: the built-in `config/default.toml` (compiled in, so the binary runs from any
+//! folder), `<dir>/default.toml` and `<dir>/<CHATNODE_ENV>.toml` when present (`<dir>` is
+//! `CHATNODE_CONFIG_DIR` or `config`), then `CHATNODE__<SECTION>__<KEY>` environment variables.
+//! Secrets never print: [`Secret`] masks itself in `Debug` and when serialized.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The defaults, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A value that must never appear in logs or printed settings.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// Every setting of a node.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: Http,
+    pub redis: Redis,
+    pub ws: Ws,
+    pub presence: Presence,
+    pub history: History,
+    pub auth: Auth,
+    pub log: Log,
+    pub shutdown: Shutdown,
+}
+
+/// `[http]`: the listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub host: String,
+    pub port: u16,
+    pub cookie_secure: bool,
+    pub max_json_bytes: usize,
+    pub trust_forwarded_for: bool,
+}
+
+/// `[redis]`: where the data lives.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    /// Empty means: start an embedded redis-server.
+    #[serde(serialize_with = "serialize_masked_url")]
+    pub url: String,
+    pub password: Secret,
+    pub pool_size: usize,
+    pub data_dir: PathBuf,
+    pub module_path: PathBuf,
+    pub server_binary: String,
+    pub startup_timeout_secs: u64,
+}
+
+/// `[ws]`: WebSocket sessions.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ws {
+    pub heartbeat_interval_secs: u64,
+    pub max_frame_bytes: usize,
+    pub max_message_chars: usize,
+    pub outbound_queue: usize,
+    pub rate_limit_messages: u32,
+    pub rate_limit_window_secs: u64,
+}
+
+/// `[presence]`: online status.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    pub ttl_secs: u64,
+    pub refresh_interval_secs: u64,
+}
+
+/// `[history]`: message history pages and stream length.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    pub page_size: usize,
+    pub max_page_size: usize,
+    pub stream_maxlen: u64,
+}
+
+/// `[auth]`: password hashing, sessions and login throttling.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub session_ttl_secs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub max_failed_logins: u32,
+    pub failed_login_window_secs: u64,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub level: String,
+}
+
+/// `[shutdown]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    pub grace_secs: u64,
+}
+
+/// A setting that could not be read or is out of range; names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid value for `{key}`: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+fn serialize_masked_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url_password(url))
+}
+
+/// Replaces the password of a `redis://user:pass@host` URL with `***`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}://{}:***{}",
+            &url[..scheme_end],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the default folder and the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let dir = std::env::var("CHATNODE_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let env = std::env::var("CHATNODE_ENV").ok();
+        Self::load_from(
+            Path::new(&dir),
+            env.as_deref(),
+            Environment::with_prefix("CHATNODE"),
+        )
+    }
+
+    /// Loads the layers from `dir`, the environment file `env`, and `environment`.
+    pub fn load_from(
+        dir: &Path,
+        env: Option<&str>,
+        environment: Environment,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::from(dir.join("default.toml")).required(false));
+        if let Some(env) = env.filter(|e| !e.is_empty()) {
+            builder =
+                builder.add_source(File::from(dir.join(format!("{env}.toml"))).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                environment
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The compiled-in defaults alone (tests start from these).
+    pub fn defaults() -> Self {
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("the built-in default.toml is valid");
+        settings
+    }
+
+    /// Checks ranges that types alone cannot express.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        fn invalid(key: &'static str, why: impl Into<String>) -> Result<(), SettingsError> {
+            Err(SettingsError::Invalid {
+                key,
+                why: why.into(),
+            })
+        }
+        if self.http.host.trim().is_empty() {
+            return invalid("http.host", "must not be empty");
+        }
+        if !self.redis.url.is_empty()
+            && !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://"))
+        {
+            return invalid(
+                "redis.url",
+                "must start with redis:// or rediss:// (or be empty for the embedded Redis)",
+            );
+        }
+        if self.redis.pool_size == 0 {
+            return invalid("redis.pool_size", "must be at least 1");
+        }
+        if self.ws.heartbeat_interval_secs == 0 {
+            return invalid("ws.heartbeat_interval_secs", "must be at least 1");
+        }
+        if self.ws.max_frame_bytes < 1024 {
+            return invalid("ws.max_frame_bytes", "must be at least 1024");
+        }
+        if self.ws.max_message_chars == 0 {
+            return invalid("ws.max_message_chars", "must be at least 1");
+        }
+        if self.ws.outbound_queue < 8 {
+            return invalid("ws.outbound_queue", "must be at least 8");
+        }
+        if self.ws.rate_limit_window_secs == 0 {
+            return invalid("ws.rate_limit_window_secs", "must be at least 1");
+        }
+        if self.presence.ttl_secs == 0 {
+            return invalid("presence.ttl_secs", "must be at least 1");
+        }
+        if self.presence.refresh_interval_secs == 0
+            || self.presence.refresh_interval_secs >= self.presence.ttl_secs
+        {
+            return invalid(
+                "presence.refresh_interval_secs",
+                "must be at least 1 and less than presence.ttl_secs",
+            );
+        }
+        if self.history.page_size == 0 || self.history.page_size > self.history.max_page_size {
+            return invalid(
+                "history.page_size",
+                "must be between 1 and history.max_page_size",
+            );
+        }
+        if self.auth.session_ttl_secs < 60 {
+            return invalid("auth.session_ttl_secs", "must be at least 60");
+        }
+        if self.auth.argon2_memory_kib < 8 * self.auth.argon2_parallelism.max(1) {
+            return invalid("auth.argon2_memory_kib", "must be at least 8 KiB per lane");
+        }
+        if self.auth.argon2_iterations == 0 {
+            return invalid("auth.argon2_iterations", "must be at least 1");
+        }
+        if self.auth.argon2_parallelism == 0 {
+            return invalid("auth.argon2_parallelism", "must be at least 1");
+        }
+        if self.auth.max_failed_logins == 0 {
+            return invalid("auth.max_failed_logins", "must be at least 1");
+        }
+        if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.level.as_str()) {
+            return invalid(
+                "log.level",
+                "must be one of error, warn, info, debug, trace, off",
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML-like text, secrets masked.
+    pub fn to_pretty_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}

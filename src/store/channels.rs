@@ -1,0 +1,589 @@
+//! Channels and their messages (seed 003's layout): the `channels` set of public channels, one
+//! stream `channel:<name>` per channel as the source of truth, a `message:<id>` hash per message,
+//! members and memberships sets, last-seen IDs in `user:<u>`, and DMs named `dm:<a>:<b>`.
+//!
+//! Posting is one Lua script, so a message is written, indexed and published in one step or not
+//! at all, and pub/sub order equals stream order.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use super::{keys, Store};
+use crate::error::{Error, Result};
+use crate::protocol::ChatEvent;
+
+/// The public channel seed 004's clients join with an empty recipient.
+pub const GENERAL: &str = "general";
+
+/// Public channel or private chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Public,
+    Dm,
+}
+
+/// A channel as the caller's list shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChannelSummary {
+    pub name: String,
+    pub kind: Kind,
+    pub unread: u64,
+    pub last_message: Option<ChatEvent>,
+    /// For a DM: the other person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+}
+
+/// One page of history.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page {
+    pub messages: Vec<ChatEvent>,
+    pub has_more: bool,
+}
+
+/// Largest unread count reported exactly; above it the count is capped.
+pub const UNREAD_CAP: usize = 1000;
+
+/// Checks a public channel name: 1-64 of `[a-z0-9_-]`.
+pub fn validate_channel_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidChannelName)
+    }
+}
+
+/// The DM channel of two users: `dm:<a>:<b>` with the names sorted.
+pub fn dm_name(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("dm:{a}:{b}")
+    } else {
+        format!("dm:{b}:{a}")
+    }
+}
+
+/// The two users of a DM channel name.
+pub fn dm_pair(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("dm:")?;
+    rest.split_once(':')
+}
+
+/// Parses a stream ID `ms-seq` into a comparable pair.
+pub fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Whether `a` comes after `b` in stream order (unparsable IDs count as earliest).
+pub fn id_after(a: &str, b: &str) -> bool {
+    parse_id(a).unwrap_or((0, 0)) > parse_id(b).unwrap_or((0, 0))
+}
+
+/// Validates a client-supplied stream ID.
+pub fn check_id(id: &str) -> Result<()> {
+    if id.len() <= 41 && parse_id(id).is_some() {
+        Ok(())
+    } else {
+        Err(Error::body("stream IDs look like 1631623305083-0"))
+    }
+}
+
+const POST_LUA: &str = r#"
+-- KEYS[1] stream channel:<c>, KEYS[2] pub/sub subject room:<c>
+-- ARGV: channel, type, username, text, uuid, maxlen (0 = none), addhash (1 = FT.ADDHASH),
+--       message-hash prefix, index name
+local args = {KEYS[1]}
+local maxlen = tonumber(ARGV[6])
+if maxlen and maxlen > 0 then
+  args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
+end
+args[#args + 1] = '*'
+for _, v in ipairs({'type', ARGV[2], 'username', ARGV[3], 'message', ARGV[4], 'uuid', ARGV[5]}) do
+  args[#args + 1] = v
+end
+local id = redis.call('XADD', unpack(args))
+local ms = tonumber(string.match(id, '^(%d+)'))
+if ARGV[2] == 'message' then
+  local key = ARGV[8] .. id
+  redis.call('HSET', key, 'channel', ARGV[1], 'username', ARGV[3], 'message', ARGV[4],
+    'created_at', ms, 'uuid', ARGV[5], 'type', ARGV[2])
+  if ARGV[7] == '1' then
+    pcall(redis.call, 'FT.ADDHASH', ARGV[9], key, '1.0', 'REPLACE')
+  end
+end
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = ARGV[2],
+  username = ARGV[3], text = ARGV[4], created_at = ms, uuid = ARGV[5]}))
+return id
+"#;
+
+impl Store {
+    /// Whether a public channel exists.
+    pub async fn channel_exists(&self, name: &str) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        Ok(conn.sismember(keys::CHANNELS, name).await?)
+    }
+
+    /// Every public channel, sorted.
+    pub async fn public_channels(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn().await?;
+        let mut v: Vec<String> = conn.smembers(keys::CHANNELS).await?;
+        v.sort();
+        Ok(v)
+    }
+
+    /// Creates a public channel; `ChannelExists` when taken.
+    pub async fn create_channel(&self, name: &str) -> Result<()> {
+        validate_channel_name(name)?;
+        let mut conn = self.conn().await?;
+        let added: i64 = conn.sadd(keys::CHANNELS, name).await?;
+        if added == 0 {
+            return Err(Error::ChannelExists);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the General channel exists (seed 004's public room).
+    pub async fn ensure_channel(&self, name: &str) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: i64 = conn.sadd(keys::CHANNELS, name).await?;
+        Ok(())
+    }
+
+    /// Whether a user may read a channel: any public channel, or a DM they are part of.
+    pub async fn can_read(&self, username: &str, channel: &str) -> Result<bool> {
+        if let Some((a, b)) = dm_pair(channel) {
+            return Ok(a == username || b == username);
+        }
+        self.channel_exists(channel).await
+    }
+
+    /// Whether a user is a member (may post).
+    pub async fn is_member(&self, username: &str, channel: &str) -> Result<bool> {
+        if let Some((a, b)) = dm_pair(channel) {
+            return Ok(a == username || b == username);
+        }
+        let mut conn = self.conn().await?;
+        Ok(conn.sismember(keys::members(channel), username).await?)
+    }
+
+    /// Readability check that answers with the right error.
+    pub async fn require_read(&self, username: &str, channel: &str) -> Result<()> {
+        if dm_pair(channel).is_some() {
+            return if self.can_read(username, channel).await? {
+                Ok(())
+            } else {
+                Err(Error::Forbidden("that private chat is not yours".into()))
+            };
+        }
+        if self.channel_exists(channel).await? {
+            Ok(())
+        } else {
+            Err(Error::ChannelNotFound)
+        }
+    }
+
+    /// Joins a public channel; records a `join` event when the user was not a member.
+    pub async fn join_channel(&self, username: &str, uuid: &str, channel: &str) -> Result<bool> {
+        if dm_pair(channel).is_some() {
+            return Err(Error::Forbidden("private chats cannot be joined".into()));
+        }
+        if !self.channel_exists(channel).await? {
+            return Err(Error::ChannelNotFound);
+        }
+        let mut conn = self.conn().await?;
+        let (added, _): (i64, i64) = redis::pipe()
+            .sadd(keys::members(channel), username)
+            .sadd(keys::memberships(username), channel)
+            .query_async(&mut conn)
+            .await?;
+        if added == 1 {
+            self.append_event(channel, "join", username, "", uuid)
+                .await?;
+        }
+        Ok(added == 1)
+    }
+
+    /// Leaves a public channel; records a `leave` event when the user was a member.
+    pub async fn leave_channel(&self, username: &str, uuid: &str, channel: &str) -> Result<bool> {
+        if dm_pair(channel).is_some() {
+            return Err(Error::Forbidden("private chats cannot be left".into()));
+        }
+        let mut conn = self.conn().await?;
+        let (removed, _): (i64, i64) = redis::pipe()
+            .srem(keys::members(channel), username)
+            .srem(keys::memberships(username), channel)
+            .query_async(&mut conn)
+            .await?;
+        if removed == 1 {
+            self.append_event(channel, "leave", username, "", uuid)
+                .await?;
+        }
+        Ok(removed == 1)
+    }
+
+    /// Opens (idempotently) the DM between two users and returns its name.
+    pub async fn open_dm(&self, me: &str, other: &str) -> Result<String> {
+        if me == other {
+            return Err(Error::body("a private chat needs another user"));
+        }
+        let mut conn = self.conn().await?;
+        let exists: bool = conn.exists(keys::user(other)).await?;
+        if !exists {
+            return Err(Error::UserNotFound);
+        }
+        let name = dm_name(me, other);
+        let _: () = redis::pipe()
+            .sadd(keys::members(&name), &[me, other])
+            .sadd(keys::memberships(me), &name)
+            .sadd(keys::memberships(other), &name)
+            .query_async(&mut conn)
+            .await?;
+        Ok(name)
+    }
+
+    /// Posts a message (or another event type) and publishes it; returns the stored event.
+    pub async fn append_event(
+        &self,
+        channel: &str,
+        kind: &str,
+        username: &str,
+        text: &str,
+        uuid: &str,
+    ) -> Result<ChatEvent> {
+        let addhash = self.search.is_some_and(|v| v.needs_addhash());
+        let mut conn = self.conn().await?;
+        let id: String = redis::Script::new(POST_LUA)
+            .key(keys::channel(channel))
+            .key(keys::room_events(channel))
+            .arg(channel)
+            .arg(kind)
+            .arg(username)
+            .arg(text)
+            .arg(uuid)
+            .arg(self.settings.history.stream_maxlen)
+            .arg(if addhash { "1" } else { "0" })
+            .arg(keys::MESSAGE_PREFIX)
+            .arg(keys::IDX_MESSAGES)
+            .invoke_async(&mut conn)
+            .await?;
+        let created_at = parse_id(&id).map(|(ms, _)| ms as i64).unwrap_or(0);
+        Ok(ChatEvent {
+            id,
+            channel: channel.to_string(),
+            kind: kind.to_string(),
+            username: username.to_string(),
+            text: text.to_string(),
+            created_at,
+            uuid: uuid.to_string(),
+        })
+    }
+
+    /// Posts a message after checking membership and length; nothing is written on error.
+    pub async fn post_message(
+        &self,
+        username: &str,
+        uuid: &str,
+        channel: &str,
+        text: &str,
+    ) -> Result<ChatEvent> {
+        let max = self.settings.ws.max_message_chars;
+        if text.trim().is_empty() {
+            return Err(Error::InvalidMessage("a message needs some text".into()));
+        }
+        if text.chars().count() > max {
+            return Err(Error::InvalidMessage(format!(
+                "messages are at most {max} characters"
+            )));
+        }
+        if !self.is_member(username, channel).await? {
+            return Err(if dm_pair(channel).is_some() {
+                Error::Forbidden("that private chat is not yours".into())
+            } else if self.channel_exists(channel).await? {
+                Error::Forbidden("join the channel before posting".into())
+            } else {
+                Error::ChannelNotFound
+            });
+        }
+        self.append_event(channel, "message", username, text, uuid)
+            .await
+    }
+
+    /// Reads stream entries in `[start, end]` (inclusive; `(id` exclusive), oldest first.
+    pub async fn range(
+        &self,
+        channel: &str,
+        start: &str,
+        end: &str,
+        count: usize,
+    ) -> Result<Vec<ChatEvent>> {
+        let mut conn = self.conn().await?;
+        let raw: redis::Value = redis::cmd("XRANGE")
+            .arg(keys::channel(channel))
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        drop(conn);
+        self.events_from_entries(channel, raw).await
+    }
+
+    /// Reads up to `count` entries before `end` (exclusive `(id` or `+`), returned oldest first.
+    pub async fn range_rev(
+        &self,
+        channel: &str,
+        end: &str,
+        count: usize,
+    ) -> Result<Vec<ChatEvent>> {
+        let mut conn = self.conn().await?;
+        let raw: redis::Value = redis::cmd("XREVRANGE")
+            .arg(keys::channel(channel))
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        drop(conn);
+        let mut v = self.events_from_entries(channel, raw).await?;
+        v.reverse();
+        Ok(v)
+    }
+
+    /// Every event after `id` (exclusive), oldest first, read in batches.
+    pub async fn read_after(&self, channel: &str, id: &str) -> Result<Vec<ChatEvent>> {
+        const BATCH: usize = 500;
+        let mut all = Vec::new();
+        let mut from = format!("({id}");
+        loop {
+            let batch = self.range(channel, &from, "+", BATCH).await?;
+            let done = batch.len() < BATCH;
+            if let Some(last) = batch.last() {
+                from = format!("({}", last.id);
+            }
+            all.extend(batch);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// A history page: before/after an ID, or the newest.
+    pub async fn history(
+        &self,
+        channel: &str,
+        before: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page> {
+        let limit = limit.clamp(1, self.settings.history.max_page_size);
+        if let Some(after) = after {
+            check_id(after)?;
+            let mut messages = self
+                .range(channel, &format!("({after}"), "+", limit + 1)
+                .await?;
+            let has_more = messages.len() > limit;
+            messages.truncate(limit);
+            return Ok(Page { messages, has_more });
+        }
+        let end = match before {
+            Some(b) => {
+                check_id(b)?;
+                format!("({b}")
+            }
+            None => "+".to_string(),
+        };
+        let mut messages = self.range_rev(channel, &end, limit + 1).await?;
+        let has_more = messages.len() > limit;
+        if has_more {
+            messages.remove(0);
+        }
+        Ok(Page { messages, has_more })
+    }
+
+    /// The newest entry ID of a channel, if any.
+    pub async fn last_id(&self, channel: &str) -> Result<Option<String>> {
+        let mut conn = self.conn().await?;
+        let raw: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(keys::channel(channel))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(raw.into_iter().next().map(|(id, _)| id))
+    }
+
+    /// Turns XRANGE entries into events; entries written by seed 003's loader carry only
+    /// `type`, so their text comes from the `message:<id>` hash (one pipelined read).
+    async fn events_from_entries(
+        &self,
+        channel: &str,
+        raw: redis::Value,
+    ) -> Result<Vec<ChatEvent>> {
+        let entries: Vec<(String, HashMap<String, String>)> =
+            redis::FromRedisValue::from_redis_value(raw)
+                .map_err(|e| Error::Internal(format!("stream entry: {e}")))?;
+        let missing: Vec<&String> = entries
+            .iter()
+            .filter(|(_, f)| !f.contains_key("username"))
+            .map(|(id, _)| id)
+            .collect();
+        let mut hashes: HashMap<String, HashMap<String, String>> = HashMap::new();
+        if !missing.is_empty() {
+            let mut conn = self.conn().await?;
+            let mut pipe = redis::pipe();
+            for id in &missing {
+                pipe.hgetall(keys::message(id));
+            }
+            let got: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (id, h) in missing.into_iter().zip(got) {
+                hashes.insert(id.clone(), h);
+            }
+        }
+        Ok(entries
+            .into_iter()
+            .map(|(id, f)| {
+                let f = hashes.remove(&id).map(|h| merge(f.clone(), h)).unwrap_or(f);
+                let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+                ChatEvent {
+                    created_at: parse_id(&id).map(|(ms, _)| ms as i64).unwrap_or(0),
+                    channel: channel.to_string(),
+                    kind: f.get("type").cloned().unwrap_or_else(|| "message".into()),
+                    username: get("username"),
+                    text: get("message"),
+                    uuid: get("uuid"),
+                    id,
+                }
+            })
+            .collect())
+    }
+
+    /// The channels a user belongs to.
+    pub async fn memberships(&self, username: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn().await?;
+        let mut v: Vec<String> = conn.smembers(keys::memberships(username)).await?;
+        v.sort();
+        Ok(v)
+    }
+
+    /// Members of a channel.
+    pub async fn members(&self, channel: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn().await?;
+        let mut v: Vec<String> = conn.smembers(keys::members(channel)).await?;
+        v.sort();
+        Ok(v)
+    }
+
+    /// Records that the user has read up to `last_id` (never moves backwards).
+    pub async fn mark_read(&self, username: &str, channel: &str, last_id: &str) -> Result<()> {
+        check_id(last_id)?;
+        let mut conn = self.conn().await?;
+        let current: Option<String> = conn
+            .hget(keys::user(username), keys::last_seen_field(channel))
+            .await?;
+        if current.as_deref().is_none_or(|c| id_after(last_id, c)) {
+            let _: () = conn
+                .hset(
+                    keys::user(username),
+                    keys::last_seen_field(channel),
+                    last_id,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Unread count of a channel for a user: entries after their last-seen ID (capped).
+    pub async fn unread(&self, username: &str, channel: &str) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let seen: Option<String> = conn
+            .hget(keys::user(username), keys::last_seen_field(channel))
+            .await?;
+        let start = seen.map(|s| format!("({s}")).unwrap_or_else(|| "-".into());
+        let ids: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(keys::channel(channel))
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(UNREAD_CAP)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids
+            .iter()
+            .filter(|(_, f)| {
+                f.get("type").is_none_or(|t| t == "message")
+                    && f.get("username").is_none_or(|u| u != username)
+            })
+            .count() as u64)
+    }
+
+    /// The caller's channels with unread counts and last message.
+    pub async fn channel_summaries(&self, username: &str) -> Result<Vec<ChannelSummary>> {
+        let mut out = Vec::new();
+        for name in self.memberships(username).await? {
+            let last = self.range_rev(&name, "+", 1).await?.pop();
+            let unread = self.unread(username, &name).await?;
+            let peer = dm_pair(&name).map(|(a, b)| if a == username { b } else { a }.to_string());
+            out.push(ChannelSummary {
+                kind: if peer.is_some() {
+                    Kind::Dm
+                } else {
+                    Kind::Public
+                },
+                name,
+                unread,
+                last_message: last,
+                peer,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn merge(mut a: HashMap<String, String>, b: HashMap<String, String>) -> HashMap<String, String> {
+    for (k, v) in b {
+        a.entry(k).or_insert(v);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names() {
+        assert!(validate_channel_name("general").is_ok());
+        assert!(validate_channel_name("a-b_9").is_ok());
+        assert!(validate_channel_name("").is_err());
+        assert!(validate_channel_name("Caps").is_err());
+        assert!(validate_channel_name("dm:a:b").is_err());
+        assert!(validate_channel_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn dm_names_are_sorted_pairs() {
+        assert_eq!(dm_name("zed", "amy"), "dm:amy:zed");
+        assert_eq!(dm_pair("dm:amy:zed"), Some(("amy", "zed")));
+        assert_eq!(dm_pair("general"), None);
+    }
+
+    #[test]
+    fn ids_compare_numerically() {
+        assert!(id_after("10-0", "9-5"));
+        assert!(id_after("10-10", "10-9"));
+        assert!(!id_after("10-1", "10-1"));
+        assert!(check_id("1631623305083-0").is_ok());
+        assert!(check_id("abc").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Every Redis key chatnode reads or writes, named in one place.
+//!
+//! Seed 003's names are the base (`usernames`, `user:<u>`, `channels`, `channel:<c>`,
+//! `message:<id>`, `idx:users`, `idx:messages`), so a database filled by that guide's loader is
+//! served as it is. Everything chatnode adds is spelled here and nowhere else.
+
+/// Set of every username (seed 003).
+pub const USERNAMES: &str = "usernames";
+/// Set of public channel names (seed 003).
+pub const CHANNELS: &str = "channels";
+/// RediSearch index over `user:*` hashes (seed 003).
+pub const IDX_USERS: &str = "idx:users";
+/// RediSearch index over `message:*` hashes (seed 003).
+pub const IDX_MESSAGES: &str = "idx:messages";
+/// Prefix of user hashes, as RediSearch 2.x `ON HASH PREFIX` names it.
+pub const USER_PREFIX: &str = "user:";
+/// Prefix of message hashes.
+pub const MESSAGE_PREFIX: &str = "message:";
+/// Sorted set of online usernames, score = presence expiry (unix ms).
+pub const ONLINE: &str = "online";
+/// Pub/sub channel of presence transitions (`{"username","online"}`).
+pub const PRESENCE_EVENTS: &str = "events:presence";
+/// Pub/sub channel of per-user notices (revoked sessions, mentions, DM invitations).
+pub const USER_EVENTS: &str = "events:user";
+
+/// `user:<username>`: the profile hash (seed 003 fields plus chatnode's).
+pub fn user(username: &str) -> String {
+    format!("user:{username}")
+}
+
+/// `uuid:<uuid>` → username (seed 004 addresses users by UUID).
+pub fn user_by_uuid(uuid: &str) -> String {
+    format!("uuid:{uuid}")
+}
+
+/// `session:<sha256 hex of token>` → username, with a sliding TTL.
+pub fn session(token_hash: &str) -> String {
+    format!("session:{token_hash}")
+}
+
+/// `sessions:<username>`: set of that user's session key hashes, to revoke them all.
+pub fn user_sessions(username: &str) -> String {
+    format!("sessions:{username}")
+}
+
+/// `loginfail:user:<username>` / `loginfail:addr:<ip>`: failed-login counters.
+pub fn login_failures(kind: &str, who: &str) -> String {
+    format!("loginfail:{kind}:{who}")
+}
+
+/// `channel:<name>`: the channel's stream, the source of truth (seed 003).
+pub fn channel(name: &str) -> String {
+    format!("channel:{name}")
+}
+
+/// `message:<stream id>`: one message's hash (seed 003).
+pub fn message(id: &str) -> String {
+    format!("message:{id}")
+}
+
+/// Field of `user:<u>` holding the last stream ID that user saw in a channel (seed 003).
+pub fn last_seen_field(channel: &str) -> String {
+    format!("channel:{channel}")
+}
+
+/// `members:<channel>`: set of a channel's members.
+pub fn members(channel: &str) -> String {
+    format!("members:{channel}")
+}
+
+/// `memberships:<username>`: set of channels a user belongs to (public and DMs).
+pub fn memberships(username: &str) -> String {
+    format!("memberships:{username}")
+}
+
+/// `presence:<username>`: exists while the user is online (SETEX, seed 004).
+pub fn presence(username: &str) -> String {
+    format!("presence:{username}")
+}
+
+/// `room:<channel>`: the pub/sub channel carrying a room's live events.
+pub fn room_events(channel: &str) -> String {
+    format!("room:{channel}")
+}
+
+/// The channel name of a pub/sub `room:<channel>` subject, if it is one.
+pub fn room_from_events(subject: &str) -> Option<&str> {
+    subject.strip_prefix("room:")
+}

@@ -1,0 +1,198 @@
+//! The Redis data layer: every read and write of chatnode's data goes through here.
+//!
+//! Handlers and actors call these functions; none of them builds a Redis key or command itself.
+
+pub mod channels;
+pub mod demo;
+pub mod keys;
+pub mod search;
+pub mod sessions;
+pub mod setup;
+pub mod users;
+
+use std::sync::Arc;
+
+use deadpool_redis::{Pool, PoolConfig, Runtime};
+
+use crate::error::Result;
+use crate::settings::Settings;
+
+/// Which RediSearch the Redis has, detected once at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchVersion {
+    /// Module version as Redis reports it, e.g. 10200 for 1.2.0.
+    pub raw: i64,
+}
+
+impl SearchVersion {
+    /// Major version: 1 has no `ON HASH PREFIX`, 2 and later do.
+    pub fn major(self) -> i64 {
+        self.raw / 10000
+    }
+    /// Whether documents must be added by hand with `FT.ADDHASH`.
+    pub fn needs_addhash(self) -> bool {
+        self.major() < 2
+    }
+    /// `redisearch 1.2` and the like.
+    pub fn label(self) -> String {
+        format!("redisearch {}.{}", self.raw / 10000, (self.raw / 100) % 100)
+    }
+}
+
+/// Shared handle to Redis: the command pool, a client for dedicated connections, and facts.
+#[derive(Clone)]
+pub struct Store {
+    pub pool: Pool,
+    pub client: redis::Client,
+    pub search: Option<SearchVersion>,
+    pub settings: Arc<Settings>,
+}
+
+/// Puts `password` into a redis URL that has none.
+fn url_with_password(url: &str, password: &str) -> String {
+    if password.is_empty() {
+        return url.to_string();
+    }
+    let Some(i) = url.find("://") else {
+        return url.to_string();
+    };
+    let (scheme, rest) = url.split_at(i + 3);
+    let host_part = rest.split('/').next().unwrap_or("");
+    if host_part.contains('@') {
+        return url.to_string();
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("{scheme}:{encoded}@{rest}")
+}
+
+impl Store {
+    /// Connects to `url` and detects the search module.
+    pub async fn connect(url: &str, settings: Arc<Settings>) -> Result<Self, String> {
+        let url = url_with_password(url, settings.redis.password.expose());
+        let client = redis::Client::open(url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+        let mut cfg = deadpool_redis::Config::from_url(url.clone());
+        cfg.pool = Some(PoolConfig::new(settings.redis.pool_size));
+        let pool = cfg
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| format!("redis pool: {e}"))?;
+        let mut store = Store {
+            pool,
+            client,
+            search: None,
+            settings,
+        };
+        store.search = store
+            .detect_search()
+            .await
+            .map_err(|e| format!("cannot reach Redis: {e}"))?;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    pub async fn conn(&self) -> Result<deadpool_redis::Connection> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Reads `MODULE LIST` and finds RediSearch (`ft` in 1.x, `search` in 2.x).
+    async fn detect_search(&self) -> Result<Option<SearchVersion>> {
+        let mut conn = self.conn().await?;
+        let modules: Vec<redis::Value> = redis::cmd("MODULE")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await?;
+        for module in modules {
+            let fields = flatten_pairs(module);
+            let name = fields
+                .iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.as_str());
+            if matches!(name, Some("ft") | Some("search")) {
+                let raw = fields
+                    .iter()
+                    .find(|(k, _)| k == "ver")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                return Ok(Some(SearchVersion { raw }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// PING, for readiness.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Turns a RESP2 array or RESP3 map of name/value pairs into strings.
+pub fn flatten_pairs(v: redis::Value) -> Vec<(String, String)> {
+    use redis::Value;
+    fn text(v: &Value) -> String {
+        match v {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Double(d) => d.to_string(),
+            _ => String::new(),
+        }
+    }
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (text(&c[0]), text(&c[1])))
+            .collect(),
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_goes_into_url_once() {
+        assert_eq!(
+            url_with_password("redis://h:6379/0", "p@ss"),
+            "redis://:p%40ss@h:6379/0"
+        );
+        assert_eq!(
+            url_with_password("redis://:x@h:6379", "p"),
+            "redis://:x@h:6379"
+        );
+        assert_eq!(url_with_password("redis://h", ""), "redis://h");
+    }
+
+    #[test]
+    fn search_labels() {
+        let v = SearchVersion { raw: 10200 };
+        assert_eq!(v.label(), "redisearch 1.2");
+        assert!(v.needs_addhash());
+        assert!(!SearchVersion { raw: 21005 }.needs_addhash());
+    }
+}
+
+impl Store {
+    /// PUBLISH on a pub/sub subject.
+    pub async fn publish(&self, subject: &str, payload: &str) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(subject)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}

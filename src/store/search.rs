@@ -1,0 +1,204 @@
+//! Full-text and tag search through RediSearch, on 1.x and 2.x alike.
+//!
+//! User text never reaches RediSearch as query syntax: every character that is not a letter or a
+//! digit is escaped, so no input can error or widen a search.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::users::{profile_from_hash, Profile};
+use super::{keys, Store};
+use crate::error::{Error, Result};
+
+/// Escapes a value for a TAG clause or a TEXT term.
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            out.push(c);
+        } else {
+            out.push('\\');
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Words of free text, each escaped; empty words dropped.
+pub fn terms(q: &str) -> Vec<String> {
+    q.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .take(10)
+        .map(escape)
+        .collect()
+}
+
+/// What a user search asks for.
+#[derive(Clone, Debug, Default)]
+pub struct UserQuery {
+    pub q: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub hobby: Option<String>,
+    /// (lat, lon, radius km)
+    pub near: Option<(f64, f64, f64)>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// One page of users.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserResults {
+    pub total: u64,
+    pub users: Vec<Profile>,
+}
+
+impl UserQuery {
+    /// The RediSearch query string.
+    pub fn to_query(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(q) = self.q.as_deref() {
+            let words = terms(q);
+            if !words.is_empty() {
+                let text: Vec<String> = words
+                    .iter()
+                    .map(|w| {
+                        if w.chars().count() >= 2 {
+                            format!("{w}*")
+                        } else {
+                            w.clone()
+                        }
+                    })
+                    .collect();
+                parts.push(format!(
+                    "((@firstname|lastname:({})) | (@username:{{{}}}))",
+                    text.join(" "),
+                    escape(q.trim().to_lowercase().as_str())
+                ));
+            }
+        }
+        for (field, value) in [
+            ("city", &self.city),
+            ("country", &self.country),
+            ("hobbies", &self.hobby),
+        ] {
+            if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                parts.push(format!("@{field}:{{{}}}", escape(&v.to_lowercase())));
+            }
+        }
+        if let Some((lat, lon, km)) = self.near {
+            parts.push(format!("@location:[{lon} {lat} {km} km]"));
+        }
+        if parts.is_empty() {
+            "*".to_string()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// Parses an FT.SEARCH answer: total, then key and field list pairs.
+pub fn parse_search(v: redis::Value) -> (u64, Vec<(String, HashMap<String, String>)>) {
+    use redis::Value;
+    let Value::Array(items) = v else {
+        return (0, Vec::new());
+    };
+    let mut it = items.into_iter();
+    let total = match it.next() {
+        Some(Value::Int(n)) => n.max(0) as u64,
+        _ => 0,
+    };
+    let mut docs = Vec::new();
+    while let Some(key) = it.next() {
+        let key = match key {
+            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            Value::SimpleString(s) => s,
+            _ => continue,
+        };
+        let fields = match it.next() {
+            Some(v @ Value::Array(_)) => super::flatten_pairs(v).into_iter().collect(),
+            _ => HashMap::new(),
+        };
+        docs.push((key, fields));
+    }
+    (total, docs)
+}
+
+impl Store {
+    /// Runs FT.SEARCH; `SearchUnavailable` without the module.
+    pub async fn ft_search(
+        &self,
+        index: &str,
+        query: &str,
+        extra: &[&str],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(u64, Vec<(String, HashMap<String, String>)>)> {
+        if self.search.is_none() {
+            return Err(Error::SearchUnavailable);
+        }
+        let mut conn = self.conn().await?;
+        let v: redis::Value = redis::cmd("FT.SEARCH")
+            .arg(index)
+            .arg(query)
+            .arg(extra)
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Ok(parse_search(v))
+    }
+
+    /// Searches users by name, city, country, hobby and distance.
+    pub async fn search_users(&self, q: &UserQuery) -> Result<UserResults> {
+        let (total, docs) = self
+            .ft_search(keys::IDX_USERS, &q.to_query(), &[], q.offset, q.limit)
+            .await?;
+        let mut users = Vec::with_capacity(docs.len());
+        for (key, fields) in docs {
+            let username = key
+                .strip_prefix(keys::USER_PREFIX)
+                .unwrap_or(&key)
+                .to_string();
+            let mut p = profile_from_hash(&username, &fields);
+            if p.uuid.is_empty() {
+                p.uuid = self.ensure_uuid(&username).await?;
+            }
+            users.push(p);
+        }
+        Ok(UserResults { total, users })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_text_is_escaped() {
+        assert_eq!(escape("a-b"), "a\\-b");
+        assert_eq!(escape("@x:{y}|*"), "\\@x\\:\\{y\\}\\|\\*");
+        assert_eq!(terms("hello, -world* (x)"), vec!["hello", "world", "x"]);
+    }
+
+    #[test]
+    fn user_queries_combine_clauses() {
+        let q = UserQuery {
+            q: Some("Simon".into()),
+            city: Some("Nottingham".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.to_query(),
+            "((@firstname|lastname:(Simon*)) | (@username:{simon})) @city:{nottingham}"
+        );
+        assert_eq!(UserQuery::default().to_query(), "*");
+        let near = UserQuery {
+            near: Some((51.5, -0.1, 10.0)),
+            ..Default::default()
+        };
+        assert_eq!(near.to_query(), "@location:[-0.1 51.5 10 km]");
+    }
+}

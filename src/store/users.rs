@@ -1,0 +1,446 @@
+//! Users and profiles: `user:<username>` hashes (seed 003's fields plus chatnode's), the
+//! `usernames` set, and the `uuid:<uuid>` index seed 004's protocol needs.
+//!
+//! Passwords are hashed with argon2id and never leave this module except as a verdict.
+
+use std::collections::HashMap;
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::{Algorithm, Argon2, Params, Version};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::{keys, Store};
+use crate::error::{Error, Result};
+use crate::settings::Auth;
+
+/// A point on the map.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Location {
+    /// Rejects impossible coordinates.
+    pub fn validate(&self) -> Result<()> {
+        if !(-90.0..=90.0).contains(&self.lat) || !(-180.0..=180.0).contains(&self.lon) {
+            return Err(Error::body(
+                "location: lat must be within ±90 and lon within ±180",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What others may see of a user. Never holds a secret.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Profile {
+    pub username: String,
+    pub uuid: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub city: String,
+    pub country: String,
+    pub hobbies: Vec<String>,
+    pub location: Option<Location>,
+    pub created_at: i64,
+}
+
+/// Profile fields a user may set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub hobbies: Option<Vec<String>>,
+    pub location: Option<Location>,
+}
+
+impl ProfileUpdate {
+    /// Checks lengths and coordinates.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("firstname", &self.firstname),
+            ("lastname", &self.lastname),
+            ("city", &self.city),
+            ("country", &self.country),
+        ] {
+            if let Some(v) = v {
+                if v.chars().count() > 100 {
+                    return Err(Error::body(format!("{name}: at most 100 characters")));
+                }
+            }
+        }
+        if let Some(h) = &self.hobbies {
+            if h.len() > 20
+                || h.iter()
+                    .any(|x| x.trim().is_empty() || x.chars().count() > 40 || x.contains(','))
+            {
+                return Err(Error::body(
+                    "hobbies: at most 20, each 1-40 characters without commas",
+                ));
+            }
+        }
+        if let Some(l) = &self.location {
+            l.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The hash fields this update writes.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = Vec::new();
+        if let Some(v) = &self.firstname {
+            f.push(("firstname", v.clone()));
+        }
+        if let Some(v) = &self.lastname {
+            f.push(("lastname", v.clone()));
+        }
+        if let Some(v) = &self.city {
+            f.push(("city", v.clone()));
+        }
+        if let Some(v) = &self.country {
+            f.push(("country", v.clone()));
+        }
+        if let Some(h) = &self.hobbies {
+            let h: Vec<String> = h.iter().map(|x| x.trim().to_lowercase()).collect();
+            f.push(("hobbies", h.join(",")));
+        }
+        if let Some(l) = &self.location {
+            f.push(("location", format!("{},{}", l.lon, l.lat)));
+        }
+        f
+    }
+}
+
+/// Lowercases a username and checks it: 3-32 of `[a-z0-9_.-]`.
+pub fn normalize_username(raw: &str) -> Result<String> {
+    let name = raw.trim().to_lowercase();
+    let ok = (3..=32).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::InvalidUsername(
+            "usernames are 3-32 characters of a-z, 0-9, _, . and -".into(),
+        ))
+    }
+}
+
+/// Checks a password's length: 8-1024 characters.
+pub fn check_password(password: &str) -> Result<()> {
+    if (8..=1024).contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(Error::WeakPassword)
+    }
+}
+
+fn argon2(auth: &Auth) -> Result<Argon2<'static>> {
+    let params = Params::new(
+        auth.argon2_memory_kib,
+        auth.argon2_iterations,
+        auth.argon2_parallelism,
+        None,
+    )
+    .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes a password to an argon2id PHC string (CPU-heavy: call off the event loop).
+pub fn hash_password(auth: &Auth, password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2(auth)?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("argon2: {e}")))
+}
+
+/// Checks a password against a PHC string; a missing hash still costs one verification, so an
+/// unknown user and a wrong password take about the same time.
+pub fn verify_password(auth: &Auth, password: &str, phc: Option<&str>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let dummy =
+        DUMMY.get_or_init(|| hash_password(auth, "not a real password").unwrap_or_default());
+    let (phc, real) = match phc {
+        Some(p) if !p.is_empty() => (p, true),
+        _ => (dummy.as_str(), false),
+    };
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(a) = argon2(auth) else {
+        return false;
+    };
+    a.verify_password(password.as_bytes(), &parsed).is_ok() && real
+}
+
+/// Runs a CPU-heavy closure on the blocking pool.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))
+}
+
+/// A new account.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub profile: ProfileUpdate,
+}
+
+const REGISTER_LUA: &str = r#"
+-- KEYS[1] user hash, KEYS[2] usernames set, KEYS[3] uuid index; ARGV[1] username, ARGV[2] uuid,
+-- then field/value pairs. Exactly one of two concurrent registrations of a name wins.
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  return 0
+end
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[1])
+return 1
+"#;
+
+impl Store {
+    /// Creates a user; `UsernameTaken` when the name exists.
+    pub async fn create_user(&self, user: &NewUser) -> Result<Profile> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let mut args: Vec<String> = vec![user.username.clone(), uuid.clone()];
+        let mut push = |k: &str, v: String| {
+            args.push(k.to_string());
+            args.push(v);
+        };
+        push("username", user.username.clone());
+        push("uuid", uuid.clone());
+        push("password_hash", user.password_hash.clone());
+        push("created_at", now.to_string());
+        for f in ["firstname", "lastname", "city", "country"] {
+            push(f, String::new());
+        }
+        for (k, v) in user.profile.fields() {
+            push(k, v);
+        }
+        let mut conn = self.conn().await?;
+        let created: i64 = redis::Script::new(REGISTER_LUA)
+            .key(keys::user(&user.username))
+            .key(keys::USERNAMES)
+            .key(keys::user_by_uuid(&uuid))
+            .arg(&args)
+            .invoke_async(&mut conn)
+            .await?;
+        if created == 0 {
+            return Err(Error::UsernameTaken);
+        }
+        self.index_user(&user.username).await;
+        self.profile(&user.username)
+            .await?
+            .ok_or(Error::UserNotFound)
+    }
+
+    /// Whether a username is free.
+    pub async fn username_available(&self, username: &str) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        let (member, exists): (bool, bool) = redis::pipe()
+            .sismember(keys::USERNAMES, username)
+            .exists(keys::user(username))
+            .query_async(&mut conn)
+            .await?;
+        Ok(!member && !exists)
+    }
+
+    /// A user's profile, or `None`. Users loaded by seed 003's loader get a UUID on first read.
+    pub async fn profile(&self, username: &str) -> Result<Option<Profile>> {
+        let mut conn = self.conn().await?;
+        let mut h: HashMap<String, String> = conn.hgetall(keys::user(username)).await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        if h.get("uuid").is_none_or(|u| u.is_empty()) {
+            let uuid = self.ensure_uuid(username).await?;
+            h.insert("uuid".into(), uuid);
+        }
+        Ok(Some(profile_from_hash(username, &h)))
+    }
+
+    /// Gives a user without one (seed 003's loader writes none) a UUID, once.
+    pub async fn ensure_uuid(&self, username: &str) -> Result<String> {
+        let mut conn = self.conn().await?;
+        let fresh = uuid::Uuid::new_v4().to_string();
+        let set: bool = conn.hset_nx(keys::user(username), "uuid", &fresh).await?;
+        let uuid: String = if set {
+            fresh
+        } else {
+            conn.hget(keys::user(username), "uuid").await?
+        };
+        let _: () = conn.set(keys::user_by_uuid(&uuid), username).await?;
+        Ok(uuid)
+    }
+
+    /// The username behind a UUID.
+    pub async fn username_by_uuid(&self, uuid: &str) -> Result<Option<String>> {
+        let mut conn = self.conn().await?;
+        Ok(conn.get(keys::user_by_uuid(uuid)).await?)
+    }
+
+    /// UUIDs of many users in one round trip (missing ones are assigned).
+    pub async fn uuids(&self, usernames: &[String]) -> Result<HashMap<String, String>> {
+        if usernames.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for u in usernames {
+            pipe.hget(keys::user(u), "uuid");
+        }
+        let found: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let mut out = HashMap::with_capacity(usernames.len());
+        for (u, id) in usernames.iter().zip(found) {
+            let id = match id {
+                Some(id) if !id.is_empty() => id,
+                _ => self.ensure_uuid(u).await?,
+            };
+            out.insert(u.clone(), id);
+        }
+        Ok(out)
+    }
+
+    /// The stored password hash, if the user exists.
+    pub async fn password_hash(&self, username: &str) -> Result<Option<String>> {
+        let mut conn = self.conn().await?;
+        Ok(conn.hget(keys::user(username), "password_hash").await?)
+    }
+
+    /// Replaces the password hash.
+    pub async fn set_password_hash(&self, username: &str, phc: &str) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: () = conn
+            .hset(keys::user(username), "password_hash", phc)
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a profile update and returns the new profile.
+    pub async fn update_profile(&self, username: &str, update: &ProfileUpdate) -> Result<Profile> {
+        let fields = update.fields();
+        if !fields.is_empty() {
+            let mut conn = self.conn().await?;
+            let _: () = conn.hset_multiple(keys::user(username), &fields).await?;
+            self.index_user(username).await;
+        }
+        self.profile(username).await?.ok_or(Error::UserNotFound)
+    }
+
+    /// Every username, sorted.
+    pub async fn all_usernames(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn().await?;
+        let mut names: Vec<String> = conn.smembers(keys::USERNAMES).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Adds a user hash to `idx:users` where RediSearch 1.x needs it by hand.
+    pub async fn index_user(&self, username: &str) {
+        self.index_hash(keys::IDX_USERS, &keys::user(username))
+            .await;
+    }
+
+    /// `FT.ADDHASH index key 1.0 REPLACE` on RediSearch 1.x; nothing on 2.x (prefix indexing).
+    pub async fn index_hash(&self, index: &str, key: &str) {
+        let Some(v) = self.search else { return };
+        if !v.needs_addhash() {
+            return;
+        }
+        let Ok(mut conn) = self.conn().await else {
+            return;
+        };
+        let r: redis::RedisResult<redis::Value> = redis::cmd("FT.ADDHASH")
+            .arg(index)
+            .arg(key)
+            .arg("1.0")
+            .arg("REPLACE")
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = r {
+            log::warn!("indexing {key} in {index}: {e}");
+        }
+    }
+}
+
+/// Builds a profile from a user hash (secrets are simply not read).
+pub fn profile_from_hash(username: &str, h: &HashMap<String, String>) -> Profile {
+    let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+    let location = h.get("location").and_then(|s| {
+        let (lon, lat) = s.split_once(',')?;
+        Some(Location {
+            lat: lat.trim().parse().ok()?,
+            lon: lon.trim().parse().ok()?,
+        })
+    });
+    Profile {
+        username: h
+            .get("username")
+            .cloned()
+            .unwrap_or_else(|| username.to_string()),
+        uuid: get("uuid"),
+        firstname: get("firstname"),
+        lastname: get("lastname"),
+        city: get("city"),
+        country: get("country"),
+        hobbies: h
+            .get("hobbies")
+            .map(|s| {
+                s.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        location,
+        created_at: get("created_at").parse().unwrap_or(0),
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_lowercased_and_checked() {
+        assert_eq!(normalize_username("Wasim").unwrap(), "wasim");
+        assert_eq!(normalize_username("a.b-c_9").unwrap(), "a.b-c_9");
+        assert!(normalize_username("ab").is_err());
+        assert!(normalize_username("has space").is_err());
+        assert!(normalize_username(&"x".repeat(33)).is_err());
+        assert!(normalize_username("ünï").is_err());
+    }
+
+    #[test]
+    fn hashes_are_argon2id_and_verify() {
+        let auth = crate::settings::Settings::defaults().auth;
+        let h = hash_password(&auth, "correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&auth, "correct horse", Some(&h)));
+        assert!(!verify_password(&auth, "wrong horse", Some(&h)));
+        assert!(!verify_password(&auth, "correct horse", None));
+    }
+}
