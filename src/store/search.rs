@@ -55,6 +55,13 @@ pub struct UserResults {
 }
 
 impl UserQuery {
+    /// A text query with no searchable word in it (only punctuation) finds nobody.
+    pub fn matches_nothing(&self) -> bool {
+        self.q
+            .as_deref()
+            .is_some_and(|q| !q.trim().is_empty() && terms(q).is_empty())
+    }
+
     /// The RediSearch query string.
     pub fn to_query(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
@@ -153,6 +160,15 @@ impl Store {
 
     /// Searches users by name, city, country, hobby and distance.
     pub async fn search_users(&self, q: &UserQuery) -> Result<UserResults> {
+        if self.search.is_none() {
+            return Err(Error::SearchUnavailable);
+        }
+        if q.matches_nothing() {
+            return Ok(UserResults {
+                total: 0,
+                users: Vec::new(),
+            });
+        }
         let (total, docs) = self
             .ft_search(keys::IDX_USERS, &q.to_query(), &[], q.offset, q.limit)
             .await?;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what chatnode needs beyond Rust: redis-server and Debian's RediSearch 1.x module, and
+# (with --test) what the test suite needs too. Run as root it installs through apt; otherwise it
+# prints the exact apt line to run.
+set -euo pipefail
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+pkgs=()
+command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+[ -f /usr/lib/redis/modules/redisearch.so ] || pkgs+=(redis-redisearch)
+
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    # The packaged service is not needed: chatnode starts its own redis-server.
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  else
+    echo "chatnode needs: ${pkgs[*]}. Install them with:"
+    echo "  sudo apt-get install -y ${pkgs[*]}"
+    exit 1
+  fi
+fi
+
+if [ "$want_test" = 1 ] && ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi

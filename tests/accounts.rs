@@ -1,0 +1,446 @@
+//! Accounts, sessions, profiles and the user directory, on real Redis.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn register_login_me_and_errors() {
+    let redis = TestRedis::start().await;
+    let node = node(settings(&redis.url()));
+    let base = node.http_url();
+    let c = http();
+    let res = c
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": "Ada.L", "password": "analytical", "firstname": "Ada", "city": "London"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("chatnode_session="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["user"]["username"], "ada.l", "stored lowercase");
+    assert!(v["user"].get("password_hash").is_none());
+    assert_eq!(
+        v["token"].as_str().unwrap().len(),
+        43,
+        "256-bit token, base64url"
+    );
+
+    // The cookie alone authenticates.
+    let me: Value = c
+        .get(format!("{base}/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["firstname"], "Ada");
+
+    for (body, code, status) in [
+        (
+            json!({"username": "ADA.l", "password": "analytical"}),
+            "username_taken",
+            409,
+        ),
+        (
+            json!({"username": "a", "password": "analytical"}),
+            "invalid_username",
+            400,
+        ),
+        (
+            json!({"username": "has space", "password": "analytical"}),
+            "invalid_username",
+            400,
+        ),
+        (
+            json!({"username": "shorty", "password": "short"}),
+            "weak_password",
+            400,
+        ),
+        (
+            json!({"username": "extra", "password": "analytical", "admin": true}),
+            "invalid_body",
+            400,
+        ),
+        (
+            json!({"username": "typed", "password": 12345678}),
+            "invalid_body",
+            400,
+        ),
+        (
+            json!({"username": "geo", "password": "analytical", "location": {"lat": 91, "lon": 0}}),
+            "invalid_body",
+            400,
+        ),
+    ] {
+        let res = http()
+            .post(format!("{base}/api/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status, "{body}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{body}");
+    }
+
+    let res = http()
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": "ADA.L", "password": "analytical"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for body in [
+        json!({"username": "ada.l", "password": "wrong-password"}),
+        json!({"username": "nobody", "password": "analytical"}),
+    ] {
+        let res = http()
+            .post(format!("{base}/api/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_credentials");
+        assert_eq!(
+            v["error"]["message"], "wrong username or password",
+            "same answer for both"
+        );
+    }
+
+    let (s, v) = get(&base, "/api/usernames/ada.l", &token).await;
+    assert_eq!((s, v["available"].clone()), (200, json!(false)));
+    let (s, v) = get(&base, "/api/usernames/Free_Name", &token).await;
+    assert_eq!(
+        (s, v["available"].clone(), v["username"].clone()),
+        (200, json!(true), json!("free_name"))
+    );
+    let (s, v) = get(&base, "/api/usernames/x", &token).await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (400, json!("invalid_username"))
+    );
+
+    let (s, v) = get(&base, "/api/users/ada.l", &token).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["city"], "London");
+    assert!(v.get("password_hash").is_none());
+    let (s, v) = get(&base, "/api/users/ghost", &token).await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (404, json!("user_not_found"))
+    );
+    let (s, _) = get(&base, "/api/me", "not-a-token").await;
+    assert_eq!(s, 401);
+
+    let (s, v) = send(
+        Method::PATCH,
+        &base,
+        "/api/me",
+        &token,
+        json!({"city": "Paris", "hobbies": ["Maths", "poetry"]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["city"], "Paris");
+    assert_eq!(v["hobbies"], json!(["maths", "poetry"]));
+    let (s, v) = send(
+        Method::PATCH,
+        &base,
+        "/api/me",
+        &token,
+        json!({"password_hash": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (400, json!("invalid_body"))
+    );
+}
+
+#[tokio::test]
+async fn logout_and_password_change_revoke_tokens_on_every_node() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let t1 = register(&a.http_url(), "revoker").await;
+    let (s, _) = get(&b.http_url(), "/api/me", &t1).await;
+    assert_eq!(s, 200, "a token works on every node");
+    let (s, _) = post(&a.http_url(), "/api/auth/logout", &t1, json!({})).await;
+    assert_eq!(s, 204);
+    let (s, _) = get(&b.http_url(), "/api/me", &t1).await;
+    assert_eq!(s, 401, "logged out on node a, refused on node b");
+
+    let login = |base: String, pw: &'static str| async move {
+        let res = http()
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": "revoker", "password": pw}))
+            .send()
+            .await
+            .unwrap();
+        (
+            res.status().as_u16(),
+            res.json::<Value>().await.unwrap()["token"]
+                .as_str()
+                .map(str::to_string),
+        )
+    };
+    let (_, keep) = login(a.http_url(), "password123").await;
+    let (_, other) = login(b.http_url(), "password123").await;
+    let (keep, other) = (keep.unwrap(), other.unwrap());
+    // A socket signed in with the other token is closed when that session ends.
+    let mut ws = Ws::connect(&b, Some(&other)).await;
+    ws.recv_type("authorized").await;
+    let (s, v) = send(
+        Method::PUT,
+        &a.http_url(),
+        "/api/me/password",
+        &keep,
+        json!({"current": "wrong-one", "new": "brand-new-pw"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (401, json!("invalid_credentials"))
+    );
+    let (s, _) = send(
+        Method::PUT,
+        &a.http_url(),
+        "/api/me/password",
+        &keep,
+        json!({"current": "password123", "new": "brand-new-pw"}),
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        get(&b.http_url(), "/api/me", &other).await.0,
+        401,
+        "other sessions end"
+    );
+    assert_eq!(
+        get(&b.http_url(), "/api/me", &keep).await.0,
+        200,
+        "the changing session stays"
+    );
+    assert!(
+        ws.recv_close(Duration::from_secs(10)).await.is_some(),
+        "its socket closes"
+    );
+    assert_eq!(login(a.http_url(), "password123").await.0, 401);
+    assert_eq!(login(a.http_url(), "brand-new-pw").await.0, 200);
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_name_have_one_winner() {
+    let redis = TestRedis::start().await;
+    let node = node(settings(&redis.url()));
+    let base = node.http_url();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            http()
+                .post(format!("{base}/api/auth/register"))
+                .json(&json!({"username": "racer", "password": format!("password-{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 7, "{codes:?}");
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.auth.max_failed_logins = 3;
+    let node = node(s);
+    let base = node.http_url();
+    register(&base, "target").await;
+    for _ in 0..3 {
+        let res = http()
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": "target", "password": "guess-guess"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let res = http()
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": "target", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429, "even the right password waits");
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 300);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "too_many_attempts");
+}
+
+#[tokio::test]
+async fn user_search_by_name_city_country_hobby_and_distance() {
+    let redis = TestRedis::start().await;
+    let node = node(settings(&redis.url()));
+    let base = node.http_url();
+    let t = register_with(&base, json!({"username": "simon", "password": "password123", "firstname": "Simon", "lastname": "Prickett", "city": "Nottingham", "country": "England", "hobbies": ["cricket", "redis"], "location": {"lat": 52.95, "lon": -1.15}})).await;
+    register_with(&base, json!({"username": "ada", "password": "password123", "firstname": "Ada", "lastname": "Lovelace", "city": "Ravenshead", "country": "England", "hobbies": ["maths"], "location": {"lat": 53.08, "lon": -1.17}})).await;
+    register_with(&base, json!({"username": "wasim", "password": "password123", "firstname": "Wasim", "lastname": "Akram", "city": "Lahore", "country": "Pakistan", "hobbies": ["cricket"], "location": {"lat": 31.55, "lon": 74.34}})).await;
+    register_with(&base, json!({"username": "woz", "password": "password123", "firstname": "Steve", "lastname": "Wozniak", "city": "Cupertino", "country": "United States"})).await;
+
+    let names = |v: &Value| {
+        let mut n: Vec<String> = v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let (s, v) = get(&base, "/api/users?country=england", &t).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(names(&v), ["ada", "simon"]);
+    assert_eq!(v["total"], 2);
+    let (_, v) = get(&base, "/api/users?city=NOTTINGHAM", &t).await;
+    assert_eq!(names(&v), ["simon"], "tags are case-insensitive");
+    let (_, v) = get(&base, "/api/users?country=United%20States", &t).await;
+    assert_eq!(names(&v), ["woz"], "spaces in tags are escaped");
+    let (_, v) = get(&base, "/api/users?hobby=cricket", &t).await;
+    assert_eq!(names(&v), ["simon", "wasim"]);
+    let (_, v) = get(&base, "/api/users?q=Simon", &t).await;
+    assert_eq!(names(&v), ["simon"]);
+    let (_, v) = get(&base, "/api/users?q=wozn", &t).await;
+    assert_eq!(names(&v), ["woz"], "prefix of a last name");
+    let (_, v) = get(&base, "/api/users?near=52.95,-1.15&radius_km=30", &t).await;
+    assert_eq!(names(&v), ["ada", "simon"]);
+    let (_, v) = get(&base, "/api/users?near=52.95,-1.15&radius_km=5", &t).await;
+    assert_eq!(names(&v), ["simon"]);
+    let (_, v) = get(&base, "/api/users?limit=2&offset=0", &t).await;
+    assert_eq!(v["total"], 4);
+    assert_eq!(v["users"].as_array().unwrap().len(), 2);
+    for hostile in [
+        "%40city%3A%7BLahore%7D",
+        "*",
+        "%22%27%28%29",
+        "-",
+        "a%7Cb",
+        "%7D%7B%40",
+        "~%25",
+    ] {
+        let (s, v) = get(&base, &format!("/api/users?q={hostile}"), &t).await;
+        assert_eq!(s, 200, "{hostile}: {v}");
+        assert_eq!(v["total"], 0, "{hostile} must not widen the search: {v}");
+        let (s, _) = get(&base, &format!("/api/users?city={hostile}"), &t).await;
+        assert_eq!(s, 200, "{hostile}");
+    }
+    let (s, v) = get(&base, "/api/users?near=abc", &t).await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (400, json!("invalid_body"))
+    );
+    for u in v["users"].as_array().into_iter().flatten() {
+        assert!(u.get("password_hash").is_none());
+    }
+}
+
+#[tokio::test]
+async fn user_search_without_module_is_503_and_the_rest_works() {
+    let redis = TestRedis::start_plain().await;
+    let node = node(settings(&redis.url()));
+    let base = node.http_url();
+    let t = register(&base, "plainuser").await;
+    let (s, v) = get(&base, "/api/users?q=x", &t).await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (503, json!("search_unavailable"))
+    );
+    assert_eq!(get(&base, "/api/me", &t).await.0, 200);
+}
+
+#[tokio::test]
+async fn no_secret_is_stored_or_logged_in_clear() {
+    let redis = TestRedis::start().await;
+    let node = node(settings(&redis.url()));
+    let base = node.http_url();
+    let password = "Sup3r-Secret-Passw0rd";
+    let res = http()
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": "secretive", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = http()
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": "secretive", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let mut conn = redis.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for key in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&dump);
+        assert!(
+            !key.contains(&token) && !text.contains(&token),
+            "token stored in {key}"
+        );
+        assert!(!text.contains(password), "password stored in {key}");
+    }
+    let hash: String = redis::cmd("HGET")
+        .arg("user:secretive")
+        .arg("password_hash")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+}
