@@ -230,8 +230,9 @@ impl Settings {
         if self.http.host.trim().is_empty() {
             return invalid("http.host", "must not be empty");
         }
-        if !self.redis.url.is_empty()
-            && !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://"))
+        if !(self.redis.url.is_empty()
+            || self.redis.url.starts_with("redis://")
+            || self.redis.url.starts_with("rediss://"))
         {
             return invalid(
                 "redis.url",

@@ -158,6 +158,19 @@ pub fn flatten_pairs(v: redis::Value) -> Vec<(String, String)> {
     }
 }
 
+impl Store {
+    /// PUBLISH on a pub/sub subject.
+    pub async fn publish(&self, subject: &str, payload: &str) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(subject)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,18 +194,5 @@ mod tests {
         assert_eq!(v.label(), "redisearch 1.2");
         assert!(v.needs_addhash());
         assert!(!SearchVersion { raw: 21005 }.needs_addhash());
-    }
-}
-
-impl Store {
-    /// PUBLISH on a pub/sub subject.
-    pub async fn publish(&self, subject: &str, payload: &str) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(subject)
-            .arg(payload)
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
     }
 }

@@ -105,8 +105,11 @@ impl UserQuery {
     }
 }
 
+/// Documents of a search answer: key and fields.
+pub type Docs = Vec<(String, HashMap<String, String>)>;
+
 /// Parses an FT.SEARCH answer: total, then key and field list pairs.
-pub fn parse_search(v: redis::Value) -> (u64, Vec<(String, HashMap<String, String>)>) {
+pub fn parse_search(v: redis::Value) -> (u64, Docs) {
     use redis::Value;
     let Value::Array(items) = v else {
         return (0, Vec::new());
@@ -141,7 +144,7 @@ impl Store {
         extra: &[&str],
         offset: usize,
         limit: usize,
-    ) -> Result<(u64, Vec<(String, HashMap<String, String>)>)> {
+    ) -> Result<(u64, Docs)> {
         if self.search.is_none() {
             return Err(Error::SearchUnavailable);
         }

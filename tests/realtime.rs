@@ -1,0 +1,829 @@
+//! The real-time core across nodes: rooms, DMs, history, unread, presence, the bridge, resume,
+//! slow clients and bad input, on real Redis and real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn subscribe(ws: &mut Ws, channels: &[&str]) {
+    ws.send(json!({"type": "subscribe", "subscribe": {"channels": channels}}))
+        .await;
+    for _ in channels {
+        ws.recv_type("subscribed").await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_chat_in_a_channel_in_stream_order() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let ta = register(&a.http_url(), "alice").await;
+    let tb = register(&b.http_url(), "bob").await;
+    assert_eq!(
+        post(
+            &a.http_url(),
+            "/api/channels",
+            &ta,
+            json!({"name": "lobby"})
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        post(&b.http_url(), "/api/channels/lobby/join", &tb, json!({}))
+            .await
+            .0,
+        204
+    );
+
+    let mut wa = Ws::connect(&a, Some(&ta)).await;
+    let mut wb = Ws::connect(&b, Some(&tb)).await;
+    subscribe(&mut wa, &["lobby"]).await;
+    subscribe(&mut wb, &["lobby"]).await;
+
+    // Alice posts on her socket while Bob posts over HTTP on the other node.
+    let bob_base = b.http_url();
+    let tb2 = tb.clone();
+    let bob = tokio::spawn(async move {
+        for i in 0..15 {
+            let (s, _) = post(
+                &bob_base,
+                "/api/channels/lobby/messages",
+                &tb2,
+                json!({"text": format!("bob {i}")}),
+            )
+            .await;
+            assert_eq!(s, 201);
+        }
+    });
+    for i in 0..15 {
+        wa.send(json!({"type": "post", "post": {"channel": "lobby", "text": format!("alice {i}"), "client_id": format!("c{i}")}})).await;
+    }
+    bob.await.unwrap();
+    let mut seen_a = Vec::new();
+    let mut posted = 0;
+    while seen_a.len() < 30 {
+        let v = wa.recv().await;
+        match v["type"].as_str().unwrap() {
+            "message" => seen_a.push(v["message"].clone()),
+            "posted" => posted += 1,
+            "typing" | "presence" => {}
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    let mut seen_b = Vec::new();
+    while seen_b.len() < 30 {
+        seen_b.push(wb.recv_message("lobby").await);
+    }
+    let ids = |v: &[Value]| {
+        v.iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&seen_a), ids(&seen_b), "both members see one order");
+    let page: Value = get(&a.http_url(), "/api/channels/lobby/messages?limit=100", &ta)
+        .await
+        .1;
+    let stored: Vec<String> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "message")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stored, ids(&seen_a), "live order is the stream order");
+    let texts: Vec<&str> = seen_b.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    for i in 0..15 {
+        assert!(texts.contains(&format!("alice {i}").as_str()));
+        assert!(texts.contains(&format!("bob {i}").as_str()));
+    }
+    let alice_order: Vec<&&str> = texts.iter().filter(|t| t.starts_with("alice")).collect();
+    assert_eq!(alice_order[0], &"alice 0");
+    assert_eq!(
+        alice_order[14], &"alice 14",
+        "one sender's messages keep their order"
+    );
+    // Drain Alice's remaining `posted` acknowledgements.
+    while posted < 15 {
+        if wa.recv_type("posted").await["type"] == "posted" {
+            posted += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn direct_messages_are_private() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let ta = register(&a.http_url(), "amy").await;
+    let tb = register(&b.http_url(), "ben").await;
+    let tc = register(&a.http_url(), "cat").await;
+    let (s, v) = post(&a.http_url(), "/api/dms", &ta, json!({"username": "Ben"})).await;
+    assert_eq!(s, 200);
+    let dm = v["channel"].as_str().unwrap().to_string();
+    assert_eq!(dm, "dm:amy:ben");
+    let (_, v2) = post(&b.http_url(), "/api/dms", &tb, json!({"username": "amy"})).await;
+    assert_eq!(v2["channel"], dm.as_str(), "one channel per pair");
+    assert_eq!(
+        post(&a.http_url(), "/api/dms", &ta, json!({"username": "ghost"}))
+            .await
+            .0,
+        404
+    );
+
+    let mut wa = Ws::connect(&a, Some(&ta)).await;
+    let mut wb = Ws::connect(&b, Some(&tb)).await;
+    subscribe(&mut wa, &[&dm]).await;
+    subscribe(&mut wb, &[&dm]).await;
+    wa.send(json!({"type": "post", "post": {"channel": dm, "text": "just us"}}))
+        .await;
+    assert_eq!(wb.recv_message(&dm).await["text"], "just us");
+    let (s, _) = post(
+        &b.http_url(),
+        &format!("/api/channels/{dm}/messages"),
+        &tb,
+        json!({"text": "indeed"}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(wa.recv_message(&dm).await["text"], "just us");
+    assert_eq!(wa.recv_message(&dm).await["text"], "indeed");
+
+    // Cat can neither read nor write nor listen.
+    let mut conn = redis.conn().await;
+    let before: u64 = redis::cmd("XLEN")
+        .arg(format!("channel:{dm}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (s, v) = get(&a.http_url(), &format!("/api/channels/{dm}/messages"), &tc).await;
+    assert_eq!((s, v["error"]["code"].clone()), (403, json!("forbidden")));
+    let (s, _) = post(
+        &a.http_url(),
+        &format!("/api/channels/{dm}/messages"),
+        &tc,
+        json!({"text": "sneak"}),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let mut wc = Ws::connect(&a, Some(&tc)).await;
+    wc.send(json!({"type": "subscribe", "subscribe": {"channels": [dm]}}))
+        .await;
+    let e = wc.recv_type("error").await;
+    assert_eq!(e["error"]["code"], "forbidden");
+    wc.send(json!({"type": "post", "post": {"channel": dm, "text": "sneak"}}))
+        .await;
+    assert_eq!(wc.recv_type("error").await["error"]["code"], "forbidden");
+    wc.send(json!({"type": "history", "history": {"channel": dm}}))
+        .await;
+    assert_eq!(wc.recv_type("error").await["error"]["code"], "forbidden");
+    wc.send(json!({"type": "resume", "resume": {"channels": {dm.clone(): "0-0"}}}))
+        .await;
+    assert_eq!(wc.recv_type("error").await["error"]["code"], "forbidden");
+    let after: u64 = redis::cmd("XLEN")
+        .arg(format!("channel:{dm}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(before, after, "nothing written");
+    // And the pair's channel list shows the DM with its peer.
+    let (_, list) = get(&b.http_url(), "/api/channels", &tb).await;
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == dm.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["kind"], "dm");
+    assert_eq!(entry["peer"], "amy");
+    while let Some(v) = wc.try_recv(Duration::from_millis(300)).await {
+        assert_ne!(v["type"], "message", "cat hears no message: {v}");
+    }
+}
+
+#[tokio::test]
+async fn history_pages_unread_and_channel_rules() {
+    let redis = TestRedis::start().await;
+    let n = node(settings(&redis.url()));
+    let base = n.http_url();
+    let t = register(&base, "writer").await;
+    let r = register(&base, "reader").await;
+    let (s, v) = post(&base, "/api/channels", &t, json!({"name": "news"})).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        post(&base, "/api/channels", &t, json!({"name": "news"}))
+            .await
+            .1["error"]["code"],
+        "channel_exists"
+    );
+    assert_eq!(
+        post(&base, "/api/channels", &t, json!({"name": "Bad Name"}))
+            .await
+            .1["error"]["code"],
+        "invalid_channel_name"
+    );
+    assert_eq!(
+        post(&base, "/api/channels/nowhere/join", &t, json!({}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        post(&base, "/api/channels/news/join", &r, json!({}))
+            .await
+            .0,
+        204
+    );
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let (s, v) = post(
+            &base,
+            "/api/channels/news/messages",
+            &t,
+            json!({"text": format!("n{i}")}),
+        )
+        .await;
+        assert_eq!(s, 201);
+        ids.push(v["message"]["id"].as_str().unwrap().to_string());
+    }
+    let (_, page) = get(&base, "/api/channels/news/messages?limit=10", &r).await;
+    let texts = |p: &Value| {
+        p["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        texts(&page),
+        (15..25).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+        "newest page, oldest first"
+    );
+    assert_eq!(page["has_more"], true);
+    let oldest = page["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, page2) = get(
+        &base,
+        &format!("/api/channels/news/messages?limit=10&before={oldest}"),
+        &r,
+    )
+    .await;
+    assert_eq!(
+        texts(&page2),
+        (5..15).map(|i| format!("n{i}")).collect::<Vec<_>>()
+    );
+    let (_, after) = get(
+        &base,
+        &format!("/api/channels/news/messages?after={}&limit=3", ids[20]),
+        &r,
+    )
+    .await;
+    assert_eq!(texts(&after), ["n21", "n22", "n23"]);
+    assert_eq!(after["has_more"], true);
+    let (s, _) = get(&base, "/api/channels/news/messages?before=garbage", &r).await;
+    assert_eq!(s, 400);
+
+    let unread = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "news")
+            .unwrap()["unread"]
+            .as_u64()
+            .unwrap()
+    };
+    let (_, list) = get(&base, "/api/channels", &r).await;
+    assert_eq!(unread(&list), 25);
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "news")
+            .unwrap()["last_message"]["text"],
+        "n24"
+    );
+    assert_eq!(
+        post(
+            &base,
+            "/api/channels/news/read",
+            &r,
+            json!({"last_id": ids[19]})
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(unread(&get(&base, "/api/channels", &r).await.1), 5);
+    // Read markers never move backwards.
+    assert_eq!(
+        post(
+            &base,
+            "/api/channels/news/read",
+            &r,
+            json!({"last_id": ids[2]})
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(unread(&get(&base, "/api/channels", &r).await.1), 5);
+    let (_, list) = get(&base, "/api/channels", &t).await;
+    assert_eq!(unread(&list), 0, "one's own messages are not unread");
+    // Seed 003 keeps the marker in the user hash.
+    let mut conn = redis.conn().await;
+    let seen: String = redis::cmd("HGET")
+        .arg("user:reader")
+        .arg("channel:news")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seen, ids[19]);
+
+    assert_eq!(
+        post(&base, "/api/channels/news/leave", &r, json!({}))
+            .await
+            .0,
+        204
+    );
+    let (s, v) = post(
+        &base,
+        "/api/channels/news/messages",
+        &r,
+        json!({"text": "after leaving"}),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].clone()), (403, json!("forbidden")));
+    let (_, all) = get(&base, "/api/channels?all=true", &r).await;
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"news") && names.contains(&"general"),
+        "{names:?}"
+    );
+    let (_, page) = get(&base, "/api/channels/news/messages?limit=2", &r).await;
+    assert_eq!(page["messages"][1]["type"], "leave");
+    assert_eq!(page["messages"][1]["username"], "reader");
+}
+
+#[tokio::test]
+async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.presence.ttl_secs = 3;
+    s.presence.refresh_interval_secs = 1;
+    let a = node(s.clone());
+    let b = node(s.clone());
+    let ta = register(&a.http_url(), "watcher").await;
+    let tb = register(&b.http_url(), "walker").await;
+    let mut wa = Ws::connect(&a, Some(&ta)).await;
+    wa.recv_type("authorized").await;
+    let mut wb = Ws::connect(&b, Some(&tb)).await;
+    wb.recv_type("authorized").await;
+    loop {
+        let v = wa.recv_type("presence").await;
+        if v["presence"]["username"] == "walker" {
+            assert_eq!(v["presence"]["online"], true);
+            break;
+        }
+    }
+    let (_, online) = get(&a.http_url(), "/api/users/online", &ta).await;
+    let names: Vec<&str> = online
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"walker") && names.contains(&"watcher"),
+        "{names:?}"
+    );
+    let mut conn = redis.conn().await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("presence:walker")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 3, "SETEX with the configured TTL: {ttl}");
+    // Refreshed by the tracker: still there after more than one TTL.
+    tokio::sleep_compat(Duration::from_secs(4)).await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("presence:walker")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(exists, "refreshed while connected");
+
+    // Node b dies without cleanup: its user is announced offline once the key expires.
+    b.kill();
+    let v = loop {
+        let v = wa.recv_type("presence").await;
+        if v["presence"]["username"] == "walker" {
+            break v;
+        }
+    };
+    assert_eq!(v["presence"]["online"], false);
+    let (_, online) = get(&a.http_url(), "/api/users/online", &ta).await;
+    assert!(!online.to_string().contains("walker"));
+}
+
+/// tokio's sleep under a name that reads well in tests.
+mod tokio {
+    pub use ::tokio::*;
+    pub async fn sleep_compat(d: std::time::Duration) {
+        ::tokio::time::sleep(d).await
+    }
+}
+
+#[tokio::test]
+async fn bridge_reconnect_loses_and_doubles_nothing() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let ta = register(&a.http_url(), "sender").await;
+    let tb = register(&b.http_url(), "listener").await;
+    post(
+        &a.http_url(),
+        "/api/channels",
+        &ta,
+        json!({"name": "stream"}),
+    )
+    .await;
+    post(&b.http_url(), "/api/channels/stream/join", &tb, json!({})).await;
+    let mut wb = Ws::connect(&b, Some(&tb)).await;
+    subscribe(&mut wb, &["stream"]).await;
+    let base = a.http_url();
+    let total = 120;
+    let sender = tokio::spawn(async move {
+        for i in 0..total {
+            let (s, _) = post(
+                &base,
+                "/api/channels/stream/messages",
+                &ta,
+                json!({"text": format!("{i}")}),
+            )
+            .await;
+            assert_eq!(s, 201);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let url = redis.url();
+    let killer = tokio::spawn(async move {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut killed = 0;
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let n: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            killed += n;
+        }
+        killed
+    });
+    let mut got = Vec::new();
+    while got.len() < total {
+        let m = wb.recv_message("stream").await;
+        got.push(m["text"].as_str().unwrap().parse::<usize>().unwrap());
+    }
+    sender.await.unwrap();
+    assert!(
+        killer.await.unwrap() >= 3,
+        "pub/sub connections were killed"
+    );
+    assert_eq!(
+        got,
+        (0..total).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    assert!(
+        wb.try_recv(Duration::from_millis(500))
+            .await
+            .is_none_or(|v| v["type"] != "message"),
+        "no duplicates"
+    );
+    let metrics = http()
+        .get(format!("{}/metrics", b.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("chatnode_bridge_reconnects_total"))
+        .unwrap();
+    assert!(
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 1,
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn resume_replays_exactly_what_was_missed() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let ta = register(&a.http_url(), "roamer").await;
+    let tb = register(&b.http_url(), "poster").await;
+    post(
+        &b.http_url(),
+        "/api/channels",
+        &tb,
+        json!({"name": "resumable"}),
+    )
+    .await;
+    post(
+        &a.http_url(),
+        "/api/channels/resumable/join",
+        &ta,
+        json!({}),
+    )
+    .await;
+    let mut ws = Ws::connect(&a, Some(&ta)).await;
+    subscribe(&mut ws, &["resumable"]).await;
+    for i in 0..3 {
+        post(
+            &b.http_url(),
+            "/api/channels/resumable/messages",
+            &tb,
+            json!({"text": format!("seen {i}")}),
+        )
+        .await;
+    }
+    let mut last = String::new();
+    for _ in 0..3 {
+        last = ws.recv_message("resumable").await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    drop(ws);
+    for i in 0..4 {
+        post(
+            &b.http_url(),
+            "/api/channels/resumable/messages",
+            &tb,
+            json!({"text": format!("missed {i}")}),
+        )
+        .await;
+    }
+    // Reconnect to the other node and resume.
+    let mut ws = Ws::connect(&b, Some(&ta)).await;
+    ws.send(json!({"type": "resume", "resume": {"channels": {"resumable": last}}}))
+        .await;
+    let mut replayed = Vec::new();
+    loop {
+        let v = ws.recv().await;
+        match v["type"].as_str().unwrap() {
+            "message" => replayed.push(v["message"]["text"].as_str().unwrap().to_string()),
+            "subscribed" => {
+                assert_eq!(v["subscribed"]["replayed"], 4);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(replayed, ["missed 0", "missed 1", "missed 2", "missed 3"]);
+    post(
+        &a.http_url(),
+        "/api/channels/resumable/messages",
+        &tb,
+        json!({"text": "live"}),
+    )
+    .await;
+    assert_eq!(ws.recv_message("resumable").await["text"], "live");
+    assert!(ws
+        .try_recv(Duration::from_millis(300))
+        .await
+        .is_none_or(|v| v["type"] != "message"));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_with_1013() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.outbound_queue = 16;
+    // Large messages fill the kernel's socket buffers quickly.
+    s.ws.max_message_chars = 60_000;
+    let n = node(s);
+    let base = n.http_url();
+    let tslow = register(&base, "sloth").await;
+    let tfast = register(&base, "hare").await;
+    post(&base, "/api/channels", &tfast, json!({"name": "flood"})).await;
+    post(&base, "/api/channels/flood/join", &tslow, json!({})).await;
+    let mut slow = Ws::connect(&n, Some(&tslow)).await;
+    subscribe(&mut slow, &["flood"]).await;
+    // The slow client reads nothing from here on.
+    let text = "x".repeat(60_000);
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (base, t, text) = (base.clone(), tfast.clone(), text.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..150 {
+                let (s, _) = post(
+                    &base,
+                    "/api/channels/flood/messages",
+                    &t,
+                    json!({"text": text}),
+                )
+                .await;
+                assert_eq!(s, 201, "worker {w}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let metrics = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("chatnode_slow_client_closes_total"))
+        .unwrap();
+    assert_eq!(line, "chatnode_slow_client_closes_total 1", "{line}");
+    let mut received = 0;
+    let code = loop {
+        match slow.inner.next_frame().await {
+            Some(Message::Text(_)) => received += 1,
+            Some(Message::Close(c)) => break c.map(|c| u16::from(c.code)),
+            Some(_) => {}
+            None => break None,
+        }
+    };
+    assert_eq!(code, Some(1013));
+    assert!(received < 600, "the queue was cut short: {received}");
+    let gauge = metrics
+        .lines()
+        .find(|l| l.starts_with("chatnode_ws_connections "))
+        .unwrap();
+    assert_eq!(gauge, "chatnode_ws_connections 0", "the session is gone");
+}
+
+trait NextFrame {
+    async fn next_frame(&mut self) -> Option<Message>;
+}
+
+impl<S> NextFrame for tokio_tungstenite::WebSocketStream<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    async fn next_frame(&mut self) -> Option<Message> {
+        use futures_util::StreamExt;
+        match tokio::time::timeout(Duration::from_secs(10), self.next()).await {
+            Ok(Some(Ok(m))) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_error_frames_and_the_socket_stays() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 5;
+    let n = node(s);
+    let base = n.http_url();
+    let t = register(&base, "fuzzer").await;
+    let mut ws = Ws::connect(&n, None).await;
+    ws.send(json!({"type": "post", "post": {"channel": "general", "text": "hi"}}))
+        .await;
+    assert_eq!(ws.recv_type("error").await["error"]["code"], "unauthorized");
+    ws.send(json!({"type": "auth", "auth": {"token": t}})).await;
+    ws.recv_type("authorized").await;
+    for (frame, code) in [
+        (Message::Text("{oops".into()), "invalid_json"),
+        (Message::Text("[1,2]".into()), "invalid_frame"),
+        (Message::Text(r#"{"type":"launch"}"#.into()), "unknown_type"),
+        (
+            Message::Text(r#"{"type":"post","post":{"channel":"general"}}"#.into()),
+            "invalid_frame",
+        ),
+        (
+            Message::Text(r#"{"type":"post","post":{"channel":5,"text":"x"}}"#.into()),
+            "invalid_frame",
+        ),
+        (Message::Binary(vec![1, 2, 3]), "binary_unsupported"),
+        (
+            Message::Text(
+                json!({"type":"post","post":{"channel":"general","text":"y".repeat(4001)}})
+                    .to_string(),
+            ),
+            "invalid_message",
+        ),
+        (
+            Message::Text(
+                r#"{"type":"post","post":{"channel":"general","text":"not a member"}}"#.into(),
+            ),
+            "forbidden",
+        ),
+        (
+            Message::Text(r#"{"type":"post","post":{"channel":"nowhere","text":"x"}}"#.into()),
+            "channel_not_found",
+        ),
+        (
+            Message::Text(
+                r#"{"type":"resume","resume":{"channels":{"general":"garbage"}}}"#.into(),
+            ),
+            "invalid_body",
+        ),
+    ] {
+        ws.send_raw(frame).await;
+        let e = ws.recv_type("error").await;
+        assert_eq!(e["error"]["code"], code, "{e}");
+        assert!(e["error"]["message"].is_string() && e["error"]["error"].is_string());
+    }
+    let mut conn = redis.conn().await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg("channel:general")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 0, "nothing written by refused posts");
+    // The socket still works.
+    post(&base, "/api/channels/general/join", &t, json!({})).await;
+    subscribe(&mut ws, &["general"]).await;
+    // Rate limit, on a fresh socket: 5 posts per window; the 6th is refused.
+    drop(ws);
+    let mut ws = Ws::connect(&n, Some(&t)).await;
+    for i in 0..6 {
+        ws.send(json!({"type": "post", "post": {"channel": "general", "text": format!("r{i}")}}))
+            .await;
+    }
+    let mut posted = 0;
+    let mut limited = 0;
+    while posted + limited < 6 {
+        let v = ws.recv().await;
+        match v["type"].as_str().unwrap() {
+            "posted" => posted += 1,
+            "error" => {
+                assert_eq!(v["error"]["code"], "rate_limited");
+                limited += 1
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((posted, limited), (5, 1));
+    // A frame over the limit closes with 1009.
+    ws.send_raw(Message::Text("z".repeat(70 * 1024))).await;
+    assert_eq!(ws.recv_close(Duration::from_secs(10)).await, Some(1009));
+    // Other users are unaffected.
+    let mut other = Ws::connect(&n, Some(&t)).await;
+    other.recv_type("authorized").await;
+}
+
+#[tokio::test]
+async fn typing_is_relayed_to_other_members_only() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let ta = register(&a.http_url(), "typist").await;
+    let tb = register(&b.http_url(), "reader2").await;
+    post(&a.http_url(), "/api/channels/general/join", &ta, json!({})).await;
+    post(&b.http_url(), "/api/channels/general/join", &tb, json!({})).await;
+    let mut wa = Ws::connect(&a, Some(&ta)).await;
+    let mut wb = Ws::connect(&b, Some(&tb)).await;
+    subscribe(&mut wa, &["general"]).await;
+    subscribe(&mut wb, &["general"]).await;
+    wa.send(json!({"type": "typing", "typing": {"channel": "general"}}))
+        .await;
+    let v = wb.recv_type("typing").await;
+    assert_eq!(
+        v["typing"],
+        json!({"channel": "general", "username": "typist"})
+    );
+    let mut conn = redis.conn().await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg("channel:general")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 2, "only the two joins are stored; typing is ephemeral");
+    let echoed = wa.try_recv(Duration::from_millis(300)).await;
+    assert!(
+        echoed.is_none_or(|v| v["type"] != "typing"),
+        "no echo to the typist"
+    );
+}
