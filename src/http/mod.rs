@@ -4,6 +4,7 @@
 mod accounts;
 mod channels;
 mod frontend;
+mod search;
 mod ws;
 
 use std::sync::atomic::Ordering;
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::scope("/api")
                     .configure(accounts::routes)
                     .configure(channels::routes)
+                    .configure(search::routes)
                     .default_service(web::to(|| async {
                         Err::<HttpResponse, _>(Error::NotFound("no such endpoint".into()))
                     })),

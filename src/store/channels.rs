@@ -96,7 +96,7 @@ pub fn check_id(id: &str) -> Result<()> {
 }
 
 const POST_LUA: &str = r#"
--- KEYS[1] stream channel:<c>, KEYS[2] pub/sub subject room:<c>
+-- KEYS[1] stream channel:<c>, KEYS[2] pub/sub subject room:<c>, KEYS[3] activity zset active:<c>
 -- ARGV: channel, type, username, text, uuid, maxlen (0 = none), addhash (1 = FT.ADDHASH),
 --       message-hash prefix, index name
 local args = {KEYS[1]}
@@ -110,6 +110,9 @@ for _, v in ipairs({'type', ARGV[2], 'username', ARGV[3], 'message', ARGV[4], 'u
 end
 local id = redis.call('XADD', unpack(args))
 local ms = tonumber(string.match(id, '^(%d+)'))
+if ARGV[2] == 'message' or ARGV[2] == 'join' then
+  redis.call('ZADD', KEYS[3], ms, ARGV[3])
+end
 if ARGV[2] == 'message' then
   local key = ARGV[8] .. id
   redis.call('HSET', key, 'channel', ARGV[1], 'username', ARGV[3], 'message', ARGV[4],
@@ -262,6 +265,7 @@ impl Store {
         let id: String = redis::Script::new(POST_LUA)
             .key(keys::channel(channel))
             .key(keys::room_events(channel))
+            .key(keys::activity(channel))
             .arg(channel)
             .arg(kind)
             .arg(username)
@@ -311,8 +315,15 @@ impl Store {
                 Error::ChannelNotFound
             });
         }
-        self.append_event(channel, "message", username, text, uuid)
-            .await
+        let ev = self
+            .append_event(channel, "message", username, text, uuid)
+            .await?;
+        if text.contains('@') {
+            if let Err(e) = self.record_mentions(&ev).await {
+                log::warn!("mentions of {}: {e}", ev.id);
+            }
+        }
+        Ok(ev)
     }
 
     /// Reads stream entries in `[start, end]` (inclusive; `(id` exclusive), oldest first.

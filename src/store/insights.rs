@@ -1,0 +1,254 @@
+//! Mentions, recently active users, the last-N-minutes view and top posters (seed 003's stretch
+//! goals), each limited to what the caller may read.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::channels::{dm_pair, parse_id};
+use super::search::escape;
+use super::{keys, Store};
+use crate::error::{Error, Result};
+use crate::protocol::ChatEvent;
+
+/// Mentions recorded per message at most.
+const MAX_MENTIONS: usize = 20;
+
+/// The usernames `@mentioned` in a text, lowercased, without repeats.
+pub fn mentioned_names(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + 1..];
+        // `a@b` is an address, not a mention.
+        if before.is_some_and(|c| c.is_alphanumeric()) {
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+            .collect::<String>()
+            .trim_end_matches(['.', '-'])
+            .to_lowercase();
+        if (3..=32).contains(&name.len()) && !out.contains(&name) {
+            out.push(name);
+        }
+        if out.len() == MAX_MENTIONS {
+            break;
+        }
+    }
+    out
+}
+
+/// A user active in a channel.
+#[derive(Debug, Serialize)]
+pub struct Active {
+    pub username: String,
+    pub last_active: i64,
+}
+
+/// A poster and their count.
+#[derive(Debug, Serialize)]
+pub struct Poster {
+    pub username: String,
+    pub count: u64,
+}
+
+impl Store {
+    /// Records mentions of existing users who may read the channel, and tells them live.
+    pub async fn record_mentions(&self, ev: &ChatEvent) -> Result<()> {
+        let names: Vec<String> = mentioned_names(&ev.text)
+            .into_iter()
+            .filter(|n| *n != ev.username)
+            .filter(|n| dm_pair(&ev.channel).is_none_or(|(a, b)| a == n || b == n))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let mut check = redis::pipe();
+        for n in &names {
+            check.sismember(keys::USERNAMES, n);
+        }
+        let exists: Vec<bool> = check.query_async(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for (n, _) in names.iter().zip(exists).filter(|(_, e)| *e) {
+            any = true;
+            pipe.zadd(keys::mentions(n), &ev.id, ev.created_at).ignore();
+            let notice = json!({"username": n, "kind": "mention", "payload": ev});
+            pipe.publish(keys::USER_EVENTS, notice.to_string()).ignore();
+        }
+        if any {
+            let _: () = pipe.query_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The messages mentioning a user, newest first, before a time (unix ms).
+    pub async fn mentions(
+        &self,
+        username: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<ChatEvent>> {
+        let mut conn = self.conn().await?;
+        let max = before
+            .map(|b| format!("({b}"))
+            .unwrap_or_else(|| "+inf".into());
+        let ids: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(keys::mentions(username))
+            .arg(&max)
+            .arg("-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        self.messages_by_id(&ids).await
+    }
+
+    /// Message hashes by ID (missing ones skipped), in the order given.
+    pub async fn messages_by_id(&self, ids: &[String]) -> Result<Vec<ChatEvent>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(keys::message(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(id, h)| event_from_hash(id, &h))
+            .collect())
+    }
+
+    /// Users who posted or joined within the last `minutes`, most recent first.
+    pub async fn active_users(&self, channel: &str, minutes: u64) -> Result<Vec<Active>> {
+        let mut conn = self.conn().await?;
+        let since = crate::store::users::now_ms() - (minutes as i64) * 60_000;
+        let raw: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(keys::activity(channel))
+            .arg("+inf")
+            .arg(since)
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(200)
+            .query_async(&mut conn)
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|(username, score)| Active {
+                username,
+                last_active: score as i64,
+            })
+            .collect())
+    }
+
+    /// Messages of the last `minutes` in each channel (stream IDs are times: XRANGE by time).
+    pub async fn recent(
+        &self,
+        channels: &[String],
+        minutes: u64,
+        per_channel: usize,
+    ) -> Result<Vec<ChatEvent>> {
+        let since = crate::store::users::now_ms() - (minutes as i64) * 60_000;
+        let mut out = Vec::new();
+        for c in channels {
+            let events = self
+                .range(c, &since.max(0).to_string(), "+", per_channel)
+                .await?;
+            out.extend(events.into_iter().filter(|e| e.kind == "message"));
+        }
+        out.sort_by_key(|e| parse_id(&e.id).unwrap_or((0, 0)));
+        Ok(out)
+    }
+
+    /// Top posters over `channels` through FT.AGGREGATE … GROUPBY @username REDUCE COUNT.
+    pub async fn top_posters(&self, channels: &[String], limit: usize) -> Result<Vec<Poster>> {
+        if self.search.is_none() {
+            return Err(Error::SearchUnavailable);
+        }
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = format!(
+            "@channel:{{{}}}",
+            channels
+                .iter()
+                .map(|c| escape(c))
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        let mut conn = self.conn().await?;
+        let v: redis::Value = redis::cmd("FT.AGGREGATE")
+            .arg(keys::IDX_MESSAGES)
+            .arg(&filter)
+            .arg(&[
+                "GROUPBY",
+                "1",
+                "@username",
+                "REDUCE",
+                "COUNT",
+                "0",
+                "AS",
+                "count",
+            ])
+            .arg(&["SORTBY", "2", "@count", "DESC", "LIMIT", "0"])
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        // The reply is shaped like a search answer with no keys: a count, then field lists.
+        let redis::Value::Array(items) = v else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in items.into_iter().skip(1) {
+            let f: HashMap<String, String> = super::flatten_pairs(row).into_iter().collect();
+            if let (Some(u), Some(c)) = (f.get("username"), f.get("count")) {
+                out.push(Poster {
+                    username: u.clone(),
+                    count: c.parse::<f64>().unwrap_or(0.0) as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A message hash as an event.
+pub fn event_from_hash(id: &str, h: &HashMap<String, String>) -> ChatEvent {
+    let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+    ChatEvent {
+        id: id.to_string(),
+        channel: get("channel"),
+        kind: h.get("type").cloned().unwrap_or_else(|| "message".into()),
+        username: get("username"),
+        text: get("message"),
+        created_at: parse_id(id).map(|(ms, _)| ms as i64).unwrap_or(0),
+        uuid: get("uuid"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_mentions_but_not_addresses() {
+        assert_eq!(
+            mentioned_names("hi @Ada and @simon, mail me@host.com"),
+            ["ada", "simon"]
+        );
+        assert_eq!(mentioned_names("@ada @ada @ab"), ["ada"]);
+        assert_eq!(mentioned_names("end @wasim."), ["wasim"]);
+        assert!(mentioned_names("no mentions").is_empty());
+    }
+}
