@@ -121,6 +121,15 @@ pub async fn logout(store: &Store, user: &User, token: &str) -> Result<()> {
     publish_revocation(store, &user.username, Some(&token_hash(token)), None).await
 }
 
+/// Ends a socket's session (its `signOut`) everywhere, by the token hash it signed in with.
+pub async fn end_session(store: &Store, user: &User) -> Result<()> {
+    let Some(hash) = user.token_hash.as_deref() else {
+        return Ok(());
+    };
+    store.revoke_session_hash(hash).await?;
+    publish_revocation(store, &user.username, Some(hash), None).await
+}
+
 /// Changes a password and ends every other session of the user.
 pub async fn change_password(store: &Store, user: &User, current: &str, new: &str) -> Result<()> {
     users::check_password(new)?;

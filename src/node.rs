@@ -70,6 +70,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
     crate::store::setup::prepare(&store)
         .await
         .map_err(|e| format!("preparing Redis: {e}"))?;
+    crate::store::setup::spawn_backfill(store.clone());
 
     let metrics = Arc::new(Metrics::default());
     let bridge = Bridge::new(store.clone(), metrics.clone()).start();
@@ -88,10 +89,12 @@ async fn start(settings: Settings) -> Result<Started, String> {
         stopping: AtomicBool::new(false),
     });
     let data = app.clone();
+    let routes_settings = settings.clone();
     let server = HttpServer::new(move || {
+        let s = routes_settings.clone();
         WebApp::new()
             .app_data(data.clone())
-            .configure(crate::http::configure)
+            .configure(move |cfg| crate::http::configure(cfg, &s))
     })
     .disable_signals()
     .shutdown_timeout(settings.shutdown.grace_secs)

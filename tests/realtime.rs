@@ -827,3 +827,164 @@ async fn typing_is_relayed_to_other_members_only() {
         "no echo to the typist"
     );
 }
+
+#[tokio::test]
+async fn made_up_dm_names_are_refused() {
+    let redis = TestRedis::start().await;
+    let n = node(settings(&redis.url()));
+    let base = n.http_url();
+    let t = register(&base, "dave").await;
+    register(&base, "carol").await;
+    for name in [
+        "dm:dave:zzz",
+        "dm:dave:carol",
+        "dm:carol:dave",
+        "dm:dave:x:y",
+    ] {
+        let (s, v) = post(
+            &base,
+            &format!("/api/channels/{name}/messages"),
+            &t,
+            json!({"text": "hi"}),
+        )
+        .await;
+        assert_eq!(s, 403, "{name}: {v}");
+        assert_eq!(
+            get(&base, &format!("/api/channels/{name}/messages"), &t)
+                .await
+                .0,
+            403,
+            "{name}"
+        );
+    }
+    let mut conn = redis.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("channel:dm:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "nothing written: {keys:?}");
+    // Once opened, the canonical name works.
+    let (_, v) = post(&base, "/api/dms", &t, json!({"username": "carol"})).await;
+    assert_eq!(v["channel"], "dm:carol:dave");
+    assert_eq!(
+        post(
+            &base,
+            "/api/channels/dm:carol:dave/messages",
+            &t,
+            json!({"text": "hi"})
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        post(&base, "/api/channels/nowhere/leave", &t, json!({}))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn socket_sign_out_ends_the_session_everywhere_and_a_new_user_starts_clean() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let t = register(&a.http_url(), "leaver").await;
+    let t2 = register(&a.http_url(), "second").await;
+    post(&a.http_url(), "/api/channels", &t, json!({"name": "mine"})).await;
+    let mut one = Ws::connect(&a, Some(&t)).await;
+    one.recv_type("authorized").await;
+    let mut two = Ws::connect(&b, Some(&t)).await;
+    two.recv_type("authorized").await;
+    subscribe(&mut one, &["mine"]).await;
+    one.send(json!({"type": "signOut"})).await;
+    one.recv_type("signOut").await;
+    assert_eq!(
+        two.recv_close(Duration::from_secs(10)).await,
+        Some(1008),
+        "the other socket of that session closes"
+    );
+    assert_eq!(get(&a.http_url(), "/api/me", &t).await.0, 401);
+    // The same socket signs in as someone else: the previous user's rooms are gone.
+    one.send(json!({"type": "auth", "auth": {"token": t2}}))
+        .await;
+    one.recv_type("authorized").await;
+    let t3 = register(&a.http_url(), "third").await;
+    post(&a.http_url(), "/api/channels/mine/join", &t3, json!({})).await;
+    post(
+        &a.http_url(),
+        "/api/channels/mine/messages",
+        &t3,
+        json!({"text": "for members"}),
+    )
+    .await;
+    while let Some(v) = one.try_recv(Duration::from_millis(400)).await {
+        assert_ne!(
+            v["type"], "message",
+            "nothing of the old subscriptions: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_long_gap_is_handed_to_history_instead_of_flooding_the_queue() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.outbound_queue = 16;
+    let n = node(s);
+    let base = n.http_url();
+    let t = register(&base, "gappy").await;
+    post(&base, "/api/channels", &t, json!({"name": "busy"})).await;
+    let (_, first) = post(
+        &base,
+        "/api/channels/busy/messages",
+        &t,
+        json!({"text": "start"}),
+    )
+    .await;
+    let since = first["message"]["id"].as_str().unwrap().to_string();
+    for i in 0..20 {
+        post(
+            &base,
+            "/api/channels/busy/messages",
+            &t,
+            json!({"text": format!("m{i}")}),
+        )
+        .await;
+    }
+    let mut ws = Ws::connect(&n, Some(&t)).await;
+    ws.send(json!({"type": "resume", "resume": {"channels": {"busy": since}}}))
+        .await;
+    let sub = ws.recv_type("subscribed").await["subscribed"].clone();
+    assert_eq!(sub["replayed"], 0);
+    assert_eq!(sub["gap"]["after"], since.as_str());
+    let until = sub["gap"]["until"].as_str().unwrap().to_string();
+    // The client pages the gap with history frames.
+    let mut got = Vec::new();
+    let mut after = since.clone();
+    loop {
+        ws.send(
+            json!({"type": "history", "history": {"channel": "busy", "after": after, "limit": 8}}),
+        )
+        .await;
+        let h = ws.recv_type("history").await["history"].clone();
+        for m in h["messages"].as_array().unwrap() {
+            got.push(m["text"].as_str().unwrap().to_string());
+            after = m["id"].as_str().unwrap().to_string();
+        }
+        if after == until || h["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(got, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    post(
+        &base,
+        "/api/channels/busy/messages",
+        &t,
+        json!({"text": "live"}),
+    )
+    .await;
+    assert_eq!(ws.recv_message("busy").await["text"], "live");
+}

@@ -221,3 +221,36 @@ async fn seed_004_client_end_to_end_across_two_nodes() {
         );
     }
 }
+
+#[tokio::test]
+async fn channel_join_answers_the_last_ten_messages() {
+    let redis = TestRedis::start().await;
+    let n = node(settings(&redis.url()));
+    let mut log = Vec::new();
+    let mut first = Ws::connect(&n, None).await;
+    sign_in_like_the_react_client(&mut first, "first", "first-password", &mut log).await;
+    for i in 0..12 {
+        first.send(json!({"type": "channelMessage", "channelMessage": {"recipientUUID": "", "message": format!("m{i}")}})).await;
+        until(&mut first, "channelMessage", &mut log).await;
+    }
+    let mut late = Ws::connect(&n, None).await;
+    late.send(
+        json!({"type": "signIn", "signIn": {"username": "late", "password": "late-password"}}),
+    )
+    .await;
+    late.recv_type("authorized").await;
+    late.send(json!({"type": "channelJoin", "channelJoin": {"recipientUUID": ""}}))
+        .await;
+    let join = late.recv_type("channelJoin").await;
+    let texts: Vec<&str> = join["channelJoin"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        (2..12).map(|i| format!("m{i}")).collect::<Vec<_>>(),
+        "ten messages, oldest first, joins skipped"
+    );
+}

@@ -72,6 +72,11 @@ impl Outbox {
         first
     }
 
+    /// How many frames the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
     /// Whether a close was asked for.
     pub fn is_closing(&self) -> bool {
         self.close.borrow().is_some()

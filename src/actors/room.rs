@@ -43,8 +43,19 @@ pub enum Replay {
     Last(usize),
 }
 
-/// Builds the frames a member gets at join, from the replayed events and the room's last ID.
-pub type Prelude = Box<dyn FnOnce(&[ChatEvent], &str) -> Vec<ByteString> + Send>;
+/// What a joining member missed, as the room found it.
+pub struct Joined<'a> {
+    /// Replayed events, oldest first.
+    pub events: &'a [ChatEvent],
+    /// The room's position: live events after this follow.
+    pub last_id: &'a str,
+    /// Set when more was missed than the member's queue may hold at once: nothing is replayed
+    /// and the client pages history after this ID up to `last_id` itself.
+    pub gap_after: Option<&'a str>,
+}
+
+/// Builds the frames a member gets at join.
+pub type Prelude = Box<dyn FnOnce(Joined<'_>) -> Vec<ByteString> + Send>;
 
 /// Adds a member (sent by the hub).
 #[derive(Message)]
@@ -202,21 +213,32 @@ impl Handler<Join> for Room {
         } = msg;
         let store = self.store.clone();
         let channel = self.channel.clone();
+        // A replay may fill at most half the member's queue; more becomes a gap to page.
+        let cap = (member.outbox.capacity() / 2).max(1);
         // The read happens while the room holds its mailbox, so no live event slips between the
         // replay and going live; per-member IDs drop what both paths bring.
         ctx.wait(
             async move {
                 match replay {
-                    Replay::None => Ok(Vec::new()),
-                    Replay::Last(n) => store.range_rev(&channel, "+", n).await,
-                    Replay::Since(id) => store.read_after(&channel, &id).await,
+                    Replay::None => Ok((Vec::new(), None)),
+                    Replay::Last(n) => store.range_rev(&channel, "+", n).await.map(|v| (v, None)),
+                    Replay::Since(id) => {
+                        let v = store
+                            .range(&channel, &format!("({id}"), "+", cap + 1)
+                            .await?;
+                        Ok(if v.len() > cap {
+                            (Vec::new(), Some(id))
+                        } else {
+                            (v, None)
+                        })
+                    }
                 }
             }
             .into_actor(self)
-            .map(move |events, room, _| {
-                let events = events.unwrap_or_else(|e| {
+            .map(move |read: crate::error::Result<_>, room, _| {
+                let (events, gap) = read.unwrap_or_else(|e| {
                     log::warn!("room {}: replay failed: {e}", room.channel);
-                    Vec::new()
+                    (Vec::new(), None)
                 });
                 if let Some(last) = events.last() {
                     if id_after(&last.id, &room.last_id) {
@@ -224,7 +246,12 @@ impl Handler<Join> for Room {
                     }
                 }
                 member.last_id = room.last_id.clone();
-                for frame in prelude(&events, &room.last_id) {
+                let frames = prelude(Joined {
+                    events: &events,
+                    last_id: &room.last_id,
+                    gap_after: gap.as_deref(),
+                });
+                for frame in frames {
                     member.outbox.send(frame);
                 }
                 room.members.insert(member.session, member);

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::hub::{Connect, Disconnect, Identify, JoinRoom, LeaveRoom};
 use super::outbox::{Out, Outbox};
-use super::room::{Member, Prelude, Replay};
+use super::room::{Joined, Member, Prelude, Replay};
 use super::{Dialect, SessionId};
 use crate::accounts::{self, User};
 use crate::error::{Error, Result};
@@ -29,6 +29,8 @@ use crate::store::keys;
 
 /// Messages of seed 004's `channelJoin` answer.
 const LEGACY_HISTORY: usize = 10;
+/// Stream entries read to find them (joins and leaves are skipped).
+const LEGACY_HISTORY_SCAN: usize = 100;
 /// Channels one `subscribe` or `resume` may name.
 const MAX_CHANNELS_PER_FRAME: usize = 200;
 /// Users one `users` answer lists.
@@ -146,18 +148,20 @@ impl Session {
     }
 
     fn dispatch(&mut self, frame: Inbound, ctx: &mut Context<Self>) {
-        let legacy = matches!(
-            frame,
+        // The last frame family a socket used decides what later deliveries look like;
+        // `signOut` belongs to both.
+        let dialect = match frame {
             Inbound::SignIn(_)
-                | Inbound::SignUp(_)
-                | Inbound::SignOut
-                | Inbound::ChannelJoin { .. }
-                | Inbound::ChannelLeave { .. }
-                | Inbound::ChannelMessage { .. }
-                | Inbound::Users
-        );
-        if legacy && self.dialect != Dialect::Legacy {
-            self.dialect = Dialect::Legacy;
+            | Inbound::SignUp(_)
+            | Inbound::ChannelJoin { .. }
+            | Inbound::ChannelLeave { .. }
+            | Inbound::ChannelMessage { .. }
+            | Inbound::Users => Some(Dialect::Legacy),
+            Inbound::SignOut => None,
+            _ => Some(Dialect::Native),
+        };
+        if let Some(d) = dialect.filter(|d| *d != self.dialect) {
+            self.dialect = d;
             self.identify();
         }
         let needs_user = !matches!(
@@ -222,13 +226,22 @@ impl Session {
                     legacy_join(&app, &me()?, recipient_uuid).await
                 }
                 Inbound::ChannelLeave { recipient_uuid } => {
-                    let channel = legacy_channel(&app, &me()?, &recipient_uuid).await?;
+                    let u = me()?;
+                    // Leaving never opens a private chat.
+                    let channel = if recipient_uuid.is_empty() {
+                        Some(GENERAL.to_string())
+                    } else {
+                        match app.store.username_by_uuid(&recipient_uuid).await? {
+                            Some(other) => app.store.existing_dm(&u.username, &other).await?,
+                            None => None,
+                        }
+                    };
                     Ok(Reply {
                         frames: vec![envelope(
                             "channelLeave",
                             json!({"recipientUUID": recipient_uuid}),
                         )],
-                        leaves: vec![channel],
+                        leaves: channel.into_iter().collect(),
                         ..Default::default()
                     })
                 }
@@ -278,6 +291,7 @@ impl Session {
                 Inbound::History {
                     channel,
                     before,
+                    after,
                     limit,
                 } => {
                     let u = me()?;
@@ -285,7 +299,7 @@ impl Session {
                     let limit = limit.unwrap_or(app.settings.history.page_size);
                     let page = app
                         .store
-                        .history(&channel, before.as_deref(), None, limit)
+                        .history(&channel, before.as_deref(), after.as_deref(), limit)
                         .await?;
                     Ok(Reply::frames(vec![envelope(
                         "history",
@@ -334,10 +348,13 @@ impl Session {
                 });
             }
             if let Some(u) = self.user.take() {
-                if let Some(h) = u.token_hash {
+                if u.token_hash.is_some() {
+                    // Ends the session everywhere: other sockets signed in with it close too.
                     let store = self.app.store.clone();
                     actix_rt::spawn(async move {
-                        let _ = store.revoke_session_hash(&h).await;
+                        if let Err(e) = accounts::end_session(&store, &u).await {
+                            log::warn!("sign-out of {}: {e}", u.username);
+                        }
                     });
                 }
             }
@@ -345,6 +362,20 @@ impl Session {
             self.identify();
         }
         if let Some(user) = reply.sign_in {
+            // Another user on this socket: nothing of the previous one's stays subscribed.
+            if self
+                .user
+                .as_ref()
+                .is_some_and(|u| u.username != user.username)
+            {
+                for channel in self.rooms.drain() {
+                    self.app.hub.do_send(LeaveRoom {
+                        channel,
+                        id: self.id,
+                    });
+                }
+                self.legacy_channel = None;
+            }
             self.user = Some(user);
             self.identify();
         }
@@ -456,10 +487,14 @@ async fn legacy_join(app: &App, me: &User, recipient_uuid: String) -> Result<Rep
     }
     let users = legacy_users(app, &app.store.members(&channel).await?).await?;
     let peer = recipient_uuid.clone();
-    let prelude: Prelude = Box::new(move |events: &[ChatEvent], _last: &str| {
-        let messages: Vec<Value> = events
+    let prelude: Prelude = Box::new(move |joined: Joined<'_>| {
+        let messages: Vec<&ChatEvent> = joined
+            .events
             .iter()
             .filter(|e| e.kind == "message")
+            .collect();
+        let messages: Vec<Value> = messages[messages.len().saturating_sub(LEGACY_HISTORY)..]
+            .iter()
             .map(|e| legacy_message(e, &peer))
             .collect();
         vec![envelope(
@@ -471,7 +506,7 @@ async fn legacy_join(app: &App, me: &User, recipient_uuid: String) -> Result<Rep
     Ok(Reply {
         joins: vec![JoinSpec {
             channel: channel.clone(),
-            replay: Replay::Last(LEGACY_HISTORY),
+            replay: Replay::Last(LEGACY_HISTORY_SCAN),
             peer_uuid: recipient_uuid,
             prelude,
         }],
@@ -512,18 +547,22 @@ async fn subscribe(
         }
         let name = channel.clone();
         let resumed = from.is_some();
-        let prelude: Prelude = Box::new(move |events: &[ChatEvent], last: &str| {
-            let mut frames: Vec<ByteString> = events
+        let prelude: Prelude = Box::new(move |joined: Joined<'_>| {
+            let mut frames: Vec<ByteString> = joined
+                .events
                 .iter()
                 .map(|e| envelope("message", json!(e)).into())
                 .collect();
-            frames.push(
-                envelope(
-                    "subscribed",
-                    json!({"channel": name, "last_id": last, "replayed": events.len(), "resumed": resumed}),
-                )
-                .into(),
-            );
+            let mut subscribed = json!({
+                "channel": name,
+                "last_id": joined.last_id,
+                "replayed": joined.events.len(),
+                "resumed": resumed,
+            });
+            if let Some(after) = joined.gap_after {
+                subscribed["gap"] = json!({"after": after, "until": joined.last_id});
+            }
+            frames.push(envelope("subscribed", subscribed).into());
             frames
         });
         reply.joins.push(JoinSpec {

@@ -22,10 +22,10 @@ use crate::node::App;
 pub const SESSION_COOKIE: &str = "chatnode_session";
 
 /// Routes of a node.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Settings) {
     cfg.app_data(
         web::JsonConfig::default()
-            .limit(64 * 1024)
+            .limit(settings.http.max_json_bytes)
             .error_handler(|err, _| Error::body(err.to_string()).into()),
     )
     .app_data(
@@ -81,7 +81,15 @@ async fn readyz(app: web::Data<App>) -> HttpResponse {
             .json(json!({"redis": "ok", "search": search, "status": "stopping"}));
     }
     match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({"redis": "ok", "search": search})),
+        Ok(Ok(())) => {
+            let backfill = if app.store.backfill_done.load(Ordering::SeqCst) {
+                "done"
+            } else {
+                "running"
+            };
+            HttpResponse::Ok()
+                .json(json!({"redis": "ok", "search": search, "search_backfill": backfill}))
+        }
         Ok(Err(e)) => HttpResponse::ServiceUnavailable()
             .json(json!({"redis": "down", "search": search, "error": e.to_string()})),
         Err(_) => HttpResponse::ServiceUnavailable()

@@ -48,6 +48,7 @@ pub enum Inbound {
     History {
         channel: String,
         before: Option<String>,
+        after: Option<String>,
         limit: Option<usize>,
     },
     /// chatnode: everything up to `last_id` has been read.
@@ -124,6 +125,8 @@ struct HistoryPayload {
     channel: String,
     #[serde(default)]
     before: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -225,6 +228,7 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
             Inbound::History {
                 channel: p.channel,
                 before: p.before,
+                after: p.after,
                 limit: p.limit,
             }
         }

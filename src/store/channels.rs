@@ -161,16 +161,29 @@ impl Store {
 
     /// Whether a user may read a channel: any public channel, or a DM they are part of.
     pub async fn can_read(&self, username: &str, channel: &str) -> Result<bool> {
-        if let Some((a, b)) = dm_pair(channel) {
-            return Ok(a == username || b == username);
+        if dm_pair(channel).is_some() {
+            return self.in_dm(username, channel).await;
         }
         self.channel_exists(channel).await
     }
 
+    /// Whether `username` is one of the two people of an opened DM. Only `open_dm` writes a
+    /// DM's members, so a name made up by a client (`dm:me:nobody`) is never readable.
+    async fn in_dm(&self, username: &str, channel: &str) -> Result<bool> {
+        let Some((a, b)) = dm_pair(channel) else {
+            return Ok(false);
+        };
+        if a != username && b != username {
+            return Ok(false);
+        }
+        let mut conn = self.conn().await?;
+        Ok(conn.sismember(keys::members(channel), username).await?)
+    }
+
     /// Whether a user is a member (may post).
     pub async fn is_member(&self, username: &str, channel: &str) -> Result<bool> {
-        if let Some((a, b)) = dm_pair(channel) {
-            return Ok(a == username || b == username);
+        if dm_pair(channel).is_some() {
+            return self.in_dm(username, channel).await;
         }
         let mut conn = self.conn().await?;
         Ok(conn.sismember(keys::members(channel), username).await?)
@@ -218,6 +231,9 @@ impl Store {
         if dm_pair(channel).is_some() {
             return Err(Error::Forbidden("private chats cannot be left".into()));
         }
+        if !self.channel_exists(channel).await? {
+            return Err(Error::ChannelNotFound);
+        }
         let mut conn = self.conn().await?;
         let (removed, _): (i64, i64) = redis::pipe()
             .srem(keys::members(channel), username)
@@ -229,6 +245,12 @@ impl Store {
                 .await?;
         }
         Ok(removed == 1)
+    }
+
+    /// The DM between two users if it was opened, without opening it.
+    pub async fn existing_dm(&self, me: &str, other: &str) -> Result<Option<String>> {
+        let name = dm_name(me, other);
+        Ok(self.in_dm(me, &name).await?.then_some(name))
     }
 
     /// Opens (idempotently) the DM between two users and returns its name.

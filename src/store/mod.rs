@@ -47,6 +47,8 @@ pub struct Store {
     pub client: redis::Client,
     pub search: Option<SearchVersion>,
     pub settings: Arc<Settings>,
+    /// Whether the RediSearch 1.x backfill of older hashes has finished.
+    pub backfill_done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Puts `password` into a redis URL that has none.
@@ -90,6 +92,7 @@ impl Store {
             client,
             search: None,
             settings,
+            backfill_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         store.search = store
             .detect_search()

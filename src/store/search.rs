@@ -11,6 +11,13 @@ use super::users::{profile_from_hash, Profile};
 use super::{keys, Store};
 use crate::error::{Error, Result};
 
+/// RediSearch's default stopwords.
+pub const STOPWORDS: &[&str] = &[
+    "a", "is", "the", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into",
+    "it", "no", "not", "of", "on", "or", "such", "that", "their", "then", "there", "these", "they",
+    "this", "to", "was", "will", "with",
+];
+
 /// Escapes a value for a TAG clause or a TEXT term.
 pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 2);
@@ -84,11 +91,17 @@ impl UserQuery {
                             }
                         })
                         .collect();
-                    Some(format!(
-                        "(@firstname|lastname:({})) | (@username:{{{}}})",
-                        text.join(" "),
-                        escape(alt.trim().to_lowercase().as_str())
-                    ))
+                    let name = alt.trim().to_lowercase();
+                    // RediSearch 1.x refuses a stopword as a whole tag value (a syntax error).
+                    Some(if STOPWORDS.contains(&name.as_str()) {
+                        format!("(@firstname|lastname:({}))", text.join(" "))
+                    } else {
+                        format!(
+                            "(@firstname|lastname:({})) | (@username:{{{}}})",
+                            text.join(" "),
+                            escape(&name)
+                        )
+                    })
                 })
                 .collect();
             if !alternatives.is_empty() {
@@ -159,7 +172,7 @@ impl Store {
             return Err(Error::SearchUnavailable);
         }
         let mut conn = self.conn().await?;
-        let v: redis::Value = redis::cmd("FT.SEARCH")
+        let v: redis::RedisResult<redis::Value> = redis::cmd("FT.SEARCH")
             .arg(index)
             .arg(query)
             .arg(extra)
@@ -167,8 +180,17 @@ impl Store {
             .arg(offset)
             .arg(limit)
             .query_async(&mut conn)
-            .await?;
-        Ok(parse_search(v))
+            .await;
+        match v {
+            Ok(v) => Ok(parse_search(v)),
+            // User text is escaped, so a refused query means a value the module cannot search
+            // for (1.x and stopword tags): it finds nothing rather than failing the request.
+            Err(e) if e.to_string().contains("Syntax error") => {
+                log::warn!("search refused `{query}`: {e}");
+                Ok((0, Vec::new()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Searches users by name, city, country, hobby and distance.

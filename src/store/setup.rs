@@ -40,13 +40,6 @@ pub async fn prepare(store: &Store) -> Result<()> {
         (keys::IDX_MESSAGES, keys::MESSAGE_PREFIX, MESSAGE_FIELDS),
     ] {
         ensure_index(store, version, index, prefix, fields).await?;
-        if version.needs_addhash() {
-            let started = std::time::Instant::now();
-            let n = backfill(store, index, prefix).await?;
-            if n > 0 {
-                log::info!("{index}: indexed {n} hashes in {:?}", started.elapsed());
-            }
-        }
     }
     Ok(())
 }
@@ -146,11 +139,37 @@ fn field_names(info: &redis::Value) -> Vec<String> {
     out
 }
 
-/// RediSearch 1.x: adds every `prefix*` hash not yet in the index, in pipelined batches.
-/// FT.ADDHASH without REPLACE refuses documents already indexed, which is what makes it cheap
-/// to run at every start.
+/// Adds a batch of keys with FT.ADDHASH inside Redis; documents already indexed are refused by
+/// the module and skipped, so one round trip serves a whole batch. Returns how many were added.
+const BACKFILL_LUA: &str = r#"
+local added = 0
+for i = 1, #KEYS do
+  if pcall(redis.call, 'FT.ADDHASH', ARGV[1], KEYS[i], '1.0') then added = added + 1 end
+end
+return added
+"#;
+
+/// Only one node backfills at a time; the lock expires if that node dies.
+const BACKFILL_LOCK_SECS: u64 = 600;
+
+/// RediSearch 1.x: adds every `prefix*` hash not yet in the index (a database filled by seed
+/// 003's loader relies on ON HASH PREFIX, which 1.x lacks), in batches.
 async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
     let mut conn = store.conn().await?;
+    let lock = format!("lock:backfill:{index}");
+    let owned: Option<String> = redis::cmd("SET")
+        .arg(&lock)
+        .arg("1")
+        .arg("NX")
+        .arg("EX")
+        .arg(BACKFILL_LOCK_SECS)
+        .query_async(&mut conn)
+        .await?;
+    if owned.is_none() {
+        log::info!("{index}: another node is backfilling");
+        return Ok(0);
+    }
+    let script = redis::Script::new(BACKFILL_LUA);
     let mut cursor: u64 = 0;
     let mut added = 0;
     loop {
@@ -165,46 +184,48 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
             .query_async(&mut conn)
             .await?;
         if !batch.is_empty() {
-            let mut pipe = redis::pipe();
-            for key in &batch {
-                pipe.cmd("FT.ADDHASH").arg(index).arg(key).arg("1.0");
-            }
-            let results: Vec<redis::RedisResult<redis::Value>> = {
-                let replies: redis::RedisResult<Vec<redis::Value>> =
-                    pipe.query_async(&mut conn).await;
-                match replies {
-                    Ok(v) => v.into_iter().map(Ok).collect(),
-                    Err(_) => {
-                        // A pipeline fails whole when one reply is an error: add one by one.
-                        let mut v = Vec::with_capacity(batch.len());
-                        for key in &batch {
-                            v.push(
-                                redis::cmd("FT.ADDHASH")
-                                    .arg(index)
-                                    .arg(key)
-                                    .arg("1.0")
-                                    .query_async(&mut conn)
-                                    .await,
-                            );
-                        }
-                        v
-                    }
-                }
-            };
-            added += results
-                .iter()
-                .filter(|r| {
-                    matches!(
-                        r,
-                        Ok(redis::Value::Okay) | Ok(redis::Value::SimpleString(_))
-                    )
-                })
-                .count();
+            let n: usize = script
+                .key(&batch)
+                .arg(index)
+                .invoke_async(&mut conn)
+                .await?;
+            added += n;
         }
         cursor = next;
         if cursor == 0 {
             break;
         }
     }
+    let _: () = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
     Ok(added)
+}
+
+/// Starts the RediSearch 1.x backfill in the background, so a node with a large database is
+/// listening at once; search finds older hashes as the backfill reaches them.
+pub fn spawn_backfill(store: Store) {
+    let Some(version) = store.search else { return };
+    if !version.needs_addhash() {
+        store
+            .backfill_done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        return;
+    }
+    actix_rt::spawn(async move {
+        for (index, prefix) in [
+            (keys::IDX_USERS, keys::USER_PREFIX),
+            (keys::IDX_MESSAGES, keys::MESSAGE_PREFIX),
+        ] {
+            let started = std::time::Instant::now();
+            match backfill(&store, index, prefix).await {
+                Ok(n) => log::info!(
+                    "{index}: backfill added {n} hashes in {:?}",
+                    started.elapsed()
+                ),
+                Err(e) => log::warn!("{index}: backfill failed: {e}"),
+            }
+        }
+        store
+            .backfill_done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    });
 }
