@@ -1,0 +1,539 @@
+// chatnode's browser client: signs in, keeps the channel list, follows every channel live over
+// /ws, and resumes from the last IDs seen after any reconnect, so nothing is missed or doubled.
+
+import { $, $$, h, setText, toast, mentionsMe } from './dom.js';
+import { S, on, emit, cmpId, newChannel, addEvents, label } from './state.js';
+import { get, post, qs, enc } from './api.js';
+import { Live } from './live.js';
+import * as chat from './chat.js';
+import { switchDraft } from './composer.js';
+import { renderSidebar, setMe, closeNav } from './sidebar.js';
+import { updateTitle, updateNotifyButton, notify } from './notify.js';
+
+const live = new Live({ authorized, frame, state: showConnection, unauthenticated });
+const ownIds = new Set(); // IDs the node confirmed for this client's posts
+let inflight = []; // posts sent on this socket, awaiting `posted` or `error`, oldest first
+let pollTimer = 0;
+let unseenMentions = 0;
+
+// ---- signing in and out -------------------------------------------------------------------
+
+// Panels load on first use, so the first page load stays small.
+const people = () => import('./people.js');
+const browse = () => import('./browse.js');
+
+/** Back to the sign-in screen, forgetting everything about the last user. */
+async function showAuth() {
+  live.stop();
+  clearTimeout(pollTimer);
+  S.me = null;
+  S.channels.clear();
+  S.online.clear();
+  S.current = null;
+  chat.hide();
+  $('#conn').hidden = true;
+  (await import('./auth.js')).showAuth(signedIn);
+}
+
+/** Starts the app for a signed-in user (from main.js, or after signing in). */
+export async function signedIn(me) {
+  S.me = me;
+  S.users.add(me.username);
+  setMe(me);
+  $('#auth').hidden = true;
+  $('#app').hidden = false;
+  await refreshChannels();
+  live.start();
+  route();
+  poll();
+  updateNotifyButton();
+  loadOnline();
+  get(qs('/api/users', { limit: 100 })).then((r) => r.users.forEach((u) => S.users.add(u.username))).catch(() => {});
+  for (const [feature, path] of [['search', '/api/search/messages?q=chatnode&limit=1'], ['mentions', '/api/mentions?limit=1']]) {
+    has(path).then((ok) => {
+      S.features[feature] = ok;
+      $(`#nav-${feature}`).hidden = !ok;
+      if (ok && location.hash.startsWith(`#/${feature}`)) route();
+    });
+  }
+}
+
+async function unauthenticated() {
+  try {
+    await get('/api/me');
+  } catch (e) {
+    if (e.status === 401) {
+      toast('You were signed out.');
+      showAuth();
+    }
+  }
+}
+
+$('#sign-out').addEventListener('click', async () => {
+  try {
+    await post('/api/auth/logout');
+  } catch { /* signed out either way */ }
+  location.hash = '';
+  showAuth();
+});
+
+// ---- channels -----------------------------------------------------------------------------
+
+/** Fetches the channel list; follows new channels (e.g. a DM someone else opened). */
+async function refreshChannels() {
+  let list;
+  try {
+    list = await get('/api/channels');
+  } catch (e) {
+    if (e.status === 401) showAuth();
+    return;
+  }
+  const fresh = [];
+  const seen = new Set();
+  for (const s of list) {
+    seen.add(s.name);
+    const ch = S.channels.get(s.name);
+    if (!ch) {
+      const c = newChannel(s);
+      S.channels.set(s.name, c);
+      fresh.push(c);
+    } else if (!ch.member) {
+      ch.member = true;
+      if (S.current === ch.name) chat.updateHeader();
+    }
+    if (s.peer) S.users.add(s.peer);
+  }
+  for (const ch of S.channels.values()) {
+    if (ch.member && !seen.has(ch.name)) {
+      ch.member = false;
+      if (S.current === ch.name) chat.updateHeader();
+    }
+  }
+  if (fresh.length) follow(fresh);
+  renderSidebar();
+  updateTitle();
+}
+
+/** Asks the socket for the live events of channels, from their cursors on. */
+function follow(chans) {
+  if (!live.open) return;
+  for (let i = 0; i < chans.length; i += 200) {
+    const channels = {};
+    for (const ch of chans.slice(i, i + 200)) {
+      channels[ch.name] = ch.cursor;
+      ch.subscribed = false;
+    }
+    live.send('resume', { channels });
+  }
+}
+
+function poll() {
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(async () => {
+    if (live.open) await refreshChannels();
+    if (S.me) poll();
+  }, document.visibilityState === 'visible' ? 8000 : 30000);
+}
+
+async function loadOnline() {
+  try {
+    const users = await get('/api/users/online');
+    S.online = new Set(users.map((u) => u.username));
+    for (const u of users) S.users.add(u.username);
+    emit('presence');
+  } catch { /* presence frames keep it current */ }
+}
+
+on('joined', async (name) => {
+  await refreshChannels();
+  const ch = S.channels.get(name);
+  if (ch) {
+    ch.member = true;
+    if (S.current === name) chat.show(ch);
+  }
+  location.hash = `#/c/${enc(name)}`;
+});
+
+on('open-channel', async (name) => {
+  if (!S.channels.has(name)) await refreshChannels();
+  location.hash = `#/c/${enc(name)}`;
+});
+
+on('open-message', async ({ channel, id }) => {
+  if (!S.channels.has(channel)) await refreshChannels();
+  const ch = S.channels.get(channel) || await preview(channel);
+  if (!ch) return;
+  history.replaceState(null, '', `#/c/${enc(channel)}`);
+  showView('chat');
+  enterChannel(ch);
+  chat.showAt(ch, id);
+});
+
+$('#leave-channel').addEventListener('click', async () => {
+  const ch = chat.current();
+  if (!ch || !window.confirm(`Leave #${ch.name}?`)) return;
+  try {
+    await post(`/api/channels/${enc(ch.name)}/leave`);
+    live.send('unsubscribe', { channels: [ch.name] });
+    S.channels.delete(ch.name);
+    renderSidebar();
+    location.hash = '';
+  } catch (e) {
+    toast(`Could not leave: ${e.message}`, 'error');
+  }
+});
+
+$('#join-channel').addEventListener('click', async () => {
+  const ch = chat.current();
+  if (ch) (await browse()).join(ch.name);
+});
+
+/** A public channel the user is not in, shown read-only and followed live until they move on. */
+async function preview(name) {
+  try {
+    const page = await get(qs(`/api/channels/${enc(name)}/messages`, { limit: 50 }));
+    const ch = newChannel({ name, kind: 'public', member: false, last_message: page.messages[page.messages.length - 1] });
+    addEvents(ch, page.messages);
+    ch.loaded = true;
+    ch.hasMore = page.has_more;
+    S.channels.set(name, ch);
+    follow([ch]);
+    return ch;
+  } catch (e) {
+    toast(e.code === 'channel_not_found' ? `There is no channel #${name}.` : `Could not open #${name}: ${e.message}`, 'error');
+    return null;
+  }
+}
+
+function dropPreviews(keep) {
+  for (const ch of [...S.channels.values()]) {
+    if (!ch.member && ch.name !== keep && !ch.pending.length) {
+      live.send('unsubscribe', { channels: [ch.name] });
+      S.channels.delete(ch.name);
+    }
+  }
+}
+
+/** Whether this node has an endpoint: without it the node answers 404 (or search is off). */
+async function has(path) {
+  try {
+    await get(path);
+    return true;
+  } catch (e) {
+    return !(e.status === 404 || e.status === 0 || e.code === 'search_unavailable');
+  }
+}
+
+// ---- live frames --------------------------------------------------------------------------
+
+function authorized() {
+  inflight = [];
+  follow([...S.channels.values()]);
+  loadOnline();
+  refreshChannels();
+}
+
+function frame(type, p) {
+  switch (type) {
+    case 'message': return onEvent(p);
+    case 'subscribed': return onSubscribed(p);
+    case 'posted': return onPosted(p);
+    case 'unread': {
+      const ch = S.channels.get(p.channel);
+      if (ch && S.current !== ch.name) {
+        ch.unread = p.count;
+        emit('unread-changed');
+      }
+      return undefined;
+    }
+    case 'typing': {
+      const ch = S.channels.get(p.channel);
+      if (ch) chat.typing(ch, p.username);
+      return undefined;
+    }
+    case 'presence':
+      if (p.online) S.online.add(p.username);
+      else S.online.delete(p.username);
+      emit('presence');
+      chat.updateHeader();
+      return undefined;
+    case 'mention':
+      return onMention(p);
+    case 'error': return onError(p);
+    default: return undefined;
+  }
+}
+
+function onEvent(ev) {
+  const ch = S.channels.get(ev.channel);
+  if (!ch || !ev.id) return;
+  if (cmpId(ev.id, ch.cursor) > 0) {
+    ch.cursor = ev.id;
+    ch.last = ev;
+  }
+  S.users.add(ev.username);
+  const me = S.me.username;
+  const fresh = !ch.ids.has(ev.id) && !ownIds.has(ev.id);
+  if (ev.type === 'message' && ev.username === me && fresh) ackEcho(ch, ev);
+  if (ch.atLatest) {
+    const r = addEvents(ch, [ev]);
+    if (r.appended.length || r.inserted) chat.eventsAdded(ch, r);
+  } else {
+    ch.buffer.push(ev);
+  }
+  if (!fresh || ev.type !== 'message' || ev.username === me) return;
+  const mention = mentionsMe(ev.text, me);
+  ch.unread += 1;
+  if (mention) ch.mentions += 1;
+  chat.markRead(); // clears it again when the reader is looking at the newest messages
+  emit('unread-changed');
+  if (mention || ch.kind === 'dm') {
+    notify(ev.id, mention ? `${ev.username} mentioned you in ${label(ch)}` : ev.username, ev.text, () => {
+      location.hash = `#/c/${enc(ch.name)}`;
+    });
+  }
+  if (ch.kind === 'dm') renderSidebar();
+}
+
+/** A `mention` notice: someone @mentioned this user, maybe in a channel they do not follow. */
+function onMention(ev) {
+  if (!ev || !ev.id) return;
+  if (!S.channels.get(ev.channel)) {
+    unseenMentions += 1;
+    renderMentionBadge();
+  }
+  notify(ev.id, `${ev.username} mentioned you`, ev.text || '', () => emit('open-message', { channel: ev.channel, id: ev.id }));
+}
+
+function renderMentionBadge() {
+  const nav = $('#nav-mentions');
+  const old = nav.querySelector('.badge');
+  if (old) old.remove();
+  if (unseenMentions) nav.append(h('span', { class: 'badge strong' }, String(unseenMentions)));
+}
+
+/** One of this client's posts came back as a live event before (or without) its `posted`. */
+function ackEcho(ch, ev) {
+  const i = ch.pending.findIndex((p) => p.state === 'sent' && p.text === ev.text);
+  if (i < 0) return;
+  const [p] = ch.pending.splice(i, 1);
+  inflight = inflight.filter((x) => x !== p);
+  chat.renderPending(ch);
+}
+
+function onSubscribed(p) {
+  const ch = S.channels.get(p.channel);
+  if (!ch) return;
+  ch.subscribed = true;
+  if (p.last_id && cmpId(p.last_id, ch.cursor) > 0) ch.cursor = p.last_id;
+  // Posts queued while offline, and posts whose fate the last socket never told (they were not
+  // in the replay just received, so they were not stored), go out now.
+  for (const post of ch.pending) if (post.state !== 'failed') sendPost(ch, post);
+}
+
+function onPosted(p) {
+  const ch = S.channels.get(p.channel);
+  inflight = inflight.filter((x) => x.cid !== p.client_id);
+  ownIds.add(p.id);
+  if (!ch) return;
+  const i = ch.pending.findIndex((x) => x.cid === p.client_id);
+  if (i < 0) return;
+  const [post] = ch.pending.splice(i, 1);
+  if (ch.atLatest) {
+    const ev = { id: p.id, channel: ch.name, type: 'message', username: S.me.username, text: post.text, created_at: p.created_at };
+    const r = addEvents(ch, [ev]);
+    chat.eventsAdded(ch, r);
+  }
+  chat.renderPending(ch);
+}
+
+function onError(p) {
+  const payload = p.payload || {};
+  if (payload.channel) {
+    const ch = S.channels.get(payload.channel);
+    if (ch) ch.subscribed = false;
+    toast(`${payload.channel}: ${p.message}`, 'error');
+    return;
+  }
+  // Answers come in the order frames were sent: an error with no channel named is the answer to
+  // the oldest post still waiting, if any.
+  const post = inflight.shift();
+  if (post) {
+    post.state = 'failed';
+    post.error = p.message;
+    const ch = S.channels.get(post.channel);
+    if (ch) chat.renderPending(ch);
+  } else if (p.code !== 'forbidden') {
+    toast(p.message || 'Something went wrong', 'error');
+  }
+}
+
+// ---- sending ------------------------------------------------------------------------------
+
+function sendPost(ch, p) {
+  if (!ch.subscribed || !live.send('post', { channel: ch.name, text: p.text, client_id: p.cid })) return;
+  p.state = 'sent';
+  inflight.push(p);
+}
+
+on('send', (text) => {
+  const ch = S.current && S.channels.get(S.current);
+  if (!ch || !ch.member) return;
+  const p = { cid: crypto.randomUUID(), channel: ch.name, text, state: 'queued' };
+  ch.pending.push(p);
+  if (!ch.atLatest) {
+    ch.loaded = false;
+    chat.show(ch);
+  } else {
+    chat.renderPending(ch);
+  }
+  sendPost(ch, p);
+});
+
+on('retry-post', (p) => {
+  const ch = S.channels.get(p.channel);
+  if (!ch) return;
+  p.state = 'queued';
+  p.error = '';
+  chat.renderPending(ch);
+  sendPost(ch, p);
+});
+
+on('discard-post', (p) => {
+  const ch = S.channels.get(p.channel);
+  if (!ch) return;
+  ch.pending = ch.pending.filter((x) => x !== p);
+  chat.renderPending(ch);
+});
+
+on('typing', () => {
+  const ch = S.current && S.channels.get(S.current);
+  if (ch && ch.member) live.send('typing', { channel: ch.name });
+});
+
+on('read', ({ channel, last_id: lastId }) => {
+  if (!live.send('read', { channel, last_id: lastId })) {
+    post(`/api/channels/${enc(channel)}/read`, { last_id: lastId }).catch(() => {});
+  }
+});
+
+on('unread-changed', updateTitle);
+
+// ---- connection banner ----------------------------------------------------------------------
+
+const conn = $('#conn');
+let connTimer = 0;
+let wasDown = false;
+
+function showConnection(state, info) {
+  clearInterval(connTimer);
+  conn.dataset.state = state;
+  if (state === 'online') {
+    for (const ch of S.channels.values()) ch.subscribed = false;
+    if (wasDown) {
+      conn.hidden = false;
+      conn.replaceChildren(h('span', null, 'Connected again.'));
+      connTimer = setTimeout(() => { if (conn.dataset.state === 'online') conn.hidden = true; }, 2500);
+    } else {
+      conn.hidden = true;
+    }
+    wasDown = false;
+    return;
+  }
+  if (state === 'idle') {
+    conn.hidden = true;
+    return;
+  }
+  if (state === 'connecting') {
+    conn.hidden = false;
+    conn.replaceChildren(h('span', null, 'Connecting…'));
+    return;
+  }
+  wasDown = true;
+  for (const ch of S.channels.values()) ch.subscribed = false;
+  inflight = [];
+  conn.hidden = false;
+  const text = h('span');
+  const tick = () => {
+    const secs = info.at ? Math.ceil((info.at - Date.now()) / 1000) : 0;
+    setText(text, secs > 0 ? `Connection lost. Reconnecting in ${secs} s…` : 'Connection lost. Reconnecting…');
+  };
+  tick();
+  conn.replaceChildren(text, ' ', h('button', { type: 'button', class: 'link', onclick: () => live.now() }, 'Retry now'));
+  connTimer = setInterval(tick, 1000);
+}
+
+// ---- views and routes ---------------------------------------------------------------------
+
+function showView(name) {
+  for (const v of $$('#main > .view')) v.hidden = v.id !== `${name}-view`;
+  if (name !== 'chat') {
+    const prev = S.current && S.channels.get(S.current);
+    switchDraft(prev, null);
+    S.current = null;
+    chat.hide();
+  }
+  closeNav();
+}
+
+function enterChannel(ch) {
+  const prev = S.current && S.channels.get(S.current);
+  if (prev !== ch) switchDraft(prev, ch);
+  S.current = ch.name;
+}
+
+async function route() {
+  if (!S.me) return;
+  const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ''));
+  const [kind, ...rest] = hash.split('/');
+  const arg = rest.join('/');
+  dropPreviews(kind === 'c' ? arg : null);
+  if (kind === 'c' && arg) {
+    if (!S.channels.has(arg) && arg.startsWith('dm:')) await refreshChannels();
+    const ch = S.channels.get(arg) || (await preview(arg));
+    if (!ch) {
+      location.hash = '#/browse';
+      return;
+    }
+    showView('chat');
+    enterChannel(ch);
+    chat.show(ch);
+  } else if (kind === 'people') {
+    const m = await people();
+    showView('people');
+    if (!$('#people-results').children.length) m.searchPeople();
+    $('#pf-q').focus();
+  } else if (kind === 'me' || (kind === 'u' && arg)) {
+    const m = await people();
+    showView('profile');
+    m.showProfile(kind === 'u' ? arg : null);
+  } else if (kind === 'browse') {
+    const m = await browse();
+    showView('browse');
+    m.loadBrowse();
+  } else if (kind === 'search' && S.features.search) {
+    const m = await import('./search.js');
+    showView('search');
+    m.prepareSearch();
+  } else if (kind === 'mentions' && S.features.mentions) {
+    const m = await import('./search.js');
+    showView('mentions');
+    unseenMentions = 0;
+    renderMentionBadge();
+    m.showMentions();
+  } else {
+    const first = [...S.channels.values()].filter((c) => c.member)
+      .sort((a, b) => (a.kind === 'public' ? 0 : 1) - (b.kind === 'public' ? 0 : 1) || a.name.localeCompare(b.name))[0];
+    if (first) {
+      history.replaceState(null, '', `#/c/${enc(first.name)}`);
+      route();
+      return;
+    }
+    showView('empty');
+  }
+  renderSidebar();
+  updateTitle();
+  for (const el of $$('.view:not([hidden]) h1')) el.tabIndex = -1;
+}
+
+window.addEventListener('hashchange', route);

@@ -1,0 +1,390 @@
+// The message view: day separators, grouped messages, own messages set apart, join/leave lines,
+// scrolling back through history, windows around a search hit, and the jump to the newest.
+
+import { $, h, setText, richText, mentionsMe, fmtTime, fmtFull, fmtDay, dayKey, avatar, toast } from './dom.js';
+import { S, emit, label, addEvents, resetEvents, reachLatest, idBefore } from './state.js';
+import { get, qs, enc } from './api.js';
+
+const PAGE = 50;
+const GROUP_MS = 5 * 60 * 1000;
+
+const box = $('#messages');
+const list = $('#message-list');
+const pendingList = h('ol', { class: 'message-list pending-list', 'aria-label': 'Messages being sent' });
+list.after(pendingList);
+const older = $('#older');
+const jump = $('#jump');
+const typingLine = $('#typing');
+
+let shown = null; // channel object on screen
+let lastShown = null; // last event rendered in `list`
+let pinned = true; // the view follows new messages
+let newBelow = 0;
+
+const meName = () => S.me && S.me.username;
+
+function atBottom() {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+}
+
+function scrollToBottom() {
+  box.scrollTop = box.scrollHeight;
+  pinned = true;
+  newBelow = 0;
+}
+
+function timeEl(ms) {
+  return h('time', { datetime: new Date(ms).toISOString(), title: fmtFull(ms) }, fmtTime(ms));
+}
+
+function dayItem(ms) {
+  return h('li', { class: 'day' }, h('span', null, fmtDay(ms)));
+}
+
+function sameGroup(prev, ev) {
+  return prev && prev.type === 'message' && prev.username === ev.username &&
+    ev.created_at - prev.created_at < GROUP_MS && dayKey(prev.created_at) === dayKey(ev.created_at);
+}
+
+function eventItem(ev, prev) {
+  if (ev.type === 'join' || ev.type === 'leave') {
+    return h('li', { class: 'event', data: { id: ev.id } },
+      h('span', { class: 'who' }, ev.username), ev.type === 'join' ? ' joined' : ' left', ' · ', timeEl(ev.created_at));
+  }
+  if (ev.type !== 'message') return null;
+  const own = ev.username === meName();
+  const grouped = sameGroup(prev, ev);
+  let cls = 'msg';
+  if (own) cls += ' own';
+  if (grouped) cls += ' grouped';
+  if (!own && mentionsMe(ev.text, meName())) cls += ' mentions-me';
+  return h('li', { class: cls, data: { id: ev.id, user: ev.username } },
+    own || grouped ? null : avatar(ev.username),
+    h('div', { class: 'bubble' },
+      h('div', { class: grouped ? 'meta sr-only' : 'meta' },
+        h('a', { class: own ? 'who sr-only' : 'who', href: `#/u/${enc(ev.username)}` }, own ? 'You' : ev.username),
+        ' ', timeEl(ev.created_at)),
+      h('p', { class: 'text' }, richText(ev.text, meName()))));
+}
+
+function itemsFor(evs, prev) {
+  const out = [];
+  for (const ev of evs) {
+    if (!prev || dayKey(prev.created_at) !== dayKey(ev.created_at)) out.push(dayItem(ev.created_at));
+    const li = eventItem(ev, prev);
+    if (li) {
+      out.push(li);
+      prev = ev;
+    }
+  }
+  return { items: out, last: prev };
+}
+
+function renderAll() {
+  const ch = shown;
+  const { items, last } = itemsFor(ch.events, null);
+  list.replaceChildren(...items);
+  lastShown = last;
+  renderPending(ch);
+  renderOlder();
+}
+
+function renderOlder() {
+  const ch = shown;
+  if (ch.loading) setText(older, 'Loading…');
+  else if (!ch.hasMore && ch.loaded) setText(older, ch.kind === 'dm' ? `This is the start of your conversation with ${ch.peer}.` : `This is the start of #${ch.name}.`);
+  else setText(older, '');
+}
+
+export function renderPending(ch) {
+  if (ch !== shown) return;
+  const items = (ch.atLatest ? ch.pending : []).map((p) =>
+    h('li', { class: `msg own pending ${p.state}`, data: { cid: p.cid } },
+      h('div', { class: 'bubble' },
+        h('p', { class: 'text' }, richText(p.text, meName())),
+        h('p', { class: 'status' },
+          p.state === 'failed' ? [
+            `Not sent${p.error ? `: ${p.error}` : ''} `,
+            h('button', { type: 'button', class: 'link', onclick: () => emit('retry-post', p) }, 'Retry'), ' ',
+            h('button', { type: 'button', class: 'link', onclick: () => emit('discard-post', p) }, 'Discard'),
+          ] : 'Sending…'))));
+  pendingList.replaceChildren(...items);
+  if (pinned) scrollToBottom();
+}
+
+function updateJump() {
+  const show = shown && (!pinned || !shown.atLatest);
+  jump.hidden = !show;
+  setText(jump.firstChild, newBelow ? `${newBelow} new message${newBelow > 1 ? 's' : ''} ` : 'Jump to newest ');
+}
+
+export function updateHeader() {
+  const ch = shown;
+  if (!ch) return;
+  setText($('#chat-title'), label(ch));
+  $('#chat-view').dataset.channel = ch.name;
+  let sub = '';
+  if (ch.kind === 'dm') sub = S.online.has(ch.peer) ? 'Online' : 'Offline';
+  else if (!ch.member) sub = 'Public channel · not joined';
+  else sub = 'Public channel';
+  setText($('#chat-sub'), sub);
+  $('#chat-sub').classList.toggle('is-online', ch.kind === 'dm' && S.online.has(ch.peer));
+  $('#leave-channel').hidden = !(ch.kind === 'public' && ch.member);
+  $('#join-bar').hidden = ch.member;
+  $('#composer').hidden = !ch.member;
+  $('#compose').placeholder = `Message ${label(ch)}`;
+}
+
+/** Shows a channel; loads its newest page the first time. */
+export function show(ch, { focus = true } = {}) {
+  const changed = shown !== ch;
+  shown = ch;
+  if (changed) {
+    pinned = true;
+    newBelow = 0;
+    renderTyping(ch);
+  }
+  updateHeader();
+  renderAll();
+  if (changed || pinned) scrollToBottom();
+  updateJump();
+  if (!ch.loaded) loadNewest(ch);
+  else fill(ch);
+  markRead();
+  if (focus && ch.member && window.matchMedia('(min-width: 721px)').matches) $('#compose').focus();
+}
+
+export function hide() {
+  shown = null;
+}
+
+export const current = () => shown;
+
+async function loadNewest(ch) {
+  if (ch.loading) return;
+  ch.loading = true;
+  if (!ch.atLatest) {
+    // A window in the past was shown: start over at the newest.
+    resetEvents(ch);
+    ch.atLatest = true;
+  }
+  if (ch === shown) renderOlder();
+  try {
+    const page = await get(qs(`/api/channels/${enc(ch.name)}/messages`, { limit: PAGE }));
+    // Live events that came while the page was on its way are kept: the union has no gap.
+    addEvents(ch, page.messages);
+    ch.hasMore = page.has_more;
+    ch.loaded = true;
+    for (const ev of page.messages) S.users.add(ev.username);
+  } catch (e) {
+    toast(`Could not load ${label(ch)}: ${e.message}`, 'error');
+  } finally {
+    ch.loading = false;
+  }
+  if (ch === shown) {
+    renderAll();
+    scrollToBottom();
+    updateJump();
+    fill(ch);
+    markRead();
+  }
+}
+
+/** Loads older pages until the view can scroll (or the beginning is reached). */
+function fill(ch) {
+  if (ch === shown && ch.loaded && ch.hasMore && !ch.loading && box.scrollHeight <= box.clientHeight + 40) loadOlder(ch);
+}
+
+async function loadOlder(ch) {
+  if (ch.loading || !ch.hasMore || !ch.events.length) return;
+  ch.loading = true;
+  renderOlder();
+  try {
+    const page = await get(qs(`/api/channels/${enc(ch.name)}/messages`, { before: ch.events[0].id, limit: PAGE }));
+    addEvents(ch, page.messages);
+    ch.hasMore = page.has_more;
+    for (const ev of page.messages) S.users.add(ev.username);
+  } catch (e) {
+    toast(`Could not load earlier messages: ${e.message}`, 'error');
+  } finally {
+    ch.loading = false;
+  }
+  if (ch !== shown) return;
+  // Keep the message under the reader's eyes where it was.
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  renderAll();
+  box.scrollTop = box.scrollHeight - fromBottom;
+  fill(ch);
+}
+
+async function loadNewer(ch) {
+  if (ch.loading || ch.atLatest || !ch.events.length) return;
+  ch.loading = true;
+  try {
+    const page = await get(qs(`/api/channels/${enc(ch.name)}/messages`, { after: ch.events[ch.events.length - 1].id, limit: PAGE }));
+    const r = addEvents(ch, page.messages);
+    let inserted = r.inserted;
+    if (!page.has_more) inserted = reachLatest(ch).inserted || inserted || r.appended.length > 0;
+    if (ch === shown) {
+      if (inserted) renderAll();
+      else append(ch, r.appended);
+      renderPending(ch);
+    }
+  } catch (e) {
+    toast(`Could not load newer messages: ${e.message}`, 'error');
+  } finally {
+    ch.loading = false;
+  }
+  updateJump();
+}
+
+function append(ch, evs) {
+  if (!evs.length) return;
+  const follow = pinned;
+  const { items, last } = itemsFor(evs, lastShown);
+  list.append(...items);
+  lastShown = last;
+  if (follow) scrollToBottom();
+  else newBelow += evs.filter((e) => e.type === 'message').length;
+  updateJump();
+}
+
+/** New events were added to a channel (live or replayed). */
+export function eventsAdded(ch, { appended, inserted }) {
+  if (ch !== shown) return;
+  if (inserted) {
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    renderAll();
+    if (pinned) scrollToBottom();
+    else box.scrollTop = box.scrollHeight - fromBottom;
+  } else {
+    append(ch, appended);
+  }
+  for (const ev of appended) clearTyping(ch, ev.username);
+  markRead();
+}
+
+/** Opens a channel at one message (e.g. from search), loading the history around it. */
+export async function showAt(ch, id) {
+  show(ch, { focus: false });
+  if (!ch.ids.has(id)) {
+    ch.loading = true;
+    ch.atLatest = false;
+    ch.buffer = [];
+    try {
+      const path = `/api/channels/${enc(ch.name)}/messages`;
+      const [before, after] = await Promise.all([
+        get(qs(path, { before: id, limit: 20 })),
+        get(qs(path, { after: idBefore(id), limit: 30 })),
+      ]);
+      const buffer = ch.buffer;
+      resetEvents(ch);
+      ch.buffer = buffer;
+      addEvents(ch, before.messages);
+      addEvents(ch, after.messages);
+      ch.hasMore = before.has_more;
+      ch.loaded = true;
+      if (!after.has_more) reachLatest(ch);
+    } catch (e) {
+      toast(`Could not open that message: ${e.message}`, 'error');
+      ch.loaded = false;
+      ch.atLatest = true;
+      return;
+    } finally {
+      ch.loading = false;
+    }
+    if (ch !== shown) return;
+    renderAll();
+  }
+  const li = list.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+  if (li) {
+    pinned = false;
+    li.scrollIntoView({ block: 'center' });
+    li.classList.add('flash');
+    li.tabIndex = -1;
+    li.focus({ preventScroll: true });
+    setTimeout(() => li.classList.remove('flash'), 2500);
+  }
+  updateJump();
+}
+
+async function jumpToNewest() {
+  const ch = shown;
+  if (!ch) return;
+  if (!ch.atLatest) {
+    ch.loaded = false;
+    await loadNewest(ch);
+  } else {
+    scrollToBottom();
+    updateJump();
+    markRead();
+  }
+  $('#compose').focus();
+}
+
+/** Marks the open channel read up to its newest event when the reader can see it. */
+export function markRead() {
+  const ch = shown;
+  if (!ch || !ch.atLatest || !ch.events.length || document.visibilityState !== 'visible' || !pinned) return;
+  if (S.current !== ch.name) return;
+  const last = ch.events[ch.events.length - 1].id;
+  const changed = ch.unread || ch.mentions;
+  if (ch.readId !== last) {
+    ch.readId = last;
+    emit('read', { channel: ch.name, last_id: last });
+  }
+  if (changed) {
+    ch.unread = 0;
+    ch.mentions = 0;
+    emit('unread-changed');
+  }
+}
+
+// Typing indicator.
+export function typing(ch, username) {
+  if (username === meName()) return;
+  clearTimeout(ch.typing.get(username));
+  ch.typing.set(username, setTimeout(() => clearTyping(ch, username), 6000));
+  renderTyping(ch);
+}
+
+function clearTyping(ch, username) {
+  if (!ch.typing.has(username)) return;
+  clearTimeout(ch.typing.get(username));
+  ch.typing.delete(username);
+  renderTyping(ch);
+}
+
+function renderTyping(ch) {
+  if (ch !== shown) return;
+  const names = [...ch.typing.keys()];
+  let text = '';
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = 'Several people are typing…';
+  setText(typingLine, text);
+}
+
+box.addEventListener('scroll', () => {
+  const ch = shown;
+  if (!ch) return;
+  pinned = atBottom();
+  if (pinned) newBelow = 0;
+  if (box.scrollTop < 300) loadOlder(ch);
+  if (pinned && !ch.atLatest) loadNewer(ch);
+  updateJump();
+  if (pinned) markRead();
+}, { passive: true });
+
+new ResizeObserver(() => {
+  if (shown && pinned) box.scrollTop = box.scrollHeight;
+}).observe(box);
+
+document.addEventListener('visibilitychange', markRead);
+jump.addEventListener('click', jumpToNewest);
+box.addEventListener('keydown', (e) => {
+  if (e.key === 'End' && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    jumpToNewest();
+  }
+});

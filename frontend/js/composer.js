@@ -1,0 +1,146 @@
+// The message box: Enter sends, Shift+Enter adds a line, typing pings (at most one every 3 s),
+// and `@` suggests usernames (arrow keys, Enter or Tab to pick, Escape to close).
+
+import { $, h, avatar, debounce } from './dom.js';
+import { S, emit } from './state.js';
+import { get, qs } from './api.js';
+
+const form = $('#composer');
+const ta = $('#compose');
+const menu = $('#mention-menu');
+
+let options = [];
+let active = 0;
+let lastTyping = 0;
+let lookupFor = '';
+
+function autosize() {
+  ta.style.height = 'auto';
+  ta.style.height = `${Math.min(ta.scrollHeight, 180)}px`;
+}
+
+function send() {
+  const text = ta.value;
+  if (!text.trim()) return;
+  emit('send', text);
+  ta.value = '';
+  lastTyping = 0;
+  autosize();
+  closeMenu();
+}
+
+/** The `@prefix` right before the caret, if any. */
+function mentionAtCaret() {
+  const before = ta.value.slice(0, ta.selectionStart);
+  const m = before.match(/(^|[\s(])@([a-z0-9_.-]{0,32})$/i);
+  return m ? { prefix: m[2].toLowerCase(), start: before.length - m[2].length - 1 } : null;
+}
+
+function candidates(prefix) {
+  const me = S.me && S.me.username;
+  const names = new Set([...S.online, ...S.users]);
+  for (const ch of S.channels.values()) if (ch.peer) names.add(ch.peer);
+  names.delete(me);
+  return [...names]
+    .filter((n) => n.startsWith(prefix))
+    .sort((a, b) => (S.online.has(b) - S.online.has(a)) || a.localeCompare(b))
+    .slice(0, 6);
+}
+
+// People found by first or last name join the list a moment later.
+const lookup = debounce(async (prefix) => {
+  if (prefix.length < 2) return;
+  lookupFor = prefix;
+  try {
+    const r = await get(qs('/api/users', { q: prefix, limit: 10 }));
+    for (const u of r.users || []) S.users.add(u.username);
+  } catch { /* the local list is enough */ }
+  const m = mentionAtCaret();
+  if (m && m.prefix === lookupFor && document.activeElement === ta) suggest();
+}, 250);
+
+function suggest() {
+  const m = mentionAtCaret();
+  if (!m) return closeMenu();
+  options = candidates(m.prefix);
+  if (m.prefix.length >= 2 && m.prefix !== lookupFor) lookup(m.prefix);
+  if (!options.length) return closeMenu();
+  active = Math.min(active, options.length - 1);
+  menu.replaceChildren(...options.map((name, i) =>
+    h('li', {
+      role: 'option', id: `mm-${i}`, 'aria-selected': i === active ? 'true' : 'false', class: 'mention-opt',
+      onmousedown: (e) => { e.preventDefault(); pick(name); },
+    }, avatar(name, 'avatar sm'), h('span', null, name), S.online.has(name) ? h('span', { class: 'dot online', title: 'online' }) : null)));
+  menu.hidden = false;
+  ta.setAttribute('aria-activedescendant', `mm-${active}`);
+}
+
+function closeMenu() {
+  menu.hidden = true;
+  options = [];
+  active = 0;
+  ta.removeAttribute('aria-activedescendant');
+}
+
+function pick(name) {
+  const m = mentionAtCaret();
+  if (!m) return closeMenu();
+  const after = ta.value.slice(ta.selectionStart);
+  const head = `${ta.value.slice(0, m.start)}@${name} `;
+  ta.value = head + after.replace(/^\s/, '');
+  ta.setSelectionRange(head.length, head.length);
+  closeMenu();
+  autosize();
+  ta.focus();
+}
+
+ta.addEventListener('keydown', (e) => {
+  if (!menu.hidden && options.length) {
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      e.preventDefault();
+      active = (active + (e.key === 'ArrowDown' ? 1 : options.length - 1)) % options.length;
+      suggest();
+      return;
+    }
+    if ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab') {
+      e.preventDefault();
+      pick(options[active]);
+      return;
+    }
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      closeMenu();
+      return;
+    }
+  }
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    send();
+  }
+});
+
+ta.addEventListener('input', () => {
+  autosize();
+  suggest();
+  const now = Date.now();
+  if (ta.value.trim() && now - lastTyping > 3000) {
+    lastTyping = now;
+    emit('typing');
+  }
+});
+ta.addEventListener('click', suggest);
+ta.addEventListener('blur', () => setTimeout(closeMenu, 100));
+form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  send();
+  ta.focus();
+});
+
+/** Keeps a half-typed message with its channel when switching to another. */
+export function switchDraft(from, to) {
+  if (from) from.draft = ta.value;
+  ta.value = (to && to.draft) || '';
+  lastTyping = 0;
+  autosize();
+  closeMenu();
+}

@@ -1,0 +1,111 @@
+// What the client knows: who is signed in, their channels with the events loaded so far, who is
+// online. Modules talk through a tiny event bus instead of importing each other in circles.
+
+export const S = {
+  me: null, // profile of the signed-in user
+  channels: new Map(), // name -> channel (see newChannel)
+  online: new Set(), // usernames online now
+  users: new Set(), // usernames seen anywhere (for @ autocomplete)
+  current: null, // name of the open channel, if the chat view is shown
+  features: { search: false, mentions: false }, // endpoints this node has
+};
+
+const subs = new Map();
+export function on(event, fn) {
+  if (!subs.has(event)) subs.set(event, new Set());
+  subs.get(event).add(fn);
+}
+export function emit(event, arg) {
+  for (const fn of subs.get(event) || []) fn(arg);
+}
+
+/** Stream IDs are `ms-seq`; compares two of them in stream order. */
+export function cmpId(a, b) {
+  const [am, as = '0'] = a.split('-');
+  const [bm, bs = '0'] = b.split('-');
+  return Number(am) - Number(bm) || Number(as) - Number(bs);
+}
+
+/** The stream ID just before `id`, for exclusive `after=` queries that include `id`. */
+export function idBefore(id) {
+  const [ms, seq = '0'] = id.split('-');
+  return seq !== '0' ? `${ms}-${BigInt(seq) - 1n}` : `${Number(ms) - 1}-18446744073709551615`;
+}
+
+/** A channel as the client keeps it, from an entry of GET /api/channels. */
+export function newChannel(summary) {
+  const last = summary.last_message || null;
+  return {
+    name: summary.name,
+    kind: summary.kind === 'dm' ? 'dm' : 'public',
+    peer: summary.peer || null,
+    member: summary.member !== false,
+    unread: summary.unread || 0,
+    mentions: 0,
+    last,
+    // Newest ID the socket has delivered (or the list reported): `resume` starts here.
+    cursor: last ? last.id : '0-0',
+    events: [], // loaded events, oldest first, no gaps between them
+    ids: new Set(),
+    loaded: false,
+    hasMore: true, // older events exist before events[0]
+    atLatest: true, // events reach the newest; live events are appended
+    buffer: [], // live events received while a window in the past is shown
+    loading: false,
+    readId: null, // newest ID marked read
+    pending: [], // own posts not yet confirmed
+    typing: new Map(), // username -> timer
+  };
+}
+
+export function label(ch) {
+  return ch.kind === 'dm' ? ch.peer || ch.name : `#${ch.name}`;
+}
+
+/**
+ * Adds events to a channel's loaded range, dropping ones already there. Returns the events that
+ * were new and came after everything loaded (`appended`), and whether any went elsewhere.
+ */
+export function addEvents(ch, evs) {
+  const appended = [];
+  let inserted = false;
+  for (const ev of evs) {
+    if (ch.ids.has(ev.id)) continue;
+    ch.ids.add(ev.id);
+    const n = ch.events.length;
+    if (!n || cmpId(ev.id, ch.events[n - 1].id) > 0) {
+      ch.events.push(ev);
+      appended.push(ev);
+    } else {
+      let lo = 0;
+      let hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (cmpId(ch.events[mid].id, ev.id) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      ch.events.splice(lo, 0, ev);
+      inserted = true;
+    }
+  }
+  return { appended, inserted };
+}
+
+/** Forgets the loaded range (e.g. before showing another window of history). */
+export function resetEvents(ch) {
+  ch.events = [];
+  ch.ids = new Set();
+  ch.hasMore = true;
+  ch.buffer = [];
+}
+
+/**
+ * The loaded range reached the newest event: from now on live events are appended. Those that
+ * arrived meanwhile were buffered, so nothing falls between the last page and the live stream.
+ */
+export function reachLatest(ch) {
+  ch.atLatest = true;
+  const r = addEvents(ch, ch.buffer);
+  ch.buffer = [];
+  return r;
+}
