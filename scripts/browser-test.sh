@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# chatnode's real-browser tests: Debian's Chromium, driven by playwright-core, against real
+# chatnode nodes on a real Redis (tests/browser/). Installs what is missing (as root through apt;
+# otherwise it prints what to install), builds the debug binary, and runs the suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# redis-server and the RediSearch module, as for every other test.
+scripts/install-deps.sh
+
+pkgs=()
+[ -x /usr/bin/chromium ] || pkgs+=(chromium)
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  else
+    echo "the browser tests need: ${pkgs[*]}. Install them with:"
+    echo "  sudo apt-get install -y ${pkgs[*]}"
+    exit 1
+  fi
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "the browser tests need Node.js 20 or newer (found $(node --version))"
+  exit 1
+fi
+
+# playwright-core at the version package-lock.json pins; it never downloads a browser.
+want=$(node -p 'require("./package-lock.json").packages["node_modules/playwright-core"].version')
+have=$(node -p 'try { require("./node_modules/playwright-core/package.json").version } catch { "" }')
+if [ "$have" != "$want" ]; then
+  echo "installing playwright-core $want"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "== cargo build (debug binary for the browser tests)"
+cargo build --locked --bin chatnode
+
+echo "== browser tests"
+exec node --test tests/browser/
