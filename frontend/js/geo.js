@@ -10,7 +10,7 @@ export function locate() {
     navigator.geolocation.getCurrentPosition(
       (p) => resolve({ lat: Math.round(p.coords.latitude * 100) / 100, lon: Math.round(p.coords.longitude * 100) / 100 }),
       (e) => reject(new Error(e.code === 1 ? 'location permission was denied' : 'your location is unavailable')),
-      { timeout: 10000, maximumAge: 600000 },
+      { timeout: 10000, maximumAge: 0 },
     );
   });
 }
