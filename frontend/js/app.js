@@ -2,7 +2,7 @@
 // /ws, and resumes from the last IDs seen after any reconnect, so nothing is missed or doubled.
 
 import { $, $$, h, setText, toast, mentionsMe } from './dom.js';
-import { S, on, emit, cmpId, newChannel, addEvents, label } from './state.js';
+import { S, on, emit, cmpId, newChannel, addEvents, resetEvents, label } from './state.js';
 import { get, post, qs, enc } from './api.js';
 import { Live } from './live.js';
 import * as chat from './chat.js';
@@ -114,17 +114,36 @@ async function refreshChannels() {
   updateTitle();
 }
 
+// Resuming many channels at once can replay more than the node queues for one socket (it then
+// closes with 1013), so channels are resumed a few at a time: the next few once the last are in.
+const RESUME_BATCH = 5;
+let resumeQueue = [];
+let resumeWaiting = new Set();
+let resumeBatch = RESUME_BATCH;
+
 /** Asks the socket for the live events of channels, from their cursors on. */
 function follow(chans) {
-  if (!live.open) return;
-  for (let i = 0; i < chans.length; i += 200) {
-    const channels = {};
-    for (const ch of chans.slice(i, i + 200)) {
-      channels[ch.name] = ch.cursor;
-      ch.subscribed = false;
-    }
-    live.send('resume', { channels });
+  for (const ch of chans) {
+    ch.subscribed = false;
+    if (!resumeQueue.includes(ch.name) && !resumeWaiting.has(ch.name)) resumeQueue.push(ch.name);
   }
+  resumeNext();
+}
+
+function resumeNext() {
+  if (!live.open || resumeWaiting.size) return;
+  const channels = {};
+  for (const name of resumeQueue.splice(0, resumeBatch)) {
+    const ch = S.channels.get(name);
+    if (!ch) continue;
+    channels[name] = ch.cursor;
+    resumeWaiting.add(name);
+  }
+  if (resumeWaiting.size) live.send('resume', { channels });
+}
+
+function resumed(name) {
+  if (resumeWaiting.delete(name) && !resumeWaiting.size) resumeNext();
 }
 
 function poll() {
@@ -228,6 +247,8 @@ async function has(path) {
 
 function authorized() {
   inflight = [];
+  resumeQueue = [];
+  resumeWaiting = new Set();
   follow([...S.channels.values()]);
   loadOnline();
   refreshChannels();
@@ -264,7 +285,7 @@ function frame(type, p) {
   }
 }
 
-function onEvent(ev) {
+function onEvent(ev, { quiet = false } = {}) {
   const ch = S.channels.get(ev.channel);
   if (!ch || !ev.id) return;
   if (cmpId(ev.id, ch.cursor) > 0) {
@@ -287,7 +308,7 @@ function onEvent(ev) {
   if (mention) ch.mentions += 1;
   chat.markRead(); // clears it again when the reader is looking at the newest messages
   emit('unread-changed');
-  if (mention || ch.kind === 'dm') {
+  if (!quiet && (mention || ch.kind === 'dm')) {
     notify(ev.id, mention ? `${ev.username} mentioned you in ${label(ch)}` : ev.username, ev.text, () => {
       location.hash = `#/c/${enc(ch.name)}`;
     });
@@ -322,13 +343,63 @@ function ackEcho(ch, ev) {
 }
 
 function onSubscribed(p) {
+  resumed(p.channel);
   const ch = S.channels.get(p.channel);
   if (!ch) return;
   ch.subscribed = true;
   if (p.last_id && cmpId(p.last_id, ch.cursor) > 0) ch.cursor = p.last_id;
-  // Posts queued while offline, and posts whose fate the last socket never told (they were not
-  // in the replay just received, so they were not stored), go out now.
+  if (p.gap) fillGap(ch, p.gap).then(() => flushPending(ch));
+  else flushPending(ch);
+}
+
+/**
+ * Posts queued while offline, and posts whose fate the last socket never told (they were not in
+ * the replay just received, so they were not stored), go out now.
+ */
+function flushPending(ch) {
+  if (ch.gapping) return;
   for (const post of ch.pending) if (post.state !== 'failed') sendPost(ch, post);
+}
+
+/**
+ * Too much was missed for the node to replay: `subscribed.gap` names the range, read here page by
+ * page as if it had been replayed. If it is very long, the channel is loaded afresh instead.
+ */
+async function fillGap(ch, gap) {
+  ch.gapping = true;
+  const path = `/api/channels/${enc(ch.name)}/messages`;
+  const got = [];
+  let after = gap.after;
+  let complete = false;
+  try {
+    for (let i = 0; i < 10 && !complete; i += 1) {
+      const page = await get(qs(path, { after, limit: 200 }));
+      for (const ev of page.messages) {
+        if (cmpId(ev.id, gap.until) > 0) complete = true;
+        else got.push(ev);
+      }
+      if (!page.has_more || !page.messages.length) complete = true;
+      else after = page.messages[page.messages.length - 1].id;
+    }
+  } catch { /* treated as too long */ }
+  ch.gapping = false;
+  for (const ev of got) onEvent(ev, { quiet: true });
+  if (!complete) {
+    resetEvents(ch);
+    ch.loaded = false;
+    ch.atLatest = true;
+    for (const post of ch.pending) {
+      if (post.state === 'sent') {
+        post.state = 'failed';
+        post.error = 'the connection dropped before it was confirmed; check before retrying';
+      }
+    }
+    if (S.current === ch.name) chat.show(ch, { focus: false });
+    const summary = (await get('/api/channels').catch(() => [])).find((c) => c.name === ch.name);
+    if (summary) ch.unread = summary.unread;
+  }
+  chat.renderPending(ch);
+  emit('unread-changed');
 }
 
 function onPosted(p) {
@@ -350,6 +421,7 @@ function onPosted(p) {
 function onError(p) {
   const payload = p.payload || {};
   if (payload.channel) {
+    resumed(payload.channel);
     const ch = S.channels.get(payload.channel);
     if (ch) ch.subscribed = false;
     toast(`${payload.channel}: ${p.message}`, 'error');
@@ -450,6 +522,8 @@ function showConnection(state, info) {
     return;
   }
   wasDown = true;
+  // Closed for reading too slowly (1013): resume one channel at a time from now on.
+  if (info.code === 1013) resumeBatch = 1;
   for (const ch of S.channels.values()) ch.subscribed = false;
   inflight = [];
   conn.hidden = false;
