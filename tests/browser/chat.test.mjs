@@ -321,6 +321,13 @@ test('history scrolls back to the beginning, and "jump to newest" comes back', {
   await b.click('#join-channel');
   await b.locator('#composer').waitFor();
   await b.locator('#channel-list a[data-channel=history]').waitFor();
+  await a.locator('#message-list li.event', { hasText: 'bob joined' }).waitFor();
+
+  // And leaves again.
+  b.once('dialog', (dialog) => dialog.accept());
+  await b.click('#leave-channel');
+  await waitFor(async () => (await b.locator('#channel-list a[data-channel=history]').count()) === 0, { what: 'history to leave the sidebar' });
+  await a.locator('#message-list li.event', { hasText: 'bob left' }).waitFor();
 });
 
 test('first load of a signed-in person stays under 100 KB', { timeout: 60000 }, async () => {
@@ -347,6 +354,9 @@ test('screenshots at phone and desktop sizes', { timeout: 90000 }, async () => {
   await openChannel(a, 'lobby');
   await a.setViewportSize({ width: 1280, height: 800 });
   await shot(a, 'desktop-chat');
+  await a.emulateMedia({ colorScheme: 'dark' });
+  await shot(a, 'desktop-chat-dark');
+  await a.emulateMedia({ colorScheme: 'light' });
   await go(a, '#/people');
   await a.click('#people-form button[type=submit]');
   await a.locator('#people-results li').first().waitFor();
