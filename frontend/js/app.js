@@ -22,17 +22,12 @@ let unseenMentions = 0;
 const people = () => import('./people.js');
 const browse = () => import('./browse.js');
 
-/** Back to the sign-in screen, forgetting everything about the last user. */
-async function showAuth() {
+/** Back to the sign-in screen: a fresh page, so nothing of the last user stays in memory. */
+function showAuth() {
   live.stop();
   clearTimeout(pollTimer);
   S.me = null;
-  S.channels.clear();
-  S.online.clear();
-  S.current = null;
-  chat.hide();
-  $('#conn').hidden = true;
-  (await import('./auth.js')).showAuth(signedIn);
+  location.replace('/');
 }
 
 /** Starts the app for a signed-in user (from main.js, or after signing in). */
@@ -62,10 +57,7 @@ async function unauthenticated() {
   try {
     await get('/api/me');
   } catch (e) {
-    if (e.status === 401) {
-      toast('You were signed out.');
-      showAuth();
-    }
+    if (e.status === 401) showAuth();
   }
 }
 
@@ -73,7 +65,6 @@ $('#sign-out').addEventListener('click', async () => {
   try {
     await post('/api/auth/logout');
   } catch { /* signed out either way */ }
-  location.hash = '';
   showAuth();
 });
 
