@@ -34,7 +34,9 @@ pub enum Error {
     NotFound(String),
     #[error("a channel with that name exists")]
     ChannelExists,
-    #[error("channel names are 1-64 characters of a-z, 0-9, _ and -")]
+    #[error(
+        "channel names are 1-64 characters of a-z, 0-9, _ and -, and not a common word such as `the`"
+    )]
     InvalidChannelName,
     #[error("{0}")]
     InvalidMessage(String),
@@ -44,6 +46,10 @@ pub enum Error {
     SearchUnavailable,
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    AudioTooLarge(String),
+    #[error("{0}")]
+    UnsupportedAudio(String),
     #[error("Redis is unavailable")]
     RedisUnavailable(#[source] redis::RedisError),
     #[error("internal error")]
@@ -71,6 +77,8 @@ impl Error {
             Error::RateLimited => "rate_limited",
             Error::SearchUnavailable => "search_unavailable",
             Error::Unavailable(_) => "unavailable",
+            Error::AudioTooLarge(_) => "audio_too_large",
+            Error::UnsupportedAudio(_) => "unsupported_audio",
             Error::RedisUnavailable(_) => "redis_unavailable",
             Error::Internal(_) => "internal",
         }
@@ -128,6 +136,8 @@ impl ResponseError for Error {
             Error::SearchUnavailable | Error::Unavailable(_) | Error::RedisUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Error::AudioTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedAudio(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod redis_server;
 pub mod settings;
 pub mod store;
+pub mod voice;
 
 pub use node::{run, spawn, NodeHandle};
 pub use settings::Settings;

@@ -1,10 +1,12 @@
-//! The `chatnode` command: `serve` (the default), `check-config`, `healthcheck`, `load-demo`.
+//! The `chatnode` command: `serve` (the default), `check-config`, `healthcheck`, `load-demo`,
+//! `transcriber` (only transcribes voice messages, for the Redis in `redis.url`).
 
 use std::process::ExitCode;
 
 use chatnode::Settings;
 
-const USAGE: &str = "usage: chatnode [serve | check-config | healthcheck | load-demo]";
+const USAGE: &str =
+    "usage: chatnode [serve | check-config | healthcheck | load-demo | transcriber]";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         }
         "healthcheck" => chatnode::cli::healthcheck(&settings),
         "load-demo" => chatnode::cli::load_demo(settings),
+        "transcriber" => chatnode::voice::transcriber::run_command(settings),
         other => {
             eprintln!("chatnode: unknown command `{other}`\n{USAGE}");
             ExitCode::from(2)

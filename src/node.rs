@@ -27,6 +27,8 @@ pub struct App {
     pub presence: Addr<Presence>,
     pub started: Instant,
     pub stopping: AtomicBool,
+    /// Voice messages: this node's engine state, as /readyz reports it.
+    pub voice: Arc<crate::voice::Status>,
 }
 
 /// A started node, as `start` returns it.
@@ -78,6 +80,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
     bridge.do_send(crate::actors::bridge::SetHub(hub.clone()));
     let presence = Presence::new(store.clone(), metrics.clone()).start();
     hub.do_send(crate::actors::hub::SetPresence(presence.clone()));
+    let (voice, _transcriber) = crate::voice::transcriber::start(&store, &settings);
 
     let app = web::Data::new(App {
         store,
@@ -87,6 +90,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
         presence,
         started: Instant::now(),
         stopping: AtomicBool::new(false),
+        voice,
     });
     let data = app.clone();
     let routes_settings = settings.clone();

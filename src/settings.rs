@@ -54,6 +54,7 @@ pub struct Settings {
     pub auth: Auth,
     pub log: Log,
     pub shutdown: Shutdown,
+    pub voice: Voice,
 }
 
 /// `[http]`: the listener.
@@ -135,6 +136,31 @@ pub struct Log {
 #[serde(deny_unknown_fields)]
 pub struct Shutdown {
     pub grace_secs: u64,
+}
+
+/// `[voice]`: voice messages, their limits and the transcription engine.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voice {
+    pub enabled: bool,
+    pub max_seconds: u64,
+    pub max_bytes: usize,
+    pub engine: String,
+    pub transcriber: bool,
+    pub language: String,
+    pub whisper_model_dir: String,
+    pub whisper_threads: usize,
+    pub whisper_beam_size: usize,
+    pub deepgram_url: String,
+    pub deepgram_key: Secret,
+    pub deepgram_model: String,
+    pub openai_url: String,
+    pub openai_key: Secret,
+    pub openai_model: String,
+    pub request_timeout_secs: u64,
+    pub max_attempts: u32,
+    pub claim_after_secs: u64,
+    pub poll_ms: u64,
 }
 
 /// A setting that could not be read or is out of range; names the key.
@@ -288,6 +314,60 @@ impl Settings {
         }
         if self.auth.max_failed_logins == 0 {
             return invalid("auth.max_failed_logins", "must be at least 1");
+        }
+        let v = &self.voice;
+        if v.max_seconds == 0 || v.max_seconds > 600 {
+            return invalid("voice.max_seconds", "must be between 1 and 600");
+        }
+        if v.max_bytes < 1024 || v.max_bytes > 64 << 20 {
+            return invalid("voice.max_bytes", "must be between 1024 and 67108864");
+        }
+        if !["auto", "whisper", "deepgram", "openai", "none"].contains(&v.engine.as_str()) {
+            return invalid(
+                "voice.engine",
+                "must be one of auto, whisper, deepgram, openai, none",
+            );
+        }
+        if !(v.language.is_empty()
+            || (2..=3).contains(&v.language.len())
+                && v.language.bytes().all(|b| b.is_ascii_lowercase()))
+        {
+            return invalid("voice.language", "must be a language code such as en");
+        }
+        if v.engine == "whisper" && v.language.is_empty() {
+            return invalid("voice.language", "Whisper needs a language such as en");
+        }
+        if v.whisper_beam_size == 0 || v.whisper_beam_size > 10 {
+            return invalid("voice.whisper_beam_size", "must be between 1 and 10");
+        }
+        if v.engine == "deepgram" && v.deepgram_key.expose().is_empty() {
+            return invalid(
+                "voice.deepgram_key",
+                "must be set when voice.engine = deepgram",
+            );
+        }
+        for (key, url) in [
+            ("voice.deepgram_url", &v.deepgram_url),
+            ("voice.openai_url", &v.openai_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(key, "must start with http:// or https://");
+            }
+        }
+        if v.engine == "openai" && v.openai_model.trim().is_empty() {
+            return invalid("voice.openai_model", "must name a model");
+        }
+        if v.request_timeout_secs == 0 {
+            return invalid("voice.request_timeout_secs", "must be at least 1");
+        }
+        if v.max_attempts == 0 || v.max_attempts > 20 {
+            return invalid("voice.max_attempts", "must be between 1 and 20");
+        }
+        if v.claim_after_secs == 0 {
+            return invalid("voice.claim_after_secs", "must be at least 1");
+        }
+        if !(100..=30_000).contains(&v.poll_ms) {
+            return invalid("voice.poll_ms", "must be between 100 and 30000");
         }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.level.as_str()) {
             return invalid(

@@ -5,6 +5,7 @@ mod accounts;
 mod channels;
 mod frontend;
 mod search;
+mod voice;
 mod ws;
 
 use std::sync::atomic::Ordering;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
                     .configure(accounts::routes)
                     .configure(channels::routes)
                     .configure(search::routes)
+                    .configure(voice::routes)
                     .default_service(web::to(|| async {
                         Err::<HttpResponse, _>(Error::NotFound("no such endpoint".into()))
                     })),
@@ -87,8 +89,11 @@ async fn readyz(app: web::Data<App>) -> HttpResponse {
             } else {
                 "running"
             };
-            HttpResponse::Ok()
-                .json(json!({"redis": "ok", "search": search, "search_backfill": backfill}))
+            let mut voice = serde_json::to_value(app.voice.get()).unwrap_or_default();
+            voice["transcribers"] = json!(app.store.live_transcribers().await.unwrap_or(0));
+            HttpResponse::Ok().json(
+                json!({"redis": "ok", "search": search, "search_backfill": backfill, "voice": voice}),
+            )
         }
         Ok(Err(e)) => HttpResponse::ServiceUnavailable()
             .json(json!({"redis": "down", "search": search, "error": e.to_string()})),

@@ -279,6 +279,9 @@ pub struct ChatEvent {
     /// Sender's UUID, when known (seed 004 addresses users by UUID).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uuid: String,
+    /// Voice messages and their `transcript` events only: audio, length, transcript state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<crate::voice::VoiceInfo>,
 }
 
 /// RFC 3339 UTC time of unix milliseconds, as seed 004's `CreatedAt`.
@@ -310,6 +313,16 @@ pub fn legacy_user(uuid: &str, username: &str, online: bool) -> Value {
     json!({"UUID": uuid, "Username": username, "OnLine": online})
 }
 
+/// The text seed 004's clients show: a voice message without its transcript yet says what it is.
+fn legacy_text(ev: &ChatEvent) -> String {
+    match &ev.voice {
+        Some(v) if ev.text.is_empty() => {
+            format!("(voice message, {} s)", v.duration_ms.div_ceil(1000))
+        }
+        _ => ev.text.clone(),
+    }
+}
+
 /// Seed 004's message object, with `RecipientUUID` as the receiving client files it: the other
 /// party's UUID for a DM, empty for the public channel.
 pub fn legacy_message(ev: &ChatEvent, recipient_uuid: &str) -> Value {
@@ -318,7 +331,7 @@ pub fn legacy_message(ev: &ChatEvent, recipient_uuid: &str) -> Value {
         "SenderUUID": ev.uuid,
         "Sender": {"UUID": ev.uuid, "Username": ev.username},
         "RecipientUUID": recipient_uuid,
-        "Message": ev.text,
+        "Message": legacy_text(ev),
         "CreatedAt": rfc3339(ev.created_at),
         "id": ev.id,
     })

@@ -308,6 +308,7 @@ impl Store {
             text: text.to_string(),
             created_at,
             uuid: uuid.to_string(),
+            voice: None,
         })
     }
 
@@ -483,7 +484,7 @@ impl Store {
                 hashes.insert(id.clone(), h);
             }
         }
-        Ok(entries
+        let mut events: Vec<ChatEvent> = entries
             .into_iter()
             .map(|(id, f)| {
                 let f = hashes.remove(&id).map(|h| merge(f.clone(), h)).unwrap_or(f);
@@ -495,10 +496,13 @@ impl Store {
                     username: get("username"),
                     text: get("message"),
                     uuid: get("uuid"),
+                    voice: crate::voice::info_from_fields(&f),
                     id,
                 }
             })
-            .collect())
+            .collect();
+        self.refresh_voice(&mut events).await?;
+        Ok(events)
     }
 
     /// The channels a user belongs to.

@@ -97,3 +97,20 @@ pub fn room_events(channel: &str) -> String {
 pub fn room_from_events(subject: &str) -> Option<&str> {
     subject.strip_prefix("room:")
 }
+
+/// Stream of voice transcription jobs, read by the transcribers' consumer group.
+pub const VOICE_JOBS: &str = "voice:jobs";
+/// Consumer group of `voice:jobs` every transcriber joins.
+pub const VOICE_GROUP: &str = "transcribers";
+/// Sorted set of live transcribers (consumer names), score = heartbeat expiry (unix ms).
+pub const VOICE_TRANSCRIBERS: &str = "voice:transcribers";
+
+/// `audio:<id>`: a voice message's audio bytes, exactly as uploaded (binary-safe string).
+pub fn audio(id: &str) -> String {
+    format!("audio:{id}")
+}
+
+/// `audioinfo:<id>`: hash of that audio's channel, message ID, type, size and length.
+pub fn audio_info(id: &str) -> String {
+    format!("audioinfo:{id}")
+}

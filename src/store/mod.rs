@@ -10,6 +10,7 @@ pub mod search;
 pub mod sessions;
 pub mod setup;
 pub mod users;
+pub mod voice;
 
 use std::sync::Arc;
 
