@@ -1,0 +1,111 @@
+//! A small run of chatnode-loadgen against a node in this process: a few hundred sockets in rooms,
+//! a few seconds of posts. It fails on any failed connect, lost, duplicated or reordered
+//! delivery, and on a summary that lacks its stable keys; it asserts no timing.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn loadgen_smoke_run_loses_and_duplicates_nothing() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    // Room for the loadgen's concurrent sign-ups next to the node's own Redis use.
+    s.redis.pool_size = 32;
+    s.ws.rate_limit_messages = 1000;
+    let node = node(s);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("run.svg");
+    let args: Vec<String> = [
+        "--url",
+        &node.http_url(),
+        "--sockets",
+        "300",
+        "--ramp",
+        "300",
+        "--rooms",
+        "6",
+        "--members",
+        "50",
+        "--rate",
+        "150",
+        "--duration",
+        "3",
+        "--drain",
+        "30",
+        "--workers",
+        "2",
+        "--setup-concurrency",
+        "4",
+        "--connect-timeout",
+        "30",
+        "--label",
+        "smoke",
+        "--quiet",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chatnode-loadgen"))
+            .args(&args)
+            .output()
+            .expect("chatnode-loadgen runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary on stdout");
+
+    for key in [
+        "config",
+        "connects",
+        "disconnects",
+        "messages",
+        "deliveries",
+        "latency_ms",
+        "ack_latency_ms",
+        "timeseries",
+        "server",
+        "ok",
+    ] {
+        assert!(v.get(key).is_some(), "summary lacks `{key}`: {v}");
+    }
+    for q in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(v["latency_ms"][q].is_number(), "latency_ms.{q}");
+    }
+    assert_eq!(v["connects"]["attempted"], 300, "{}", v["connects"]);
+    assert_eq!(v["connects"]["succeeded"], 300, "{}", v["connects"]);
+    assert_eq!(v["connects"]["failed"], 0, "{}", v["connects"]);
+    assert_eq!(v["disconnects"]["total"], 0, "{}", v["disconnects"]);
+
+    let m = &v["messages"];
+    let sent = m["sent"].as_u64().unwrap();
+    assert!(sent > 0, "nothing was sent: {m}");
+    assert_eq!(m["acked"].as_u64(), Some(sent), "{m}");
+
+    let d = &v["deliveries"];
+    // Every acknowledged post reaches each of its room's 50 members, the sender included.
+    assert_eq!(d["expected"].as_u64(), Some(sent * 50), "{d}");
+    assert_eq!(d["received"], d["expected"], "{d}");
+    assert_eq!(d["lost"], 0, "{d}");
+    assert_eq!(d["duplicated"], 0, "{d}");
+    assert_eq!(d["out_of_order"], 0, "{d}");
+    assert_eq!(v["latency_ms"]["count"], d["received"]);
+    assert_eq!(v["ok"], true, "{v}");
+
+    // The node counted the same posts.
+    let after = &v["server"]["after"]["nodes"][0]["metrics"];
+    assert_eq!(
+        after["chatnode_messages_posted_total"].as_f64(),
+        Some(sent as f64),
+        "{after}"
+    );
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.contains("p99"));
+    node.stop();
+}
