@@ -417,7 +417,7 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
         .unwrap();
     assert!(ttl > 0 && ttl <= 3, "SETEX with the configured TTL: {ttl}");
     // Refreshed by the tracker: still there after more than one TTL.
-    tokio::sleep_compat(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let exists: bool = redis::cmd("EXISTS")
         .arg("presence:walker")
         .query_async(&mut conn)
@@ -436,14 +436,6 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     assert_eq!(v["presence"]["online"], false);
     let (_, online) = get(&a.http_url(), "/api/users/online", &ta).await;
     assert!(!online.to_string().contains("walker"));
-}
-
-/// tokio's sleep under a name that reads well in tests.
-mod tokio {
-    pub use ::tokio::*;
-    pub async fn sleep_compat(d: std::time::Duration) {
-        ::tokio::time::sleep(d).await
-    }
 }
 
 #[tokio::test]

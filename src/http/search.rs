@@ -8,7 +8,7 @@ use serde_json::json;
 use super::Authed;
 use crate::error::Result;
 use crate::node::App;
-use crate::store::search::{MessageQuery, UserQuery};
+use crate::store::search::{channel_list, MessageQuery, UserQuery};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/search/messages", web::get().to(search_messages))
@@ -63,6 +63,9 @@ async fn search_all(
     q: web::Query<Combined>,
 ) -> Result<HttpResponse> {
     let limit = q.limit.unwrap_or(10).clamp(1, 50);
+    if q.q.trim().is_empty() {
+        return Ok(HttpResponse::Ok().json(json!({"users": [], "messages": []})));
+    }
     let users = app
         .store
         .search_users(&UserQuery {
@@ -151,12 +154,7 @@ async fn recent(
     let minutes = q.minutes.unwrap_or(5).clamp(1, 24 * 60);
     let channels: Vec<String> = match q.channels.as_deref().filter(|c| !c.is_empty()) {
         Some(list) => {
-            let names: Vec<String> = list
-                .split(',')
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty())
-                .take(50)
-                .collect();
+            let names = channel_list(list);
             for c in &names {
                 app.store.require_read(me, c).await?;
             }

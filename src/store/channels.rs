@@ -52,7 +52,9 @@ pub fn validate_channel_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        // RediSearch 1.x cannot search a tag that is a stopword, so such names are refused.
+        && !crate::store::search::STOPWORDS.contains(&name);
     if ok {
         Ok(())
     } else {
@@ -112,6 +114,8 @@ local id = redis.call('XADD', unpack(args))
 local ms = tonumber(string.match(id, '^(%d+)'))
 if ARGV[2] == 'message' or ARGV[2] == 'join' then
   redis.call('ZADD', KEYS[3], ms, ARGV[3])
+  -- Keep the most recent 1000 people per channel.
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
 end
 if ARGV[2] == 'message' then
   local key = ARGV[8] .. id
@@ -605,6 +609,7 @@ mod tests {
         assert!(validate_channel_name("").is_err());
         assert!(validate_channel_name("Caps").is_err());
         assert!(validate_channel_name("dm:a:b").is_err());
+        assert!(validate_channel_name("the").is_err(), "a stopword");
         assert!(validate_channel_name(&"a".repeat(65)).is_err());
     }
 

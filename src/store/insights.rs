@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::channels::{dm_pair, parse_id};
-use super::search::escape;
+use super::search::channel_filter;
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
@@ -162,10 +162,13 @@ impl Store {
         let since = crate::store::users::now_ms() - (minutes as i64) * 60_000;
         let mut out = Vec::new();
         for c in channels {
-            let events = self
-                .range(c, &since.max(0).to_string(), "+", per_channel)
-                .await?;
-            out.extend(events.into_iter().filter(|e| e.kind == "message"));
+            // Newest first from the end, so a busy channel keeps its latest messages.
+            let events = self.range_rev(c, "+", per_channel).await?;
+            out.extend(
+                events
+                    .into_iter()
+                    .filter(|e| e.kind == "message" && e.created_at >= since),
+            );
         }
         out.sort_by_key(|e| parse_id(&e.id).unwrap_or((0, 0)));
         Ok(out)
@@ -179,14 +182,7 @@ impl Store {
         if channels.is_empty() {
             return Ok(Vec::new());
         }
-        let filter = format!(
-            "@channel:{{{}}}",
-            channels
-                .iter()
-                .map(|c| escape(c))
-                .collect::<Vec<_>>()
-                .join("|")
-        );
+        let filter = channel_filter(channels);
         let mut conn = self.conn().await?;
         let v: redis::Value = redis::cmd("FT.AGGREGATE")
             .arg(keys::IDX_MESSAGES)

@@ -32,6 +32,21 @@ pub fn escape(value: &str) -> String {
     out
 }
 
+/// `@channel:{a|b|…}` over these channels, each escaped.
+pub fn channel_filter(channels: &[String]) -> String {
+    let names: Vec<String> = channels.iter().map(|c| escape(c)).collect();
+    format!("@channel:{{{}}}", names.join("|"))
+}
+
+/// A comma-separated channel list from a query string (at most 50 names).
+pub fn channel_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .take(50)
+        .collect()
+}
+
 /// Words of free text, each escaped; empty words dropped.
 pub fn terms(q: &str) -> Vec<String> {
     q.split(|c: char| !(c.is_alphanumeric() || c == '_'))
@@ -298,14 +313,7 @@ impl MessageQuery {
         if parts.is_empty() {
             return None;
         }
-        parts.push(format!(
-            "@channel:{{{}}}",
-            channels
-                .iter()
-                .map(|c| escape(c))
-                .collect::<Vec<_>>()
-                .join("|")
-        ));
+        parts.push(channel_filter(channels));
         Some(parts.join(" "))
     }
 }
@@ -328,12 +336,7 @@ impl Store {
         }
         let channels = match q.channel.as_deref().filter(|c| !c.is_empty()) {
             Some(list) => {
-                let names: Vec<String> = list
-                    .split(',')
-                    .map(|c| c.trim().to_string())
-                    .filter(|c| !c.is_empty())
-                    .take(50)
-                    .collect();
+                let names = channel_list(list);
                 for c in &names {
                     self.require_read(reader, c).await?;
                 }

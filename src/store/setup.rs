@@ -166,9 +166,29 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
         .query_async(&mut conn)
         .await?;
     if owned.is_none() {
-        log::info!("{index}: another node is backfilling");
-        return Ok(0);
+        // Another node is at it: this one is done when that one is.
+        log::info!("{index}: another node is backfilling; waiting for it");
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let held: bool = redis::cmd("EXISTS")
+                .arg(&lock)
+                .query_async(&mut conn)
+                .await?;
+            if !held {
+                return Ok(0);
+            }
+        }
     }
+    let result = scan_and_add(&mut conn, index, prefix).await;
+    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
+    result
+}
+
+async fn scan_and_add(
+    conn: &mut deadpool_redis::Connection,
+    index: &str,
+    prefix: &str,
+) -> Result<usize> {
     let script = redis::Script::new(BACKFILL_LUA);
     let mut cursor: u64 = 0;
     let mut added = 0;
@@ -181,14 +201,10 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
             .arg(BACKFILL_BATCH)
             .arg("TYPE")
             .arg("hash")
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         if !batch.is_empty() {
-            let n: usize = script
-                .key(&batch)
-                .arg(index)
-                .invoke_async(&mut conn)
-                .await?;
+            let n: usize = script.key(&batch).arg(index).invoke_async(conn).await?;
             added += n;
         }
         cursor = next;
@@ -196,15 +212,14 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
             break;
         }
     }
-    let _: () = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await?;
     Ok(added)
 }
 
 /// Starts the RediSearch 1.x backfill in the background, so a node with a large database is
 /// listening at once; search finds older hashes as the backfill reaches them.
 pub fn spawn_backfill(store: Store) {
-    let Some(version) = store.search else { return };
-    if !version.needs_addhash() {
+    if !store.search.is_some_and(|v| v.needs_addhash()) {
+        // Nothing to backfill: no module, or one that indexes by prefix.
         store
             .backfill_done
             .store(true, std::sync::atomic::Ordering::SeqCst);
