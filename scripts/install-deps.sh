@@ -10,6 +10,13 @@ want_test=0
 pkgs=()
 command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 [ -f /usr/lib/redis/modules/redisearch.so ] || pkgs+=(redis-redisearch)
+# cmake builds CTranslate2 for the `whisper` feature (local transcription of voice messages).
+command -v cmake >/dev/null 2>&1 || pkgs+=(cmake)
+if [ "$want_test" = 1 ]; then
+  # Voice tests: espeak-ng speaks known sentences; pocketsphinx-testdata has real recordings.
+  command -v espeak-ng >/dev/null 2>&1 || pkgs+=(espeak-ng)
+  [ -f /usr/share/pocketsphinx/test/data/librivox/transcription ] || pkgs+=(pocketsphinx-testdata)
+fi
 
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
