@@ -37,6 +37,13 @@ export async function signedIn(me) {
   setMe(me);
   $('#auth').hidden = true;
   $('#app').hidden = false;
+  for (const [feature, path] of [['search', '/api/search/messages?q=chatnode&limit=1'], ['mentions', '/api/mentions?limit=1']]) {
+    checks[feature] = has(path).then((ok) => {
+      S.features[feature] = ok;
+      $(`#nav-${feature}`).hidden = !ok;
+      return ok;
+    });
+  }
   await refreshChannels();
   live.start();
   route();
@@ -44,14 +51,10 @@ export async function signedIn(me) {
   updateNotifyButton();
   loadOnline();
   get(qs('/api/users', { limit: 100 })).then((r) => r.users.forEach((u) => S.users.add(u.username))).catch(() => {});
-  for (const [feature, path] of [['search', '/api/search/messages?q=chatnode&limit=1'], ['mentions', '/api/mentions?limit=1']]) {
-    has(path).then((ok) => {
-      S.features[feature] = ok;
-      $(`#nav-${feature}`).hidden = !ok;
-      if (ok && location.hash.startsWith(`#/${feature}`)) route();
-    });
-  }
 }
+
+/** Panels that need an endpoint the node may not have: feature -> Promise<boolean>. */
+const checks = {};
 
 async function unauthenticated() {
   try {
@@ -576,11 +579,11 @@ async function route() {
     const m = await browse();
     showView('browse');
     m.loadBrowse();
-  } else if (kind === 'search' && S.features.search) {
+  } else if (kind === 'search' && await checks.search) {
     const m = await import('./search.js');
     showView('search');
     m.prepareSearch();
-  } else if (kind === 'mentions' && S.features.mentions) {
+  } else if (kind === 'mentions' && await checks.mentions) {
     const m = await import('./search.js');
     showView('mentions');
     unseenMentions = 0;

@@ -160,28 +160,38 @@ export function hide() {
 
 export const current = () => shown;
 
+/** One page of a channel's history, or null when the loaded range was replaced meanwhile. */
+async function page(ch, params) {
+  const gen = ch.gen;
+  const p = await get(qs(`/api/channels/${enc(ch.name)}/messages`, { limit: PAGE, ...params }));
+  if (gen !== ch.gen) return null;
+  for (const ev of p.messages) S.users.add(ev.username);
+  return p;
+}
+
 async function loadNewest(ch) {
   if (ch.loading) return;
-  ch.loading = true;
   if (!ch.atLatest) {
     // A window in the past was shown: start over at the newest.
     resetEvents(ch);
     ch.atLatest = true;
   }
+  ch.loading = true;
   if (ch === shown) renderOlder();
+  const gen = ch.gen;
   try {
-    const page = await get(qs(`/api/channels/${enc(ch.name)}/messages`, { limit: PAGE }));
+    const p = await page(ch, {});
+    if (!p) return;
     // Live events that came while the page was on its way are kept: the union has no gap.
-    addEvents(ch, page.messages);
-    ch.hasMore = page.has_more;
+    addEvents(ch, p.messages);
+    ch.hasMore = p.has_more;
     ch.loaded = true;
-    for (const ev of page.messages) S.users.add(ev.username);
   } catch (e) {
     toast(`Could not load ${label(ch)}: ${e.message}`, 'error');
   } finally {
-    ch.loading = false;
+    if (gen === ch.gen) ch.loading = false;
   }
-  if (ch === shown) {
+  if (ch === shown && gen === ch.gen) {
     renderAll();
     scrollToBottom();
     updateJump();
@@ -197,19 +207,24 @@ function fill(ch) {
 
 async function loadOlder(ch) {
   if (ch.loading || !ch.hasMore || !ch.events.length) return;
+  if (Date.now() - (ch.failedAt || 0) < 5000) return; // after an error, wait before asking again
   ch.loading = true;
   renderOlder();
+  const gen = ch.gen;
+  let p = null;
   try {
-    const page = await get(qs(`/api/channels/${enc(ch.name)}/messages`, { before: ch.events[0].id, limit: PAGE }));
-    addEvents(ch, page.messages);
-    ch.hasMore = page.has_more;
-    for (const ev of page.messages) S.users.add(ev.username);
+    p = await page(ch, { before: ch.events[0].id });
+    if (p) {
+      addEvents(ch, p.messages);
+      ch.hasMore = p.has_more;
+    }
   } catch (e) {
+    ch.failedAt = Date.now();
     toast(`Could not load earlier messages: ${e.message}`, 'error');
   } finally {
-    ch.loading = false;
+    if (gen === ch.gen) ch.loading = false;
   }
-  if (ch !== shown) return;
+  if (ch !== shown || gen !== ch.gen) return;
   // Keep the message under the reader's eyes where it was.
   const fromBottom = box.scrollHeight - box.scrollTop;
   renderAll();
@@ -219,21 +234,30 @@ async function loadOlder(ch) {
 
 async function loadNewer(ch) {
   if (ch.loading || ch.atLatest || !ch.events.length) return;
+  if (Date.now() - (ch.failedAt || 0) < 5000) return;
   ch.loading = true;
+  const gen = ch.gen;
   try {
-    const page = await get(qs(`/api/channels/${enc(ch.name)}/messages`, { after: ch.events[ch.events.length - 1].id, limit: PAGE }));
-    const r = addEvents(ch, page.messages);
-    let inserted = r.inserted;
-    if (!page.has_more) inserted = reachLatest(ch).inserted || inserted || r.appended.length > 0;
+    const p = await page(ch, { after: ch.events[ch.events.length - 1].id });
+    if (!p) return;
+    let { inserted, appended } = addEvents(ch, p.messages);
+    if (!p.has_more) {
+      // Caught up: what arrived live meanwhile follows.
+      const b = reachLatest(ch);
+      inserted = inserted || b.inserted;
+      appended = appended.concat(b.appended);
+    }
     if (ch === shown) {
       if (inserted) renderAll();
-      else append(ch, r.appended);
+      else append(ch, appended);
       renderPending(ch);
+      markRead();
     }
   } catch (e) {
+    ch.failedAt = Date.now();
     toast(`Could not load newer messages: ${e.message}`, 'error');
   } finally {
-    ch.loading = false;
+    if (gen === ch.gen) ch.loading = false;
   }
   updateJump();
 }
@@ -266,35 +290,43 @@ export function eventsAdded(ch, { appended, inserted }) {
 
 /** Opens a channel at one message (e.g. from search), loading the history around it. */
 export async function showAt(ch, id) {
-  show(ch, { focus: false });
   if (!ch.ids.has(id)) {
-    ch.loading = true;
+    // Drop the loaded range; live events wait in the buffer until paging forward reaches them.
+    resetEvents(ch);
+    const gen = ch.gen;
     ch.atLatest = false;
-    ch.buffer = [];
+    ch.hasMore = false;
+    ch.loaded = true;
+    ch.loading = true;
+    show(ch, { focus: false });
+    let failed = false;
     try {
-      const path = `/api/channels/${enc(ch.name)}/messages`;
       const [before, after] = await Promise.all([
-        get(qs(path, { before: id, limit: 20 })),
-        get(qs(path, { after: idBefore(id), limit: 30 })),
+        page(ch, { before: id, limit: 20 }),
+        page(ch, { after: idBefore(id), limit: 30 }),
       ]);
-      const buffer = ch.buffer;
-      resetEvents(ch);
-      ch.buffer = buffer;
+      if (!before || !after) return;
       addEvents(ch, before.messages);
       addEvents(ch, after.messages);
       ch.hasMore = before.has_more;
-      ch.loaded = true;
       if (!after.has_more) reachLatest(ch);
     } catch (e) {
+      if (gen !== ch.gen) return;
       toast(`Could not open that message: ${e.message}`, 'error');
+      failed = true;
+    } finally {
+      if (gen === ch.gen) ch.loading = false;
+    }
+    if (failed) {
       ch.loaded = false;
       ch.atLatest = true;
+      if (ch === shown) show(ch);
       return;
-    } finally {
-      ch.loading = false;
     }
     if (ch !== shown) return;
     renderAll();
+  } else {
+    show(ch, { focus: false });
   }
   const li = list.querySelector(`li[data-id="${CSS.escape(id)}"]`);
   if (li) {

@@ -52,6 +52,7 @@ export function newChannel(summary) {
     atLatest: true, // events reach the newest; live events are appended
     buffer: [], // live events received while a window in the past is shown
     loading: false,
+    gen: 0, // bumped when the loaded range is dropped; a page for an older gen is ignored
     readId: null, // newest ID marked read
     pending: [], // own posts not yet confirmed
     typing: new Map(), // username -> timer
@@ -93,6 +94,8 @@ export function addEvents(ch, evs) {
 
 /** Forgets the loaded range (e.g. before showing another window of history). */
 export function resetEvents(ch) {
+  // Pages asked for before this are for the old range: their answers are dropped.
+  ch.gen = (ch.gen || 0) + 1;
   ch.events = [];
   ch.ids = new Set();
   ch.hasMore = true;

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { startCluster, launchBrowser, person, shot, waitFor } from './harness.mjs';
 import { PASSWORD, signUp, signIn, waitOnline, send, messages, seeMessage, openChannel, go } from './ui.mjs';
 
+const bulkTexts = (n) => Array.from({ length: n }, (_, i) => (i === 2 ? 'bulk 3 marmalade' : `bulk ${i + 1}`));
 const LISBON = { latitude: 38.72, longitude: -9.14 };
 const NEAR_LISBON = { latitude: 38.75, longitude: -9.16 };
 const PORTO = { latitude: 41.15, longitude: -8.61 };
@@ -289,7 +290,7 @@ test('history scrolls back to the beginning, and "jump to newest" comes back', {
   await a.evaluate(async (count) => {
     for (let i = 1; i <= count; i += 1) {
       const r = await fetch('/api/channels/history/messages', {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text: `bulk ${i}` }),
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text: i === 3 ? 'bulk 3 marmalade' : `bulk ${i}` }),
       });
       if (!r.ok) throw new Error(`post ${i}: ${r.status}`);
     }
@@ -308,7 +309,7 @@ test('history scrolls back to the beginning, and "jump to newest" comes back', {
     return (await b.textContent('#older')).includes('start of #history');
   }, { ms: 30000, every: 300, what: 'the beginning of #history' });
   shown = await messages(b);
-  assert.deepEqual(shown.map((m) => m.text), Array.from({ length: n }, (_, i) => `bulk ${i + 1}`));
+  assert.deepEqual(shown.map((m) => m.text), bulkTexts(n));
   assert.equal(new Set(shown.map((m) => m.id)).size, n, 'no message twice');
 
   await b.locator('#jump').waitFor();
@@ -328,6 +329,44 @@ test('history scrolls back to the beginning, and "jump to newest" comes back', {
   await b.click('#leave-channel');
   await waitFor(async () => (await b.locator('#channel-list a[data-channel=history]').count()) === 0, { what: 'history to leave the sidebar' });
   await a.locator('#message-list li.event', { hasText: 'bob left' }).waitFor();
+});
+
+test('a search hit far back opens a window of history that scrolls forward to the newest', { timeout: 90000 }, async (t) => {
+  const a = alice.page;
+  const status = await a.evaluate(async () => (await fetch('/api/search/messages?q=marmalade')).status);
+  if (status === 404) {
+    t.skip('this node has no message search');
+    return;
+  }
+  // A fresh page: only the newest page of #history would be loaded.
+  await go(a, '#/search');
+  await a.reload();
+  await a.locator('#search-view').waitFor();
+  await a.fill('#sq', 'marmalade');
+  await a.click('#search-form button[type=submit]');
+  await a.locator('#search-results .result', { hasText: 'bulk 3 marmalade' }).click();
+  await openChannel(a, 'history');
+  await a.locator('#message-list li.msg.flash', { hasText: 'bulk 3 marmalade' }).waitFor();
+  await a.locator('#jump').waitFor();
+  let shown = await messages(a);
+  assert.ok(shown.length < 130 && shown[0].text === 'bulk 1', `a window around the hit (${shown.length})`);
+
+  // A message arrives live while the window is far from the newest.
+  const session = (await alice.context.cookies()).find((k) => k.name === 'chatnode_session');
+  const r = await fetch(`${cluster.nodes[1].url}/api/channels/history/messages`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${session.value}` },
+    body: JSON.stringify({ text: 'while reading old news' }),
+  });
+  assert.equal(r.status, 201);
+  await waitFor(async () => {
+    await a.evaluate(() => { const box = document.querySelector('#messages'); box.scrollTop = box.scrollHeight; });
+    return a.isHidden('#jump');
+  }, { ms: 30000, every: 300, what: 'scrolling forward to the newest' });
+  await seeMessage(a, 'while reading old news');
+  shown = await messages(a);
+  assert.deepEqual(shown.map((m) => m.text), [...bulkTexts(130), 'while reading old news']);
+  assert.equal(new Set(shown.map((m) => m.id)).size, shown.length);
 });
 
 test('first load of a signed-in person stays under 100 KB', { timeout: 60000 }, async () => {
