@@ -13,3 +13,4 @@ echo "== deploy checks"
 scripts/check-deploy.sh
 echo "== tests"
 cargo nextest run --locked --no-fail-fast
+scripts/browser-test.sh

@@ -980,3 +980,59 @@ async fn a_long_gap_is_handed_to_history_instead_of_flooding_the_queue() {
     .await;
     assert_eq!(ws.recv_message("busy").await["text"], "live");
 }
+
+#[tokio::test]
+async fn opening_a_dm_tells_both_people_and_post_errors_name_the_post() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let b = node(settings(&redis.url()));
+    let ta = register(&a.http_url(), "opener").await;
+    let tb = register(&b.http_url(), "invitee").await;
+    let mut wb = Ws::connect(&b, Some(&tb)).await;
+    wb.recv_type("authorized").await;
+    let (_, v) = post(
+        &a.http_url(),
+        "/api/dms",
+        &ta,
+        json!({"username": "invitee"}),
+    )
+    .await;
+    let added = wb.recv_type("channel_added").await;
+    assert_eq!(
+        added["channel_added"],
+        json!({"channel": v["channel"], "kind": "dm", "peer": "opener"})
+    );
+    // Opening it again announces nothing new.
+    post(
+        &a.http_url(),
+        "/api/dms",
+        &ta,
+        json!({"username": "invitee"}),
+    )
+    .await;
+    while let Some(f) = wb.try_recv(Duration::from_millis(300)).await {
+        assert_ne!(f["type"], "channel_added", "{f}");
+    }
+    wb.send(
+        json!({"type": "post", "post": {"channel": "nowhere", "text": "x", "client_id": "c-42"}}),
+    )
+    .await;
+    let e = wb.recv_type("error").await;
+    assert_eq!(
+        e["error"]["payload"],
+        json!({"channel": "nowhere", "client_id": "c-42"})
+    );
+    // Compressed answers when asked for.
+    let res = reqwest::Client::new()
+        .get(format!("{}/", a.http_url()))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()
+            .get("content-encoding")
+            .map(|h| h.to_str().unwrap()),
+        Some("gzip")
+    );
+}

@@ -172,10 +172,17 @@ impl Session {
             self.send_error(&Error::Unauthorized, Value::Null);
             return;
         }
+        // Errors answering a post name it, so a client knows which one failed.
+        let error_payload = match &frame {
+            Inbound::Post {
+                channel, client_id, ..
+            } => json!({"channel": channel, "client_id": client_id}),
+            _ => Value::Null,
+        };
         if matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
             && !self.allow_post()
         {
-            self.send_error(&Error::RateLimited, Value::Null);
+            self.send_error(&Error::RateLimited, error_payload);
             return;
         }
         let app = self.app.clone();
@@ -334,7 +341,7 @@ impl Session {
             fut.into_actor(self)
                 .map(|result: Result<Reply>, act, ctx| match result {
                     Ok(reply) => act.apply(reply, ctx),
-                    Err(e) => act.send_error(&e, Value::Null),
+                    Err(e) => act.send_error(&e, error_payload),
                 }),
         );
     }

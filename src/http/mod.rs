@@ -38,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
     .service(
         web::scope("")
             .wrap(actix_web::middleware::from_fn(count_requests))
+            // gzip when the client asks for it; WebSocket upgrades pass through untouched.
+            .wrap(actix_web::middleware::Compress::default())
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))

@@ -268,12 +268,25 @@ impl Store {
             return Err(Error::UserNotFound);
         }
         let name = dm_name(me, other);
-        let _: () = redis::pipe()
+        let (added, _, _): (i64, i64, i64) = redis::pipe()
             .sadd(keys::members(&name), &[me, other])
             .sadd(keys::memberships(me), &name)
             .sadd(keys::memberships(other), &name)
             .query_async(&mut conn)
             .await?;
+        if added > 0 {
+            // Both people's sockets, on any node, learn of the new private chat.
+            let mut pipe = redis::pipe();
+            for (user, peer) in [(me, other), (other, me)] {
+                let notice = serde_json::json!({
+                    "username": user,
+                    "kind": "channel_added",
+                    "payload": {"channel": name, "kind": Kind::Dm, "peer": peer},
+                });
+                pipe.publish(keys::USER_EVENTS, notice.to_string()).ignore();
+            }
+            let _: () = pipe.query_async(&mut conn).await?;
+        }
         Ok(name)
     }
 
