@@ -107,7 +107,7 @@ fn snapshot(cfg: &Config) -> Value {
             (name.clone(), v)
         })
         .collect();
-    json!({"at": sys::rfc3339(now_us() / 1_000_000), "nodes": nodes, "processes": procs})
+    json!({"at": sys::rfc3339(now_us() / 1_000_000), "unix_ms": now_us() / 1000, "nodes": nodes, "processes": procs})
 }
 
 /// Creates the rooms (a `<user-prefix>-admin` user creates them; existing ones are fine).

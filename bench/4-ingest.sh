@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Scenario 4: ingest. SOCKETS (default 200) senders, each alone in its own room, post RATE
+# (default 25,000) messages/s in total for DURATION (default 20) s into one node and one Redis
+# with the append-only file on (appendfsync everysec), so every acknowledged message is on disk
+# within a second. Figures: acknowledged posts/s (steady-state median) and the stream lengths.
+source "$(dirname "$0")/lib.sh"
+SOCKETS=${SOCKETS:-200}; RATE=${RATE:-25000}; DURATION=${DURATION:-20}
+build
+start_redis --appendonly yes --appendfsync everysec
+start_node node
+loadgen ingest --url "http://127.0.0.1:$NODE_PORT" --pid node="$NODE_PID" --pid redis="$REDIS_PID" \
+  --sockets "$SOCKETS" --ramp 500 --rooms "$SOCKETS" --members 1 \
+  --rate "$RATE" --duration "$DURATION" --drain 30 --workers "${WORKERS:-2}" || log "loadgen exited with $?"
+persisted=0
+for i in $(seq 0 $((SOCKETS - 1))); do
+  n=$(redis-cli -p "$REDIS_PORT" xlen "channel:lg-room-$i" | tr -d '\r')
+  persisted=$((persisted + n))
+done
+# Each stream also holds two `join` events: the room's creator and its member.
+persisted=$((persisted - 2 * SOCKETS))
+aof=$(redis-cli -p "$REDIS_PORT" info persistence | tr -d '\r' | awk -F: '/^aof_current_size/ {print $2}')
+record ingest persisted="$persisted" aof_bytes="$aof"
