@@ -18,5 +18,10 @@ for i in $(seq 0 $((SOCKETS - 1))); do
 done
 # Each stream also holds two `join` events: the room's creator and its member.
 persisted=$((persisted - 2 * SOCKETS))
+# Where Redis spends its time per command (calls made inside the post script included).
+redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' > "$BENCH_OUT/ingest.commandstats.txt"
+stat() { awk -F'[:,=]' -v c="cmdstat_$1" 'tolower($1) == c {print $3 " calls, " $7 " µs per call"}' "$BENCH_OUT/ingest.commandstats.txt"; }
 aof=$(redis-cli -p "$REDIS_PORT" info persistence | tr -d '\r' | awk -F: '/^aof_current_size/ {print $2}')
-record ingest persisted="$persisted" aof_bytes="$aof"
+record ingest persisted="$persisted" aof_bytes="$aof" \
+  redis_evalsha="$(stat evalsha)" redis_ft.addhash="$(stat ft.addhash)" redis_xadd="$(stat xadd)" \
+  redis_sismember="$(stat sismember)" ${POOL_SIZE:+node_redis_pool_size="$POOL_SIZE"}

@@ -47,7 +47,7 @@ def machine():
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip() or platform.processor()
     mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
     load = sh("cut -d' ' -f1-3 /proc/loadavg")
-    return f"{os.cpu_count()} cores ({cpu}), {mem}, Linux {platform.release()}, load average before the run {load}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem}, Linux {platform.release()}, load average at the end of the run (1, 5, 15 min) {load}"
 
 
 def commit():
@@ -174,6 +174,14 @@ def main():
         if share is not None:
             figures.append((f"{name}: CPU while loaded / RSS at the end", f"{share:.0%} of a core / {(rss or 0) / 2**20:,.1f} MiB"))
     figures.append(("load generator CPU (all workers)", f"{s['loadgen_cpu_secs']:,.1f} s"))
+    sa, sb = s["server"].get("ready") or {}, s["server"].get("after") or {}
+    if sa.get("machine_busy_cpu_secs") is not None and sb.get("machine_busy_cpu_secs") is not None:
+        dt = (sb["unix_ms"] - sa["unix_ms"]) / 1000
+        busy = (sb["machine_busy_cpu_secs"] - sa["machine_busy_cpu_secs"]) / dt
+        ours = sum(cpu_share(s, n) or 0 for n in procs)
+        ours += (sb.get("loadgen_workers_cpu_secs", 0) - sa.get("loadgen_workers_cpu_secs", 0)) / dt
+        figures.append(("whole machine while loaded: busy cores (of which other processes than the node(s), Redis, proxy and load generator)",
+                        f"{busy:.2f} of {os.cpu_count()} ({max(busy - ours, 0):.2f})"))
     for k, v in extra.items():
         if k != "persisted":
             figures.append((k.replace("_", " "), v))

@@ -87,7 +87,7 @@ fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
     }
 }
 
-fn snapshot(cfg: &Config) -> Value {
+fn snapshot(cfg: &Config, workers: &[u32]) -> Value {
     let nodes: Vec<Value> = cfg
         .metrics_urls
         .iter()
@@ -107,7 +107,19 @@ fn snapshot(cfg: &Config) -> Value {
             (name.clone(), v)
         })
         .collect();
-    json!({"at": sys::rfc3339(now_us() / 1_000_000), "unix_ms": now_us() / 1000, "nodes": nodes, "processes": procs})
+    let loadgen: f64 = workers
+        .iter()
+        .filter_map(|p| sys::proc_sample(*p))
+        .map(|s| s.cpu_secs)
+        .sum();
+    json!({
+        "at": sys::rfc3339(now_us() / 1_000_000),
+        "unix_ms": now_us() / 1000,
+        "nodes": nodes,
+        "processes": procs,
+        "loadgen_workers_cpu_secs": loadgen,
+        "machine_busy_cpu_secs": sys::machine_busy_secs(),
+    })
 }
 
 /// Creates the rooms (a `<user-prefix>-admin` user creates them; existing ones are fine).
@@ -197,7 +209,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         cfg.rate,
         cfg.duration
     ));
-    let before = snapshot(cfg);
+    let before = snapshot(cfg, &[]);
     prepare_rooms(cfg)?;
 
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
@@ -253,6 +265,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         });
     }
     drop(tx);
+    let pids: Vec<u32> = workers.iter().map(|w| w.child.id()).collect();
 
     let mut bins: Vec<Bin> = Vec::new();
     let mut phase = Phase::Setup;
@@ -315,7 +328,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         match phase {
             Phase::Setup if alive.iter().all(|&w| workers[w].ready.is_some()) => {
                 t_ready = Some(started.elapsed());
-                ready_snapshot = snapshot(cfg);
+                ready_snapshot = snapshot(cfg, &pids);
                 t0_us = now_us() + 300_000;
                 for &w in &alive {
                     workers[w].send(&Cmd::Go { t0_us });
@@ -345,7 +358,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
             }
             Phase::Drain if alive.iter().all(|&w| workers[w].fin.is_some()) => {
                 t_final = Some(now_us());
-                after_snapshot = snapshot(cfg);
+                after_snapshot = snapshot(cfg, &pids);
                 for &w in &alive {
                     workers[w].send(&Cmd::Stop);
                 }
@@ -394,7 +407,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         }
     }
     if after_snapshot.is_null() {
-        after_snapshot = snapshot(cfg);
+        after_snapshot = snapshot(cfg, &[]);
     }
 
     // Totals.

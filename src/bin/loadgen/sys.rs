@@ -42,6 +42,23 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// CPU seconds all cores of this machine spent busy since boot (from /proc/stat).
+pub fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let busy = f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(busy as f64 / hz)
+}
+
 /// CPU seconds used by this process's waited-for children (the workers).
 pub fn children_cpu_secs() -> f64 {
     // SAFETY: getrusage writes into the struct we pass.
