@@ -238,9 +238,10 @@ pub fn render(title: &str, latency: &Histogram, series: &[Point]) -> String {
         series
             .iter()
             .map(|p| p.delivered.max(p.sent) as f64)
-            .fold(0.0, f64::max),
+            .fold(0.0, f64::max)
+            * 1.1,
     );
-    let omax = nice(series.iter().map(|p| p.open as f64).fold(0.0, f64::max));
+    let omax = nice(series.iter().map(|p| p.open as f64).fold(0.0, f64::max) * 1.1);
     let ys = |v: f64, max: f64| y0 + PANEL_H - v / max * PANEL_H;
     polyline(
         &mut out,
