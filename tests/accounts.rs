@@ -444,3 +444,35 @@ async fn no_secret_is_stored_or_logged_in_clear() {
         .unwrap();
     assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
 }
+
+#[tokio::test]
+async fn a_small_pool_never_waits_on_itself() {
+    // Each request once held a pooled connection while asking for another; with every
+    // connection held that way at once, the node hung for good.
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.redis.pool_size = 2;
+    let node = node(s);
+    let base = node.http_url();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = register(&base, &format!("pooled{i}")).await;
+            let (s, _) = post(&base, "/api/channels/general/join", &t, json!({})).await;
+            assert_eq!(s, 204);
+            let (s, _) = post(&base, "/api/channels/general/leave", &t, json!({})).await;
+            assert_eq!(s, 204);
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("no request hangs");
+    let res = http().get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -76,6 +76,8 @@ pub struct Session {
     legacy_channel: Option<String>,
     rooms: HashSet<String>,
     last_pong: Instant,
+    /// When the last frame handler finished.
+    busy_until: Instant,
     peer_addr: String,
     window_start: Instant,
     window_posts: u32,
@@ -100,6 +102,7 @@ impl Session {
             legacy_channel: None,
             rooms: HashSet::new(),
             last_pong: Instant::now(),
+            busy_until: Instant::now(),
             peer_addr,
             window_start: Instant::now(),
             window_posts: 0,
@@ -126,8 +129,9 @@ impl Session {
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         let every = Duration::from_secs(self.app.settings.ws.heartbeat_interval_secs);
         ctx.run_interval(every, move |act, ctx| {
-            // Two missed pongs: the peer is gone.
-            if act.last_pong.elapsed() > every * 2 + every / 2 {
+            // Two missed pongs: the peer is gone. Time this node itself spent on the socket's
+            // frames does not count against the client, whose pongs wait behind them.
+            if act.last_pong.max(act.busy_until).elapsed() > every * 2 + every / 2 {
                 act.outbox.close_with(CloseCode::Policy, "no pong");
                 ctx.stop();
                 return;
@@ -337,13 +341,13 @@ impl Session {
                 }
             }
         };
-        ctx.wait(
-            fut.into_actor(self)
-                .map(|result: Result<Reply>, act, ctx| match result {
-                    Ok(reply) => act.apply(reply, ctx),
-                    Err(e) => act.send_error(&e, error_payload),
-                }),
-        );
+        ctx.wait(fut.into_actor(self).map(|result: Result<Reply>, act, ctx| {
+            act.busy_until = Instant::now();
+            match result {
+                Ok(reply) => act.apply(reply, ctx),
+                Err(e) => act.send_error(&e, error_payload),
+            }
+        }));
     }
 
     fn apply(&mut self, reply: Reply, _ctx: &mut Context<Self>) {
@@ -625,6 +629,8 @@ impl StreamHandler<Result<WsMessage, ProtocolError>> for Session {
     fn handle(&mut self, item: Result<WsMessage, ProtocolError>, ctx: &mut Self::Context) {
         match item {
             Ok(WsMessage::Text(text)) => {
+                // Any frame shows the peer is alive, as a pong would.
+                self.last_pong = Instant::now();
                 self.app.metrics.frames_in.fetch_add(1, Relaxed);
                 match protocol::decode(&text) {
                     Ok(frame) => self.dispatch(frame, ctx),

@@ -223,6 +223,7 @@ impl Store {
             .sadd(keys::memberships(username), channel)
             .query_async(&mut conn)
             .await?;
+        drop(conn);
         if added == 1 {
             self.append_event(channel, "join", username, "", uuid)
                 .await?;
@@ -244,6 +245,7 @@ impl Store {
             .srem(keys::memberships(username), channel)
             .query_async(&mut conn)
             .await?;
+        drop(conn);
         if removed == 1 {
             self.append_event(channel, "leave", username, "", uuid)
                 .await?;

@@ -88,6 +88,7 @@ impl Store {
             }
         }
         let mut conn = self.conn().await?;
+        let mut to_index = Vec::new();
         for (id, username, channel, text) in MESSAGES {
             let exists: bool = conn.exists(keys::message(id)).await?;
             let _: () = redis::pipe()
@@ -129,9 +130,12 @@ impl Store {
                     ],
                 )
                 .await?;
-            self.index_hash(keys::IDX_MESSAGES, &keys::message(id))
-                .await;
+            to_index.push(keys::message(id));
             loaded.messages += 1;
+        }
+        drop(conn);
+        for key in to_index {
+            self.index_hash(keys::IDX_MESSAGES, &key).await;
         }
         Ok(loaded)
     }

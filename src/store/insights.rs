@@ -107,6 +107,7 @@ impl Store {
             .arg(limit)
             .query_async(&mut conn)
             .await?;
+        drop(conn);
         self.messages_by_id(&ids).await
     }
 

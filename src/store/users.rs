@@ -240,6 +240,9 @@ impl Store {
             .arg(&args)
             .invoke_async(&mut conn)
             .await?;
+        // Never hold a pooled connection across another call that takes one: with every
+        // connection held that way at once, the pool would wait on itself forever.
+        drop(conn);
         if created == 0 {
             return Err(Error::UsernameTaken);
         }
@@ -264,6 +267,7 @@ impl Store {
     pub async fn profile(&self, username: &str) -> Result<Option<Profile>> {
         let mut conn = self.conn().await?;
         let mut h: HashMap<String, String> = conn.hgetall(keys::user(username)).await?;
+        drop(conn);
         if h.is_empty() {
             return Ok(None);
         }
@@ -305,6 +309,7 @@ impl Store {
             pipe.hget(keys::user(u), "uuid");
         }
         let found: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        drop(conn);
         let mut out = HashMap::with_capacity(usernames.len());
         for (u, id) in usernames.iter().zip(found) {
             let id = match id {
@@ -337,6 +342,7 @@ impl Store {
         if !fields.is_empty() {
             let mut conn = self.conn().await?;
             let _: () = conn.hset_multiple(keys::user(username), &fields).await?;
+            drop(conn);
             self.index_user(username).await;
         }
         self.profile(username).await?.ok_or(Error::UserNotFound)
