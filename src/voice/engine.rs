@@ -52,7 +52,7 @@ pub trait Engine: Send + Sync {
 }
 
 /// The engine the settings ask for, or why there is none (`Err` carries the `/readyz` detail).
-/// Loading the local model takes seconds, so callers run this off the async threads.
+/// This only checks: the local model loads on its first clip.
 pub fn from_settings(v: &VoiceSettings) -> Result<Arc<dyn Engine>, String> {
     match v.engine.as_str() {
         "none" => Err("no engine configured (voice.engine = none)".into()),
@@ -75,16 +75,7 @@ pub fn configured_name(v: &VoiceSettings) -> String {
 
 #[cfg(feature = "whisper")]
 fn local(v: &VoiceSettings) -> Result<Arc<dyn Engine>, String> {
-    let dir = std::path::Path::new(&v.whisper_model_dir);
-    if !dir.join("model.bin").is_file() {
-        return Err(format!(
-            "no Whisper model in {} (run scripts/fetch-whisper-model.sh)",
-            dir.display()
-        ));
-    }
-    Ok(Arc::new(super::whisper::WhisperEngine(
-        super::whisper::LocalWhisper::shared(v)?,
-    )))
+    Ok(Arc::new(super::whisper::WhisperEngine::new(v)?))
 }
 
 #[cfg(not(feature = "whisper"))]

@@ -225,8 +225,36 @@ impl LocalWhisper {
     }
 }
 
-/// The engine: a shared loaded model, run on a blocking thread per clip.
-pub struct WhisperEngine(pub Arc<LocalWhisper>);
+/// The engine. The model loads on the first clip (a node that never gets a voice message never
+/// spends the memory), once per process, and runs on a blocking thread per clip.
+pub struct WhisperEngine {
+    settings: VoiceSettings,
+    model: Mutex<Option<Arc<LocalWhisper>>>,
+}
+
+impl WhisperEngine {
+    /// Checks the model folder without loading it.
+    pub fn new(v: &VoiceSettings) -> Result<Self, String> {
+        let dir = Path::new(&v.whisper_model_dir);
+        for f in [
+            "model.bin",
+            "config.json",
+            "tokenizer.json",
+            "preprocessor_config.json",
+        ] {
+            if !dir.join(f).is_file() {
+                return Err(format!(
+                    "no Whisper model in {} ({f} is missing; run scripts/fetch-whisper-model.sh)",
+                    dir.display()
+                ));
+            }
+        }
+        Ok(WhisperEngine {
+            settings: v.clone(),
+            model: Mutex::new(None),
+        })
+    }
+}
 
 impl Engine for WhisperEngine {
     fn name(&self) -> String {
@@ -234,15 +262,32 @@ impl Engine for WhisperEngine {
     }
 
     fn transcribe<'a>(&'a self, clip: &'a Clip) -> BoxFuture<'a, Result<Transcript, EngineError>> {
-        let model = self.0.clone();
         let samples = clip.samples.clone();
         async move {
             // Seconds of CPU: a blocking thread keeps the node's async threads free.
+            let model = self.model_async().await?;
             tokio::task::spawn_blocking(move || model.run(&samples))
                 .await
                 .map_err(|e| EngineError::Retry(format!("whisper thread: {e}")))?
                 .map_err(EngineError::Retry)
         }
         .boxed()
+    }
+}
+
+impl WhisperEngine {
+    async fn model_async(&self) -> Result<Arc<LocalWhisper>, EngineError> {
+        if let Some(m) = self.model.lock().ok().and_then(|s| s.clone()) {
+            return Ok(m);
+        }
+        let settings = self.settings.clone();
+        let loaded = tokio::task::spawn_blocking(move || LocalWhisper::shared(&settings))
+            .await
+            .map_err(|e| EngineError::Retry(format!("loading Whisper: {e}")))?
+            .map_err(EngineError::Fatal)?;
+        if let Ok(mut slot) = self.model.lock() {
+            *slot = Some(loaded.clone());
+        }
+        Ok(loaded)
     }
 }
