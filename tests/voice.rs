@@ -1278,6 +1278,43 @@ mod whisper {
         assert!(wer <= LIBRIVOX_MAX_WER, "WER {wer}");
     }
 
+    /// A clip longer than Whisper's 30 s window is transcribed chunk by chunk, and all of it.
+    #[tokio::test]
+    async fn a_clip_longer_than_thirty_seconds_is_transcribed_whole() {
+        let Some(model) = model() else { return };
+        let s = whisper_settings("redis://unused", &model);
+        let engine = chatnode::voice::engine::from_settings(&s.voice).expect("the model loads");
+        let text = "Our team met on Monday to plan the spring release of the chat server. \
+            We agreed that voice messages should reach every member within a few seconds. \
+            The recording is stored once, and anyone in the channel may play it back. \
+            After that, a transcriber turns the speech into text that search can find. \
+            If a machine fails in the middle of a job, another one finishes the work. \
+            Finally, we will measure the delay and the memory before the next meeting. \
+            Everyone thanked the team for the good work, and the meeting ended early.";
+        let wav = espeak(text);
+        let d = chatnode::voice::audio::decode(&wav, None, 60).unwrap();
+        assert!(d.duration_ms() > 32_000, "{} ms", d.duration_ms());
+        let clip = chatnode::voice::Clip {
+            samples: d.speech_samples(),
+        };
+        let started = Instant::now();
+        let t = engine.transcribe(&clip).await.unwrap();
+        let (e, n) = word_errors(text, &t.text);
+        eprintln!(
+            "{} ms of speech in {} ms: {e}/{n} word errors: {:?}",
+            d.duration_ms(),
+            started.elapsed().as_millis(),
+            t.text
+        );
+        assert!(e * 10 <= n, "{e}/{n}: {:?}", t.text);
+        let last = words(text).last().cloned().unwrap();
+        assert!(
+            words(&t.text).contains(&last),
+            "the end is heard: {:?}",
+            t.text
+        );
+    }
+
     /// Resident memory of this process, in MiB.
     fn rss_mib() -> f64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -33,6 +33,31 @@ struct Preprocessor {
     sampling_rate: usize,
 }
 
+/// Where to cut audio longer than one window: each cut falls at the quietest 20 ms of the last
+/// 8 s before the window's end, so a word is not split between two chunks.
+fn chunk_bounds(samples: &[f32], window: usize, rate: usize) -> Vec<(usize, usize)> {
+    let frame = (rate / 50).max(1);
+    let search = (8 * rate).min(window / 2);
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    while samples.len() - start > window {
+        let end = start + window;
+        let mut best = (f32::INFINITY, end);
+        let mut at = end - search;
+        while at + frame <= end {
+            let energy: f32 = samples[at..at + frame].iter().map(|v| v * v).sum();
+            if energy < best.0 {
+                best = (energy, at + frame / 2);
+            }
+            at += frame;
+        }
+        bounds.push((start, best.1));
+        start = best.1;
+    }
+    bounds.push((start, samples.len()));
+    bounds
+}
+
 /// A loaded Whisper model.
 pub struct LocalWhisper {
     model: Whisper,
@@ -115,12 +140,11 @@ impl LocalWhisper {
     /// Log-mel features of every 30 s chunk: `[chunks, mels, frames]`, row-major.
     fn features(&self, samples: &[f32]) -> (Vec<f32>, usize) {
         let p = &self.pre;
-        let chunks = samples.len().div_ceil(p.n_samples).max(1);
+        let bounds = chunk_bounds(samples, p.n_samples, p.sampling_rate);
+        let chunks = bounds.len();
         let mut out = Vec::with_capacity(chunks * p.feature_size * p.nb_max_frames);
         let silence = vec![0f32; p.hop_length];
-        for c in 0..chunks {
-            let start = (c * p.n_samples).min(samples.len());
-            let end = ((c + 1) * p.n_samples).min(samples.len());
+        for &(start, end) in &bounds {
             let chunk = &samples[start..end];
             let mut stft = Spectrogram::new(p.n_fft, p.hop_length);
             // [frames][mels] first; the first frames before the window fills stay unset.
@@ -289,5 +313,26 @@ impl WhisperEngine {
             *slot = Some(loaded.clone());
         }
         Ok(loaded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_bounds;
+
+    #[test]
+    fn long_audio_is_cut_at_its_quietest_point() {
+        let rate = 16_000;
+        // 45 s of sound with a pause at 26-27 s.
+        let mut s = vec![0.5f32; 45 * rate];
+        for v in &mut s[26 * rate..27 * rate] {
+            *v = 0.0;
+        }
+        let b = chunk_bounds(&s, 30 * rate, rate);
+        assert_eq!(b.len(), 2);
+        assert!(b[0].1 > 26 * rate && b[0].1 < 27 * rate, "{b:?}");
+        assert_eq!(b[1], (b[0].1, 45 * rate));
+        assert_eq!(chunk_bounds(&s[..rate], 30 * rate, rate), vec![(0, rate)]);
+        assert_eq!(chunk_bounds(&[], 30 * rate, rate), vec![(0, 0)]);
     }
 }
