@@ -1263,11 +1263,14 @@ mod whisper {
             let clip = chatnode::voice::Clip {
                 samples: d.speech_samples(),
             };
+            let started = Instant::now();
             let t = engine.transcribe(&clip).await.unwrap();
+            let took = started.elapsed().as_millis();
             let (e, n) = word_errors(&reference, &t.text);
             eprintln!(
-                "{}: {e}/{n}: {:?}",
+                "{}: {} ms of speech in {took} ms: {e}/{n}: {:?}",
                 path.file_name().unwrap().to_string_lossy(),
+                d.duration_ms(),
                 t.text
             );
             errors += e;
@@ -1364,18 +1367,22 @@ mod whisper {
         }
         let mut latencies = Vec::new();
         let mut peak = rss_loaded;
+        let mut rss_first = 0.0;
         while latencies.len() < 20 {
             let t = recv_kind(&mut ws, "lobby", "transcript", Duration::from_secs(600)).await;
             let id = t["voice"]["message_id"].as_str().unwrap();
             latencies.push(sent[id].elapsed().as_secs_f64());
             peak = peak.max(rss_mib());
+            if latencies.len() == 1 {
+                rss_first = rss_mib();
+            }
         }
         let total = start.elapsed().as_secs_f64();
         latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
         eprintln!(
             "20 clips, {audio_s:.1} s of audio: all done in {total:.1} s ({:.2} s per clip, {:.2}x real time); \
              upload-to-transcript latency min {:.1} s, median {:.1} s, max {:.1} s; \
-             RSS before the node {rss_before:.0} MiB, node ready {rss_loaded:.0} MiB, peak {peak:.0} MiB, after {:.0} MiB",
+             RSS before the node {rss_before:.0} MiB, node ready {rss_loaded:.0} MiB, after the first clip {rss_first:.0} MiB, peak {peak:.0} MiB, after {:.0} MiB",
             total / 20.0,
             audio_s / total,
             latencies[0],
