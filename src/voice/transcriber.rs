@@ -398,7 +398,7 @@ pub fn run_command(settings: Settings) -> ExitCode {
                 _ => return Err(format!("no engine: {}", s.detail)),
             }
         }
-        shutdown_signal().await;
+        crate::node::shutdown_signal().await;
         log::info!("chatnode transcriber: stopping");
         let _ = tokio::time::timeout(Duration::from_secs(5), addr.send(Stop)).await;
         Ok::<_, String>(())
@@ -409,20 +409,5 @@ pub fn run_command(settings: Settings) -> ExitCode {
             eprintln!("chatnode transcriber: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
     }
 }
