@@ -1,11 +1,13 @@
 # Shared helpers of the benchmark scripts (sourced, not run). Everything a script starts is
-# stopped by PID when it exits; artifacts go to $BENCH_OUT (default target/bench).
+# stopped by PID when it exits; artifacts go to $BENCH_OUT (default <target dir>/bench). The
+# binaries are built in and run from $CARGO_TARGET_DIR when it is set (default target/).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-BIN=$ROOT/target/release
-BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+BENCH_OUT=${BENCH_OUT:-$TARGET_DIR/bench}
 mkdir -p "$BENCH_OUT"
 STARTED_PIDS=()
 TMP_DIRS=()
