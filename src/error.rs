@@ -42,6 +42,8 @@ pub enum Error {
     InvalidMessage(String),
     #[error("slow down: too many messages")]
     RateLimited,
+    #[error("slow down: too many messages; try again in {retry_after} s")]
+    TooManyPosts { retry_after: u64 },
     #[error("search needs the RediSearch module, which this Redis does not have")]
     SearchUnavailable,
     #[error("{0}")]
@@ -74,7 +76,7 @@ impl Error {
             Error::ChannelExists => "channel_exists",
             Error::InvalidChannelName => "invalid_channel_name",
             Error::InvalidMessage(_) => "invalid_message",
-            Error::RateLimited => "rate_limited",
+            Error::RateLimited | Error::TooManyPosts { .. } => "rate_limited",
             Error::SearchUnavailable => "search_unavailable",
             Error::Unavailable(_) => "unavailable",
             Error::AudioTooLarge(_) => "audio_too_large",
@@ -132,7 +134,9 @@ impl ResponseError for Error {
                 StatusCode::NOT_FOUND
             }
             Error::UsernameTaken | Error::ChannelExists => StatusCode::CONFLICT,
-            Error::TooManyAttempts { .. } | Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyAttempts { .. } | Error::RateLimited | Error::TooManyPosts { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::SearchUnavailable | Error::Unavailable(_) | Error::RedisUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -147,7 +151,7 @@ impl ResponseError for Error {
             log::error!("request failed: {self:?}");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if let Error::TooManyAttempts { retry_after } = self {
+        if let Error::TooManyAttempts { retry_after } | Error::TooManyPosts { retry_after } = self {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.json(json!({"error": {"code": self.code(), "message": self.public_message()}}))

@@ -93,6 +93,8 @@ pub struct Ws {
     pub outbound_queue: usize,
     pub rate_limit_messages: u32,
     pub rate_limit_window_secs: u64,
+    /// Seconds a post's `client_id` is remembered, so a re-sent post is stored only once.
+    pub post_dedupe_secs: u64,
 }
 
 /// `[presence]`: online status.
@@ -282,6 +284,9 @@ impl Settings {
         }
         if self.ws.rate_limit_window_secs == 0 {
             return invalid("ws.rate_limit_window_secs", "must be at least 1");
+        }
+        if self.ws.post_dedupe_secs == 0 {
+            return invalid("ws.post_dedupe_secs", "must be at least 1");
         }
         if self.presence.ttl_secs == 0 {
             return invalid("presence.ttl_secs", "must be at least 1");

@@ -441,8 +441,11 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
 #[tokio::test]
 async fn bridge_reconnect_loses_and_doubles_nothing() {
     let redis = TestRedis::start().await;
-    let a = node(settings(&redis.url()));
-    let b = node(settings(&redis.url()));
+    // One user posts faster than the default posting budget allows.
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 10_000;
+    let a = node(s.clone());
+    let b = node(s);
     let ta = register(&a.http_url(), "sender").await;
     let tb = register(&b.http_url(), "listener").await;
     post(
@@ -612,6 +615,8 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
     let redis = TestRedis::start().await;
     let mut s = settings(&redis.url());
     s.ws.outbound_queue = 16;
+    // One user floods the channel, far beyond the default posting budget.
+    s.ws.rate_limit_messages = 10_000;
     // Large messages fill the kernel's socket buffers quickly.
     s.ws.max_message_chars = 60_000;
     let n = node(s);

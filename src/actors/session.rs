@@ -289,11 +289,21 @@ impl Session {
                     client_id,
                 } => {
                     let u = me()?;
-                    let ev = app
+                    let posted = app
                         .store
-                        .post_message(&u.username, &u.uuid, &channel, &text)
+                        .post_message_once(
+                            &u.username,
+                            &u.uuid,
+                            &channel,
+                            &text,
+                            client_id.as_deref(),
+                        )
                         .await?;
-                    app.metrics.messages_posted.fetch_add(1, Relaxed);
+                    // A client_id seen before: the first post's ack again, nothing stored now.
+                    let ev = posted.event;
+                    if !posted.duplicate {
+                        app.metrics.messages_posted.fetch_add(1, Relaxed);
+                    }
                     Ok(Reply::frames(vec![envelope(
                         "posted",
                         json!({"client_id": client_id, "id": ev.id, "channel": channel, "created_at": ev.created_at}),

@@ -120,6 +120,9 @@ async fn history(
 #[serde(deny_unknown_fields)]
 struct PostBody {
     text: String,
+    /// Makes re-sending safe: the same client_id again stores nothing new.
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 async fn post(
@@ -129,12 +132,23 @@ async fn post(
     body: web::Json<PostBody>,
 ) -> Result<HttpResponse> {
     let u = &authed.user;
-    let ev = app
+    let posted = app
         .store
-        .post_message(&u.username, &u.uuid, &name, &body.text)
+        .post_message_once(
+            &u.username,
+            &u.uuid,
+            &name,
+            &body.text,
+            body.client_id.as_deref(),
+        )
         .await?;
+    let body = json!({"message": posted.event});
+    if posted.duplicate {
+        // Stored before under this client_id: the first answer again, nothing new written.
+        return Ok(HttpResponse::Ok().json(body));
+    }
     app.metrics.messages_posted.fetch_add(1, Relaxed);
-    Ok(HttpResponse::Created().json(json!({"message": ev})))
+    Ok(HttpResponse::Created().json(body))
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::Authed;
@@ -56,6 +57,13 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, max: usize) -> 
     Ok(body)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// Makes re-sending safe: the same client_id again stores nothing new.
+    client_id: Option<String>,
+}
+
 async fn upload(
     app: web::Data<App>,
     authed: Authed,
@@ -78,6 +86,8 @@ async fn upload(
     // The body is read (within bounds) before any answer, so every error reaches the client
     // rather than a connection reset; it is only looked at once the sender may post.
     let body = read_body(&req, payload, v.max_bytes).await?;
+    let query = web::Query::<UploadQuery>::from_query(req.query_string())
+        .map_err(|e| Error::body(e.to_string()))?;
     if !app.store.is_member(&u.username, &channel).await? {
         return Err(if dm_pair(&channel).is_some() {
             Error::Forbidden("that private chat is not yours".into())
@@ -107,7 +117,7 @@ async fn upload(
     } else {
         state::UNAVAILABLE
     };
-    let ev = app
+    let posted = app
         .store
         .post_voice(
             &u.username,
@@ -117,10 +127,16 @@ async fn upload(
             format.mime(),
             duration_ms,
             transcript,
+            query.client_id.as_deref(),
         )
         .await?;
+    let body = json!({"message": posted.event});
+    if posted.duplicate {
+        // Stored before under this client_id: nothing new written, no second transcription.
+        return Ok(HttpResponse::Ok().json(body));
+    }
     app.metrics.messages_posted.fetch_add(1, Relaxed);
-    Ok(HttpResponse::Accepted().json(json!({"message": ev})))
+    Ok(HttpResponse::Accepted().json(body))
 }
 
 fn audio_error(e: AudioError) -> Error {

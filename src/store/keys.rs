@@ -48,6 +48,22 @@ pub fn login_failures(kind: &str, who: &str) -> String {
     format!("loginfail:{kind}:{who}")
 }
 
+/// `postrate:<username>`: posts counted in the user's current rate window (expires with it).
+pub fn post_rate(username: &str) -> String {
+    format!("postrate:{username}")
+}
+
+/// `postonce:<username>:<sha256 hex of channel NUL client_id>` → the stream ID first stored for
+/// that post; expires after `ws.post_dedupe_secs`. Hashed, so any client_id gives a short key.
+pub fn post_once(username: &str, channel: &str, client_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(channel.as_bytes());
+    h.update([0u8]);
+    h.update(client_id.as_bytes());
+    format!("postonce:{username}:{}", hex::encode(h.finalize()))
+}
+
 /// `channel:<name>`: the channel's stream, the source of truth (seed 003).
 pub fn channel(name: &str) -> String {
     format!("channel:{name}")

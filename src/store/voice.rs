@@ -8,22 +8,24 @@
 //! job in the same step, so a job that two transcribers both finished counts once.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
-use super::channels::parse_id;
+use super::channels::{parse_id, Guarded, Posted, GUARD_LUA};
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
 use crate::voice::{fields, info_from_fields, state, VoiceInfo};
 
+/// Runs after [`GUARD_LUA`], which answers repeated client_ids and counts the user's budget.
 const POST_VOICE_LUA: &str = r#"
 -- KEYS: 1 stream channel:<c>, 2 subject room:<c>, 3 activity active:<c>, 4 audio:<a>,
---       5 audioinfo:<a>, 6 voice:jobs
+--       5 audioinfo:<a>, 6 voice:jobs, then the guard's two keys
 -- ARGV: 1 channel, 2 username, 3 uuid, 4 audio id, 5 audio bytes, 6 content type,
 --       7 duration ms, 8 size, 9 transcript state, 10 maxlen, 11 addhash, 12 hash prefix,
---       13 index name
+--       13 index name, then the guard's three values
 local args = {KEYS[1]}
 local maxlen = tonumber(ARGV[10])
 if maxlen and maxlen > 0 then
@@ -58,8 +60,12 @@ redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = 
   username = ARGV[2], text = '', created_at = ms, uuid = ARGV[3],
   voice = {audio = ARGV[4], content_type = ARGV[6], duration_ms = tonumber(ARGV[7]),
     bytes = tonumber(ARGV[8]), state = ARGV[9]}}))
-return id
+remember(id)
+return {'ok', id}
 "#;
+
+static POST_VOICE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{POST_VOICE_LUA}")));
 
 const FINISH_LUA: &str = r#"
 -- KEYS: 1 message:<id>, 2 stream channel:<c>, 3 subject room:<c>, 4 voice:jobs
@@ -179,7 +185,9 @@ fn job_from_entry(id: String, f: HashMap<String, String>) -> Job {
 
 impl Store {
     /// Posts a voice message with its audio; queues its transcription when `transcript_state`
-    /// is `pending`. The caller has checked membership and decoded the audio.
+    /// is `pending`. The caller has checked membership and decoded the audio. Counted against
+    /// the user's posting budget; with a non-empty `client_id` stored at most once, as
+    /// [`Store::post_message_once`].
     #[allow(clippy::too_many_arguments)]
     pub async fn post_voice(
         &self,
@@ -190,13 +198,12 @@ impl Store {
         content_type: &str,
         duration_ms: u64,
         transcript_state: &str,
-    ) -> Result<ChatEvent> {
+        client_id: Option<&str>,
+    ) -> Result<Posted> {
         let audio_id = uuid::Uuid::new_v4().simple().to_string();
         let addhash = self.search.is_some_and(|v| v.needs_addhash());
-        let mut conn = self.conn().await?;
-        let id: String = redis::Script::new(POST_VOICE_LUA)
-            .key(keys::channel(channel))
-            .key(keys::room_events(channel))
+        let mut inv = POST_VOICE_SCRIPT.key(keys::channel(channel));
+        inv.key(keys::room_events(channel))
             .key(keys::activity(channel))
             .key(keys::audio(&audio_id))
             .key(keys::audio_info(&audio_id))
@@ -213,11 +220,34 @@ impl Store {
             .arg(self.settings.history.stream_maxlen)
             .arg(if addhash { "1" } else { "0" })
             .arg(keys::MESSAGE_PREFIX)
-            .arg(keys::IDX_MESSAGES)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(keys::IDX_MESSAGES);
+        self.post_guard(username, channel, client_id)
+            .apply(&mut inv);
+        let mut conn = self.conn().await?;
+        let reply: (String, String) = inv.invoke_async(&mut conn).await?;
+        drop(conn);
+        let id = match Guarded::from_reply(reply)? {
+            Guarded::Stored(id) => id,
+            Guarded::Duplicate(id) => {
+                let created_at = parse_id(&id).map(|(ms, _)| ms as i64).unwrap_or(0);
+                let event = self.stored_event(channel, &id).await?.unwrap_or(ChatEvent {
+                    id,
+                    channel: channel.to_string(),
+                    kind: "message".into(),
+                    username: username.to_string(),
+                    text: String::new(),
+                    created_at,
+                    uuid: uuid.to_string(),
+                    voice: None,
+                });
+                return Ok(Posted {
+                    event,
+                    duplicate: true,
+                });
+            }
+        };
         let created_at = parse_id(&id).map(|(ms, _)| ms as i64).unwrap_or(0);
-        Ok(ChatEvent {
+        let event = ChatEvent {
             id,
             channel: channel.to_string(),
             kind: "message".into(),
@@ -233,6 +263,10 @@ impl Store {
                 state: transcript_state.to_string(),
                 ..Default::default()
             }),
+        };
+        Ok(Posted {
+            event,
+            duplicate: false,
         })
     }
 

@@ -1,0 +1,339 @@
+//! Posting on real Redis and real nodes: one posting budget per user shared by sockets, REST
+//! posts and voice uploads on every node, and `client_id` deduplication of re-sent posts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// One second of 8 kHz mono 16-bit silence as a WAV.
+fn short_wav() -> Vec<u8> {
+    let pcm = vec![0u8; 8_000 * 2];
+    let mut out = Vec::with_capacity(44 + pcm.len());
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&((36 + pcm.len()) as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&8_000u32.to_le_bytes());
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    out.extend_from_slice(&pcm);
+    out
+}
+
+/// A voice upload; returns status, the Retry-After header and the JSON body.
+async fn upload(base: &str, path: &str, token: &str, wav: Vec<u8>) -> (u16, Option<u64>, Value) {
+    let res = http()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .header("Content-Type", "audio/wav")
+        .body(wav)
+        .send()
+        .await
+        .unwrap();
+    answer(res).await
+}
+
+/// A REST text post; returns status, the Retry-After header and the JSON body.
+async fn post_text(
+    base: &str,
+    channel: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Option<u64>, Value) {
+    let res = http()
+        .post(format!("{base}/api/channels/{channel}/messages"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    answer(res).await
+}
+
+async fn answer(res: reqwest::Response) -> (u16, Option<u64>, Value) {
+    let status = res.status().as_u16();
+    let retry = res.headers().get("retry-after").map(|v| {
+        v.to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After is whole seconds")
+    });
+    let text = res.text().await.unwrap();
+    (
+        status,
+        retry,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+async fn xlen(redis: &TestRedis, key: &str) -> u64 {
+    let mut conn = redis.conn().await;
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Sends a `post` frame and returns the answer to it (`posted` or `error`).
+async fn ws_post(ws: &mut Ws, channel: &str, text: &str, client_id: Option<&str>) -> Value {
+    ws.send(
+        json!({"type": "post", "post": {"channel": channel, "text": text, "client_id": client_id}}),
+    )
+    .await;
+    loop {
+        let v = ws.recv().await;
+        if v["type"] == "posted" || v["type"] == "error" {
+            return v;
+        }
+        assert_ne!(v["type"], "__close", "socket closed: {v}");
+    }
+}
+
+#[tokio::test]
+async fn sockets_rest_and_voice_on_every_node_share_one_posting_budget() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 5;
+    s.ws.rate_limit_window_secs = 60;
+    s.voice.engine = "none".into();
+    let a = node(s.clone());
+    let b = node(s);
+    let (ba, bb) = (a.http_url(), b.http_url());
+    let t = register(&ba, "chatty").await;
+    let other = register(&ba, "calm").await;
+    for tok in [&t, &other] {
+        assert_eq!(
+            post(&ba, "/api/channels/general/join", tok, json!({}))
+                .await
+                .0,
+            204
+        );
+    }
+    let before = xlen(&redis, "channel:general").await;
+
+    // Five posts, spread over REST on node A, a socket on node B and a voice upload on A.
+    for i in 0..2 {
+        let (status, _, v) =
+            post_text(&ba, "general", &t, json!({"text": format!("rest {i}")})).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let mut ws = Ws::connect(&b, Some(&t)).await;
+    for i in 0..2 {
+        let v = ws_post(&mut ws, "general", &format!("socket {i}"), None).await;
+        assert_eq!(v["type"], "posted", "{v}");
+    }
+    let (status, _, v) = upload(&ba, "/api/channels/general/voice", &t, short_wav()).await;
+    assert_eq!(status, 202, "{v}");
+
+    // The budget is spent everywhere: REST on either node, voice, and the socket.
+    for base in [&ba, &bb] {
+        let (status, retry, v) = post_text(base, "general", &t, json!({"text": "one more"})).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (429, Some("rate_limited")),
+            "{v}"
+        );
+        let retry = retry.expect("a 429 says when to retry");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again in"));
+    }
+    let (status, retry, v) = upload(&bb, "/api/channels/general/voice", &t, short_wav()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
+    assert!(retry.is_some());
+    let v = ws_post(&mut ws, "general", "socket again", Some("c-9")).await;
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["code"], "rate_limited");
+    assert_eq!(v["error"]["payload"]["client_id"], "c-9");
+
+    // Nothing refused was stored, and other users post as before.
+    assert_eq!(xlen(&redis, "channel:general").await, before + 5);
+    let (status, _, _) = post_text(&bb, "general", &other, json!({"text": "still fine"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(xlen(&redis, "channel:general").await, before + 6);
+}
+
+#[tokio::test]
+async fn the_posting_budget_comes_back_after_the_window() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 1;
+    s.ws.rate_limit_window_secs = 2;
+    let a = node(s);
+    let base = a.http_url();
+    let t = register(&base, "patient").await;
+    post(&base, "/api/channels/general/join", &t, json!({})).await;
+    let (status, _, _) = post_text(&base, "general", &t, json!({"text": "first"})).await;
+    assert_eq!(status, 201);
+    let (status, retry, _) = post_text(&base, "general", &t, json!({"text": "second"})).await;
+    assert_eq!(status, 429);
+    let retry = retry.unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(100)).await;
+    let (status, _, v) = post_text(&base, "general", &t, json!({"text": "second"})).await;
+    assert_eq!(status, 201, "{v}");
+}
+
+#[tokio::test]
+async fn a_resent_client_id_is_stored_once_across_nodes_and_paths() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 3;
+    s.ws.rate_limit_window_secs = 60;
+    let a = node(s.clone());
+    let b = node(s);
+    let (ba, bb) = (a.http_url(), b.http_url());
+    let t = register(&ba, "resender").await;
+    let tm = register(&ba, "mentioned").await;
+    for tok in [&t, &tm] {
+        post(&ba, "/api/channels/general/join", tok, json!({})).await;
+    }
+    post(&ba, "/api/channels", &t, json!({"name": "elsewhere"})).await;
+    let mut watcher = Ws::connect(&b, Some(&tm)).await;
+    watcher
+        .send(json!({"type": "subscribe", "subscribe": {"channels": ["general"]}}))
+        .await;
+    watcher.recv_type("subscribed").await;
+    let before = xlen(&redis, "channel:general").await;
+
+    // The first post, then the same client_id again on this socket, after a reconnect to the
+    // other node, and over REST on both nodes: every answer names the first message.
+    let mut ws = Ws::connect(&a, Some(&t)).await;
+    let first = ws_post(&mut ws, "general", "hello @mentioned", Some("c-1")).await;
+    assert_eq!(first["type"], "posted", "{first}");
+    let id = first["posted"]["id"].as_str().unwrap().to_string();
+    let again = ws_post(&mut ws, "general", "hello @mentioned", Some("c-1")).await;
+    assert_eq!(again, first);
+    drop(ws);
+    let mut ws = Ws::connect(&b, Some(&t)).await;
+    let after_reconnect = ws_post(&mut ws, "general", "hello @mentioned", Some("c-1")).await;
+    assert_eq!(after_reconnect, first);
+    for base in [&ba, &bb] {
+        let (status, _, v) = post_text(
+            base,
+            "general",
+            &t,
+            json!({"text": "hello @mentioned", "client_id": "c-1"}),
+        )
+        .await;
+        assert_eq!(status, 200, "a repeat is not created again: {v}");
+        assert_eq!(v["message"]["id"], id.as_str());
+        assert_eq!(v["message"]["created_at"], first["posted"]["created_at"]);
+        assert_eq!(v["message"]["text"], "hello @mentioned");
+    }
+    assert_eq!(xlen(&redis, "channel:general").await, before + 1);
+    let mut conn = redis.conn().await;
+    let mentions: u64 = redis::cmd("ZCARD")
+        .arg("mentions:mentioned")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mentions, 1, "mentioned once");
+    // Subscribers saw the message once, and the mentioned user one mention.
+    let mut seen = Vec::new();
+    while let Some(v) = watcher.try_recv(Duration::from_millis(700)).await {
+        if v["type"] == "message" || v["type"] == "mention" {
+            seen.push((
+                v["type"].clone(),
+                v[v["type"].as_str().unwrap()]["id"].clone(),
+            ));
+        }
+    }
+    seen.sort_by_key(|(t, _)| t.to_string());
+    assert_eq!(
+        seen,
+        vec![(json!("mention"), json!(id)), (json!("message"), json!(id))]
+    );
+
+    // Repeats cost no budget (3 per window): two new posts still go through, a third does not.
+    // The same client_id in another channel, or without one, is a new post.
+    let v = ws_post(&mut ws, "elsewhere", "hello @mentioned", Some("c-1")).await;
+    assert_eq!(v["type"], "posted", "{v}");
+    assert_ne!(v["posted"]["id"], id.as_str());
+    let (status, _, _) = post_text(&bb, "general", &t, json!({"text": "hello @mentioned"})).await;
+    assert_eq!(status, 201);
+    let v = ws_post(&mut ws, "general", "hello @mentioned", Some("c-2")).await;
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    // A refused post leaves no client_id behind.
+    let mut conn = redis.conn().await;
+    let kept: Vec<String> = redis::cmd("KEYS")
+        .arg("postonce:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&kept[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "kept a day: {ttl}");
+
+    // Another user's identical client_id is theirs alone.
+    let (status, _, v) = post_text(
+        &ba,
+        "general",
+        &tm,
+        json!({"text": "hello", "client_id": "c-1"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_ne!(v["message"]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_resent_voice_upload_is_stored_once() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.voice.engine = "none".into();
+    let a = node(s.clone());
+    let b = node(s);
+    let t = register(&a.http_url(), "speaker").await;
+    post(&a.http_url(), "/api/channels/general/join", &t, json!({})).await;
+    let before = xlen(&redis, "channel:general").await;
+    let path = "/api/channels/general/voice?client_id=v-1";
+    let (status, _, first) = upload(&a.http_url(), path, &t, short_wav()).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, _, again) = upload(&b.http_url(), path, &t, short_wav()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["message"]["id"], first["message"]["id"]);
+    assert_eq!(
+        again["message"]["voice"]["audio"],
+        first["message"]["voice"]["audio"]
+    );
+    assert_eq!(xlen(&redis, "channel:general").await, before + 1);
+    let mut conn = redis.conn().await;
+    let audio: Vec<String> = redis::cmd("KEYS")
+        .arg("audio:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(audio.len(), 1, "one copy of the audio");
+    let (status, _, v) = upload(
+        &a.http_url(),
+        "/api/channels/general/voice?clientid=v-1",
+        &t,
+        short_wav(),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    assert_eq!(xlen(&redis, "channel:general").await, before + 1);
+}
