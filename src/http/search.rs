@@ -92,7 +92,8 @@ async fn search_all(
 #[serde(deny_unknown_fields)]
 struct Paging {
     limit: Option<usize>,
-    before: Option<i64>,
+    /// A mention's `id` (exact), or unix ms; empty means none.
+    before: Option<String>,
 }
 
 async fn mentions(
@@ -101,13 +102,14 @@ async fn mentions(
     q: web::Query<Paging>,
 ) -> Result<HttpResponse> {
     let limit = q.limit.unwrap_or(20).clamp(1, 100);
-    let list = app
+    let before = q.before.as_deref().filter(|b| !b.is_empty());
+    let page = app
         .store
-        .mentions(&authed.user.username, q.before, limit)
+        .mentions(&authed.user.username, before, limit)
         .await?;
     // A mention stays readable only while its channel is.
-    let mut out = Vec::with_capacity(list.len());
-    for m in list {
+    let mut out = Vec::with_capacity(page.mentions.len());
+    for m in page.mentions {
         if app
             .store
             .can_read(&authed.user.username, &m.channel)
@@ -116,7 +118,7 @@ async fn mentions(
             out.push(m);
         }
     }
-    Ok(HttpResponse::Ok().json(json!({"mentions": out})))
+    Ok(HttpResponse::Ok().json(json!({"mentions": out, "next_before": page.next_before})))
 }
 
 #[derive(Deserialize)]

@@ -6,11 +6,19 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::json;
 
-use super::channels::{dm_pair, parse_id};
+use super::channels::{check_id, dm_pair, parse_id};
 use super::search::channel_filter;
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
+
+/// One page of mentions.
+pub struct MentionPage {
+    /// Newest first; mentions whose message is gone are left out.
+    pub mentions: Vec<ChatEvent>,
+    /// The `before` of the next page when there are older mentions; None at the end.
+    pub next_before: Option<String>,
+}
 
 /// Mentions recorded per message at most.
 const MAX_MENTIONS: usize = 20;
@@ -87,28 +95,88 @@ impl Store {
         Ok(())
     }
 
-    /// The messages mentioning a user, newest first, before a time (unix ms).
+    /// One page of the messages mentioning a user, newest first by stream ID, strictly before
+    /// `before`: a mention's ID (exact, also among mentions of the same millisecond) or bare
+    /// unix ms (before that millisecond).
+    ///
+    /// The sorted set scores mentions by millisecond and orders equal scores by the member's
+    /// bytes, not by stream ID, so a page is cut only at whole milliseconds: the one of the
+    /// cursor and the last one read are fetched complete, then sorted by ID.
     pub async fn mentions(
         &self,
         username: &str,
-        before: Option<i64>,
+        before: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<ChatEvent>> {
+    ) -> Result<MentionPage> {
+        let cursor = match before {
+            Some(b) => {
+                check_id(b)?;
+                parse_id(b)
+            }
+            None => None,
+        };
+        let limit = limit.max(1);
+        let key = keys::mentions(username);
+        let (same_ms, older_than) = match cursor {
+            Some((ms, _)) => (ms.to_string(), format!("({ms}")),
+            None => ("+inf".to_string(), "+inf".to_string()),
+        };
         let mut conn = self.conn().await?;
-        let max = before
-            .map(|b| format!("({b}"))
-            .unwrap_or_else(|| "+inf".into());
-        let ids: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
-            .arg(keys::mentions(username))
-            .arg(&max)
+        // The cursor's millisecond whole, and the next `limit + 1` older mentions.
+        let (tied, older): (Vec<String>, Vec<(String, f64)>) = redis::pipe()
+            .cmd("ZRANGEBYSCORE")
+            .arg(&key)
+            .arg(&same_ms)
+            .arg(&same_ms)
+            .cmd("ZREVRANGEBYSCORE")
+            .arg(&key)
+            .arg(&older_than)
             .arg("-inf")
+            .arg("WITHSCORES")
             .arg("LIMIT")
             .arg(0)
-            .arg(limit)
+            .arg(limit + 1)
             .query_async(&mut conn)
             .await?;
+        // When the read stopped inside a millisecond, that millisecond is read whole.
+        let cut = (older.len() > limit)
+            .then(|| older.last().map(|(_, score)| *score as i64))
+            .flatten();
+        let mut ids: Vec<(u64, u64, String)> = Vec::with_capacity(older.len() + tied.len());
+        let mut push = |id: String| {
+            if let Some(p) = parse_id(&id).filter(|p| cursor.is_none_or(|c| *p < c)) {
+                ids.push((p.0, p.1, id));
+            }
+        };
+        tied.into_iter().for_each(&mut push);
+        older
+            .into_iter()
+            .filter(|(_, score)| Some(*score as i64) != cut)
+            .for_each(|(id, _)| push(id));
+        if let Some(ms) = cut {
+            let whole: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(&key)
+                .arg(ms)
+                .arg(ms)
+                .query_async(&mut conn)
+                .await?;
+            whole.into_iter().for_each(&mut push);
+        }
         drop(conn);
-        self.messages_by_id(&ids).await
+        ids.sort_unstable_by_key(|(ms, seq, _)| std::cmp::Reverse((*ms, *seq)));
+        ids.dedup_by(|a, b| a.2 == b.2);
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let next_before = if more {
+            ids.last().map(|(_, _, id)| id.clone())
+        } else {
+            None
+        };
+        let ids: Vec<String> = ids.into_iter().map(|(_, _, id)| id).collect();
+        Ok(MentionPage {
+            mentions: self.messages_by_id(&ids).await?,
+            next_before,
+        })
     }
 
     /// Message hashes by ID (missing ones skipped), in the order given.
