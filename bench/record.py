@@ -168,6 +168,11 @@ def main():
             figures.append(("acknowledged posts per second, steady-state median", fmt(rate)))
             figures.append(("persisted over send window + drain", f"{fmt(overall)}/s"))
             goals.append(("persisted messages per second", "≥ 20,000", fmt(rate), distance(rate, 20000, False)))
+    frames_out = node_metric(s["server"]["after"], "chatnode_frames_out_total")
+    writes = node_metric(s["server"]["after"], "chatnode_socket_writes_total")
+    if frames_out and writes:
+        figures.append(("frames queued to sockets / socket writes (whole run)",
+                        f"{fmt(frames_out)} / {fmt(writes)}: {frames_out / writes:,.2f} frames per write"))
     for name in procs:
         share = cpu_share(s, name)
         rss = proc(s["server"]["after"], name, "rss_bytes")

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub subscriptions: AtomicI64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
+    pub socket_writes: AtomicU64,
     pub messages_posted: AtomicU64,
     pub deliveries: AtomicU64,
     pub slow_client_closes: AtomicU64,
@@ -108,6 +109,12 @@ impl Metrics {
             "chatnode_frames_out_total",
             "Frames queued to sockets.",
             self.frames_out.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "chatnode_socket_writes_total",
+            "Chunks of queued frames handed to sockets (one write each; a burst shares one).",
+            self.socket_writes.load(Relaxed),
         );
         counter(
             &mut out,

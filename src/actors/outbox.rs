@@ -1,25 +1,35 @@
-//! The bounded outbound queue of one socket, and the writer task that drains it.
+//! The bounded outbound queue of one socket, drained straight into the socket's response body.
 //!
 //! Rooms and the hub push frames here directly (no actor mailbox in between, so nothing grows
 //! without bound). When the queue is full the client is too slow: the socket is closed with 1013
 //! (try again later) and the client resumes from its last IDs.
+//!
+//! There is no writer task: the queue's receiving end is the WebSocket response body
+//! ([`OutboxBody`]), polled by the connection itself. Each poll encodes every frame queued so far
+//! into one buffer, so a burst (a replay, a busy room, presence) leaves in one write instead of
+//! one write per frame, in queue order.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use actix_ws::{CloseCode, CloseReason};
+use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
+use futures_util::task::AtomicWaker;
+use futures_util::Stream;
 use tokio::sync::{mpsc, watch};
 
 use super::SessionId;
 use crate::metrics::Metrics;
 
-/// What the writer sends.
+/// What the socket is sent.
 #[derive(Debug)]
 pub enum Out {
     Text(ByteString),
     Ping,
-    Pong(bytes::Bytes),
+    Pong(Bytes),
 }
 
 /// A handle to one socket's queue; cheap to clone.
@@ -27,8 +37,14 @@ pub enum Out {
 pub struct Outbox {
     pub id: SessionId,
     tx: mpsc::Sender<Out>,
-    close: Arc<watch::Sender<Option<CloseReason>>>,
+    close: Arc<Closer>,
     metrics: Arc<Metrics>,
+}
+
+/// The close a session or the node asks for, and the body to wake when it does.
+struct Closer {
+    reason: watch::Sender<Option<CloseReason>>,
+    body: AtomicWaker,
 }
 
 impl Outbox {
@@ -54,10 +70,10 @@ impl Outbox {
         }
     }
 
-    /// Asks the writer to close the socket; true the first time.
+    /// Asks for the socket to be closed; true the first time.
     pub fn close_with(&self, code: CloseCode, why: &str) -> bool {
         let mut first = false;
-        self.close.send_if_modified(|current| {
+        self.close.reason.send_if_modified(|current| {
             if current.is_none() {
                 *current = Some(CloseReason {
                     code,
@@ -69,6 +85,9 @@ impl Outbox {
                 false
             }
         });
+        if first {
+            self.close.body.wake();
+        }
         first
     }
 
@@ -79,58 +98,166 @@ impl Outbox {
 
     /// Whether a close was asked for.
     pub fn is_closing(&self) -> bool {
-        self.close.borrow().is_some()
+        self.close.reason.borrow().is_some()
     }
 }
 
-/// Makes an outbox of `capacity` frames and starts its writer on `session`.
+/// Makes an outbox of `capacity` frames; the body is what the socket's response sends.
 pub fn start(
     id: SessionId,
     capacity: usize,
-    session: actix_ws::Session,
     metrics: Arc<Metrics>,
-) -> (Outbox, watch::Receiver<Option<CloseReason>>) {
+) -> (Outbox, OutboxBody, watch::Receiver<Option<CloseReason>>) {
     let (tx, rx) = mpsc::channel(capacity);
-    let (close_tx, close_rx) = watch::channel(None);
-    actix_rt::spawn(write(session, rx, close_rx.clone()));
+    let (reason, close_rx) = watch::channel(None);
+    let close = Arc::new(Closer {
+        reason,
+        body: AtomicWaker::new(),
+    });
+    let body = OutboxBody {
+        rx,
+        close: close.clone(),
+        buf: BytesMut::new(),
+        done: false,
+        metrics: metrics.clone(),
+    };
     (
         Outbox {
             id,
             tx,
-            close: Arc::new(close_tx),
+            close,
             metrics,
         },
+        body,
         close_rx,
     )
 }
 
-async fn write(
-    mut session: actix_ws::Session,
-    mut rx: mpsc::Receiver<Out>,
-    mut close: watch::Receiver<Option<CloseReason>>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            changed = close.changed() => {
-                let reason = if changed.is_ok() { close.borrow().clone() } else { None };
-                let _ = session.close(reason).await;
-                return;
-            }
-            item = rx.recv() => {
-                let sent = match item {
-                    Some(Out::Text(t)) => session.text(t).await,
-                    Some(Out::Ping) => session.ping(b"").await,
-                    Some(Out::Pong(p)) => session.pong(&p).await,
-                    None => {
-                        let _ = session.close(None).await;
-                        return;
+/// Encoded bytes handed to the connection per poll at most; the rest waits for the next poll.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// The socket's outgoing byte stream: the queue's frames, encoded, several per chunk.
+pub struct OutboxBody {
+    rx: mpsc::Receiver<Out>,
+    close: Arc<Closer>,
+    buf: BytesMut,
+    done: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl Stream for OutboxBody {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        // Register before looking, so a close asked for in between still wakes us.
+        this.close.body.register(cx.waker());
+        let asked = this.close.reason.borrow().clone();
+        if let Some(reason) = asked {
+            // A close goes out at once; frames still queued are dropped (the client resumes).
+            close_frame(&mut this.buf, Some(&reason));
+            this.done = true;
+        } else {
+            while this.buf.len() < MAX_CHUNK {
+                match this.rx.poll_recv(cx) {
+                    Poll::Ready(Some(Out::Text(t))) => frame(&mut this.buf, 0x1, t.as_bytes()),
+                    Poll::Ready(Some(Out::Ping)) => frame(&mut this.buf, 0x9, b""),
+                    Poll::Ready(Some(Out::Pong(p))) => frame(&mut this.buf, 0xA, &p),
+                    Poll::Ready(None) => {
+                        // Every handle is gone: the session ended.
+                        close_frame(&mut this.buf, None);
+                        this.done = true;
+                        break;
                     }
-                };
-                if sent.is_err() {
-                    return;
+                    Poll::Pending => break,
                 }
             }
         }
+        if this.buf.is_empty() {
+            return if this.done {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            };
+        }
+        this.metrics.socket_writes.fetch_add(1, Relaxed);
+        Poll::Ready(Some(Ok(this.buf.split().freeze())))
+    }
+}
+
+/// Appends one unmasked, unfragmented server frame (RFC 6455 §5.2) with this opcode.
+fn frame(buf: &mut BytesMut, opcode: u8, payload: &[u8]) {
+    let len = payload.len();
+    buf.reserve(len + 10);
+    buf.put_u8(0x80 | opcode);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.put_u8(126);
+        buf.put_u16(len as u16);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+    buf.put_slice(payload);
+}
+
+/// Appends a close frame: the code and reason (cut to the 123 bytes a control frame allows).
+fn close_frame(buf: &mut BytesMut, reason: Option<&CloseReason>) {
+    let Some(reason) = reason else {
+        frame(buf, 0x8, b"");
+        return;
+    };
+    let mut payload = Vec::with_capacity(125);
+    payload.extend_from_slice(&u16::from(reason.code).to_be_bytes());
+    let text = reason.description.as_deref().unwrap_or("");
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload.extend_from_slice(&text.as_bytes()[..end]);
+    frame(buf, 0x8, &payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lengths_use_the_shortest_form() {
+        let mut b = BytesMut::new();
+        frame(&mut b, 0x1, &[b'x'; 125]);
+        assert_eq!(&b[..2], &[0x81, 125]);
+        assert_eq!(b.len(), 127);
+        let mut b = BytesMut::new();
+        frame(&mut b, 0x1, &[b'x'; 126]);
+        assert_eq!(&b[..4], &[0x81, 126, 0, 126]);
+        let mut b = BytesMut::new();
+        frame(&mut b, 0x1, &vec![b'x'; 70_000]);
+        assert_eq!(&b[..2], &[0x81, 127]);
+        assert_eq!(u64::from_be_bytes(b[2..10].try_into().unwrap()), 70_000);
+        assert_eq!(b.len(), 70_010);
+    }
+
+    #[test]
+    fn close_reasons_are_cut_on_a_character_boundary() {
+        let mut b = BytesMut::new();
+        let long = "é".repeat(100);
+        close_frame(
+            &mut b,
+            Some(&CloseReason {
+                code: CloseCode::Again,
+                description: Some(long),
+            }),
+        );
+        assert_eq!(b[0], 0x88);
+        let len = b[1] as usize;
+        assert!(len <= 125, "{len}");
+        assert_eq!(&b[2..4], &1013u16.to_be_bytes());
+        assert!(std::str::from_utf8(&b[4..]).is_ok());
+        assert_eq!(b.len(), 2 + len);
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::{Actor, AsyncContext};
+use actix_web::body::BodyStream;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::actors::outbox;
@@ -32,15 +33,16 @@ pub async fn upgrade(
         Some(t) => crate::accounts::authenticate(&app.store, &t).await?,
         None => None,
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    // actix-ws does the handshake and reads frames; the socket's outbox is the response body
+    // itself (see `outbox`), so actix-ws's own writer handle and its queue are dropped here.
+    let (response, _, stream) = actix_ws::handle(&req, body)?;
     let stream = stream.max_frame_size(app.settings.ws.max_frame_bytes);
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let (outbox, close_rx) = outbox::start(
-        id,
-        app.settings.ws.outbound_queue,
-        session,
-        app.metrics.clone(),
-    );
+    let (outbox, out_body, close_rx) =
+        outbox::start(id, app.settings.ws.outbound_queue, app.metrics.clone());
+    let response = response
+        .set_body(BodyStream::new(out_body))
+        .map_into_boxed_body();
     let addr = super::client_addr(&req, &app);
     Session::create(move |ctx| {
         ctx.add_stream(stream);

@@ -79,6 +79,7 @@ pub const NODE_METRICS: &[&str] = &[
     "chatnode_ws_connections",
     "chatnode_frames_in_total",
     "chatnode_frames_out_total",
+    "chatnode_socket_writes_total",
     "chatnode_messages_posted_total",
     "chatnode_deliveries_total",
     "chatnode_slow_client_closes_total",

@@ -1,0 +1,80 @@
+//! A socket's outbound frames: a burst reaches the client whole and in order, in fewer socket
+//! writes than frames. Real Redis, a real node, a real socket.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// Reads one counter from a node's /metrics.
+async fn metric(base: &str, name: &str) -> u64 {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_arrives_whole_and_in_order_in_few_writes() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let base = a.http_url();
+    let token = register(&base, "burst").await;
+    assert_eq!(
+        post(&base, "/api/channels", &token, json!({"name": "firehose"}))
+            .await
+            .0,
+        201
+    );
+    // 300 messages in both length forms a frame of this size can take (7-bit and 16-bit).
+    let mut texts = Vec::new();
+    for i in 0..300 {
+        let pad = match i % 3 {
+            0 => 10,
+            1 => 200,
+            _ => 1000,
+        };
+        let text = format!("m{i:03} {}", "é".repeat(pad));
+        let (s, _) = post(
+            &base,
+            "/api/channels/firehose/messages",
+            &token,
+            json!({"text": text}),
+        )
+        .await;
+        assert_eq!(s, 201);
+        texts.push(text);
+    }
+    let mut ws = Ws::connect(&a, Some(&token)).await;
+    ws.recv_type("authorized").await;
+    let frames0 = metric(&base, "chatnode_frames_out_total").await;
+    let writes0 = metric(&base, "chatnode_socket_writes_total").await;
+    // The whole channel replayed at once: 300 frames pushed in one go.
+    ws.send(json!({"type": "resume", "resume": {"channels": {"firehose": "0-0"}}}))
+        .await;
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let m = ws.recv_message("firehose").await;
+        if m["type"] == "message" {
+            got.push(m["text"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(got, texts, "every frame whole, in stream order");
+    ws.recv_type("subscribed").await;
+    let frames = metric(&base, "chatnode_frames_out_total").await - frames0;
+    let writes = metric(&base, "chatnode_socket_writes_total").await - writes0;
+    assert!(frames >= 301, "{frames} frames");
+    assert!(
+        writes * 5 <= frames,
+        "{frames} frames went out in {writes} writes"
+    );
+}
