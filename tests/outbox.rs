@@ -26,7 +26,10 @@ async fn metric(base: &str, name: &str) -> u64 {
 #[tokio::test]
 async fn a_burst_arrives_whole_and_in_order_in_few_writes() {
     let redis = TestRedis::start().await;
-    let a = node(settings(&redis.url()));
+    // One user posts the whole burst, beyond the default posting budget.
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 1000;
+    let a = node(s);
     let base = a.http_url();
     let token = register(&base, "burst").await;
     assert_eq!(
