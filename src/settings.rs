@@ -81,6 +81,9 @@ pub struct Redis {
     pub module_path: PathBuf,
     pub server_binary: String,
     pub startup_timeout_secs: u64,
+    /// PEM file of the CA certificates a `rediss://` server is verified against; empty = the
+    /// public roots built in.
+    pub tls_ca_file: PathBuf,
 }
 
 /// `[ws]`: WebSocket sessions.
@@ -266,6 +269,11 @@ impl Settings {
                 "redis.url",
                 "must start with redis:// or rediss:// (or be empty for the embedded Redis)",
             );
+        }
+        if !self.redis.tls_ca_file.as_os_str().is_empty()
+            && !self.redis.url.starts_with("rediss://")
+        {
+            return invalid("redis.tls_ca_file", "needs a rediss:// redis.url");
         }
         if self.redis.pool_size == 0 {
             return invalid("redis.pool_size", "must be at least 1");

@@ -12,6 +12,7 @@ pub mod setup;
 pub mod users;
 pub mod voice;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use deadpool_redis::{Pool, PoolConfig, Runtime};
@@ -78,15 +79,51 @@ fn url_with_password(url: &str, password: &str) -> String {
     format!("{scheme}:{encoded}@{rest}")
 }
 
+/// What went wrong, with the cause that clients are never shown (the start-up log needs it:
+/// a refused TLS certificate, a wrong password).
+fn cause(e: &crate::error::Error) -> String {
+    use crate::error::Error;
+    match e {
+        Error::RedisUnavailable(source) => source.to_string(),
+        Error::Internal(detail) => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The client of a Redis URL. `rediss://` verifies the server against the CA certificates of
+/// `ca_file` (PEM) when one is named, else against the public roots built into chatnode
+/// (webpki-roots); a `#insecure` URL skips verification.
+fn client_for(url: &str, ca_file: &Path) -> Result<redis::Client, String> {
+    if ca_file.as_os_str().is_empty() {
+        return redis::Client::open(url).map_err(|e| format!("redis.url: {e}"));
+    }
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| format!("redis.tls_ca_file: cannot read {}: {e}", ca_file.display()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(format!(
+            "redis.tls_ca_file: {} holds no PEM certificate",
+            ca_file.display()
+        ));
+    }
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    redis::Client::build_with_tls(url, certs).map_err(|e| format!("redis.tls_ca_file: {e}"))
+}
+
 impl Store {
     /// Connects to `url` and detects the search module.
     pub async fn connect(url: &str, settings: Arc<Settings>) -> Result<Self, String> {
         let url = url_with_password(url, settings.redis.password.expose());
-        let client = redis::Client::open(url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
-        let mut cfg = deadpool_redis::Config::from_url(url.clone());
-        cfg.pool = Some(PoolConfig::new(settings.redis.pool_size));
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
+        let client = client_for(&url, &settings.redis.tls_ca_file)?;
+        // The pool's connections are made from the client's connection info, TLS roots included.
+        let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
+            .map_err(|e| format!("redis.url: {e}"))?;
+        let pool = Pool::builder(manager)
+            .config(PoolConfig::new(settings.redis.pool_size))
+            .runtime(Runtime::Tokio1)
+            .build()
             .map_err(|e| format!("redis pool: {e}"))?;
         let mut store = Store {
             pool,
@@ -98,7 +135,7 @@ impl Store {
         store.search = store
             .detect_search()
             .await
-            .map_err(|e| format!("cannot reach Redis: {e}"))?;
+            .map_err(|e| format!("cannot reach Redis: {}", cause(&e)))?;
         Ok(store)
     }
 
