@@ -550,10 +550,12 @@ fn classify(t: &str) -> Frame<'_> {
         return Frame::Other;
     }
     if t.contains("\"type\":\"posted\"") {
+        // client_id is `<run>.<socket>.<seq>`.
         let seq = t.find("\"client_id\":\"").and_then(|i| {
             t[i + 13..]
                 .split('"')
                 .next()
+                .and_then(|v| v.rsplit('.').next())
                 .and_then(|v| v.parse::<u64>().ok())
         });
         return Frame::Posted(seq);
@@ -579,8 +581,10 @@ fn post_frame(cfg: &Config, run: &str, g: usize, room: usize, seq: u64, sent_us:
     while text.len() < cfg.message_bytes {
         text.push('x');
     }
+    // The node stores a post once per user, channel and client_id: sockets sharing a user, and
+    // later runs, need client_ids of their own.
     format!(
-        r#"{{"type":"post","post":{{"channel":"{}","text":"{text}","client_id":"{seq}"}}}}"#,
+        r#"{{"type":"post","post":{{"channel":"{}","text":"{text}","client_id":"{run}.{g}.{seq}"}}}}"#,
         cfg.room_name(room)
     )
 }
@@ -836,7 +840,7 @@ mod tests {
             } => assert_eq!((run, sender, seq, sent_us), ("ab", 12, 3, 1000)),
             _ => panic!("a delivery"),
         }
-        let p = r#"{"posted":{"channel":"r","client_id":"7","id":"1-0"},"type":"posted"}"#;
+        let p = r#"{"posted":{"channel":"r","client_id":"ab.5.7","id":"1-0"},"type":"posted"}"#;
         assert!(matches!(classify(p), Frame::Posted(Some(7))));
         let e = r#"{"error":{"code":"rate_limited","message":"x"},"type":"error"}"#;
         assert!(matches!(classify(e), Frame::Error(c) if c == "rate_limited"));
@@ -864,6 +868,6 @@ mod tests {
         let f = post_frame(&cfg, "ab", 5, 0, 9, 123);
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["post"]["text"].as_str().unwrap().len(), 64);
-        assert_eq!(v["post"]["client_id"], "9");
+        assert_eq!(v["post"]["client_id"], "ab.5.9");
     }
 }
