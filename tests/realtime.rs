@@ -387,6 +387,24 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     let b = node(s.clone());
     let ta = register(&a.http_url(), "watcher").await;
     let tb = register(&b.http_url(), "walker").await;
+    // Presence goes to people who share a channel (tests/presence.rs): these two do.
+    assert_eq!(
+        post(
+            &a.http_url(),
+            "/api/channels",
+            &ta,
+            json!({"name": "street"})
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        post(&b.http_url(), "/api/channels/street/join", &tb, json!({}))
+            .await
+            .0,
+        204
+    );
     let mut wa = Ws::connect(&a, Some(&ta)).await;
     wa.recv_type("authorized").await;
     let mut wb = Ws::connect(&b, Some(&tb)).await;

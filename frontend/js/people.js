@@ -36,6 +36,15 @@ async function startDm(username) {
   }
 }
 
+// Live presence frames only cover people who share a channel or a DM with us: the directory and
+// profiles, which show anyone, read who is online now along with the people they show.
+async function refreshOnline() {
+  try {
+    S.online = new Set((await get('/api/users/online')).map((u) => u.username));
+    emit('presence');
+  } catch { /* the dots keep what the presence frames said */ }
+}
+
 function onlineDot(username) {
   const on = S.online.has(username);
   return h('span', { class: `presence ${on ? 'is-online' : ''}` }, h('span', { class: `dot ${on ? 'online' : 'offline'}`, 'aria-hidden': 'true' }), on ? 'online' : 'offline');
@@ -66,7 +75,7 @@ export async function searchPeople() {
       params.near = `${at.lat},${at.lon}`;
       params.radius_km = km;
     }
-    const r = await get(qs('/api/users', params));
+    const [r] = await Promise.all([get(qs('/api/users', params)), refreshOnline()]);
     for (const u of r.users) S.users.add(u.username);
     results.replaceChildren(...r.users.map(card));
     setText(status, r.total ? `${r.total} ${r.total === 1 ? 'person' : 'people'} found` : 'Nobody matches that search.');
@@ -136,7 +145,7 @@ export async function showProfile(username) {
   setText($('#pr-error'), '');
   profileCard.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   try {
-    const u = me ? await get('/api/me') : await get(`/api/users/${enc(username)}`);
+    const [u] = await Promise.all([me ? get('/api/me') : get(`/api/users/${enc(username)}`), refreshOnline()]);
     if (me) {
       S.me = u;
       fillForm(u);

@@ -1,8 +1,16 @@
 //! The hub: this node's registry of sessions and rooms.
 //!
 //! It starts a room with its first local member and closes it with its last (the room then asks
-//! the bridge to unsubscribe), routes the bridge's events to rooms, tells every local session of
-//! presence changes, delivers per-user notices, and closes every socket with 1001 at shutdown.
+//! the bridge to unsubscribe), routes the bridge's events to rooms, tells local sessions of the
+//! presence changes they care about, delivers per-user notices, and closes every socket with 1001
+//! at shutdown.
+//!
+//! Who hears of a user's presence: that user's own sockets, chatnode-family sockets of users who
+//! share a channel with them (public or DM), and every signed-in seed 004 socket (that protocol
+//! announces sign-ins to all connected users). A transition carries the user's channels; the hub
+//! knows the channels of each user signed in here (their memberships when they signed in, plus
+//! channels they joined or DMs opened with them since), indexed by channel, so telling the
+//! interested sockets costs what they are, not what the node holds.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -104,6 +112,18 @@ struct SessionEntry {
     token_hash: Option<String>,
     dialect: Dialect,
     rooms: HashSet<String>,
+    /// The presence tracker was told this session's user is online here.
+    announced: bool,
+}
+
+/// A user signed in on this node: their sockets here and their channels.
+#[derive(Default)]
+struct LocalUser {
+    sessions: HashSet<SessionId>,
+    channels: HashSet<String>,
+    /// Their memberships were read. Until then they hear of everyone, and their sockets are not
+    /// announced online, so once a socket sees its own presence it hears all it should.
+    loaded: bool,
 }
 
 struct RoomEntry {
@@ -119,6 +139,14 @@ pub struct Hub {
     presence: Option<Addr<Presence>>,
     sessions: HashMap<SessionId, SessionEntry>,
     rooms: HashMap<String, RoomEntry>,
+    /// Signed-in users of this node.
+    users: HashMap<String, LocalUser>,
+    /// Channel → signed-in users of this node who belong to it.
+    channel_users: HashMap<String, HashSet<String>>,
+    /// Signed-in seed 004 sockets: they hear of everyone.
+    legacy: HashSet<SessionId>,
+    /// Signed-in users whose memberships are being read: they hear of everyone meanwhile.
+    loading: HashSet<String>,
 }
 
 impl Hub {
@@ -130,6 +158,53 @@ impl Hub {
             presence: None,
             sessions: HashMap::new(),
             rooms: HashMap::new(),
+            users: HashMap::new(),
+            channel_users: HashMap::new(),
+            legacy: HashSet::new(),
+            loading: HashSet::new(),
+        }
+    }
+
+    /// Records that a signed-in user of this node belongs to these channels.
+    fn add_channels(&mut self, username: &str, channels: impl IntoIterator<Item = String>) {
+        let Some(user) = self.users.get_mut(username) else {
+            return;
+        };
+        for c in channels {
+            if user.channels.insert(c.clone()) {
+                self.channel_users
+                    .entry(c)
+                    .or_default()
+                    .insert(username.to_string());
+            }
+        }
+    }
+
+    /// Forgets a user with no signed-in socket left here.
+    fn drop_user(&mut self, username: &str) {
+        self.loading.remove(username);
+        let Some(user) = self.users.remove(username) else {
+            return;
+        };
+        for c in user.channels {
+            if let Some(set) = self.channel_users.get_mut(&c) {
+                set.remove(username);
+                if set.is_empty() {
+                    self.channel_users.remove(&c);
+                }
+            }
+        }
+    }
+
+    /// Keeps `legacy` in step with a session's user and dialect.
+    fn index_dialect(&mut self, id: SessionId) {
+        match self.sessions.get(&id) {
+            Some(s) if s.username.is_some() && s.dialect == Dialect::Legacy => {
+                self.legacy.insert(id);
+            }
+            _ => {
+                self.legacy.remove(&id);
+            }
         }
     }
 
@@ -145,20 +220,93 @@ impl Hub {
         }
     }
 
-    fn set_user(&mut self, id: SessionId, username: Option<String>) {
+    fn set_user(&mut self, id: SessionId, username: Option<String>, ctx: &mut Context<Self>) {
         let Some(entry) = self.sessions.get_mut(&id) else {
             return;
         };
         if entry.username == username {
             return;
         }
-        if let (Some(old), Some(p)) = (entry.username.take(), &self.presence) {
-            p.do_send(super::presence::Offline(old));
+        let old = entry.username.take();
+        entry.username = username.clone();
+        let announced = std::mem::take(&mut entry.announced);
+        if let Some(old) = old {
+            if let (true, Some(p)) = (announced, &self.presence) {
+                p.do_send(super::presence::Offline(old.clone()));
+            }
+            let last = self.users.get_mut(&old).is_some_and(|u| {
+                u.sessions.remove(&id);
+                u.sessions.is_empty()
+            });
+            if last {
+                self.drop_user(&old);
+            }
         }
-        if let (Some(new), Some(p)) = (&username, &self.presence) {
-            p.do_send(super::presence::Online(new.clone()));
+        if let Some(new) = username {
+            let user = self.users.entry(new.clone()).or_default();
+            let first = user.sessions.is_empty();
+            user.sessions.insert(id);
+            if user.loaded {
+                self.announce(id);
+            } else if first {
+                // The user's channels first, then their presence.
+                self.loading.insert(new.clone());
+                let store = self.store.clone();
+                ctx.spawn(
+                    async move {
+                        let channels = store.memberships(&new).await;
+                        (new, channels)
+                    }
+                    .into_actor(self)
+                    .map(|(username, channels), act, _| act.loaded(&username, channels)),
+                );
+            }
         }
-        entry.username = username;
+        self.index_dialect(id);
+    }
+
+    /// A user's memberships were read: index them and announce the user's sockets.
+    fn loaded(&mut self, username: &str, channels: crate::error::Result<Vec<String>>) {
+        self.loading.remove(username);
+        let Some(user) = self.users.get_mut(username) else {
+            return;
+        };
+        user.loaded = true;
+        let sessions: Vec<SessionId> = user.sessions.iter().copied().collect();
+        match channels {
+            Ok(channels) => self.add_channels(username, channels),
+            Err(e) => log::warn!("hub: channels of {username}: {e}"),
+        }
+        for id in sessions {
+            self.announce(id);
+        }
+    }
+
+    /// Tells the presence tracker a session's user is online here (once per sign-in).
+    fn announce(&mut self, id: SessionId) {
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if let (false, Some(username), Some(p)) = (entry.announced, &entry.username, &self.presence)
+        {
+            p.do_send(super::presence::Online(username.clone()));
+            entry.announced = true;
+        }
+    }
+
+    /// Sends a frame to every chatnode-family socket of a signed-in user of this node (seed 004
+    /// sockets hear of everyone anyway).
+    fn to_native_sockets(&self, username: &str, frame: &ByteString) {
+        let Some(user) = self.users.get(username) else {
+            return;
+        };
+        for id in &user.sessions {
+            if let Some(s) = self.sessions.get(id) {
+                if s.dialect == Dialect::Native {
+                    s.outbox.send(frame.clone());
+                }
+            }
+        }
     }
 }
 
@@ -184,6 +332,7 @@ impl Handler<Connect> for Hub {
                 token_hash: None,
                 dialect: Dialect::Native,
                 rooms: HashSet::new(),
+                announced: false,
             },
         );
     }
@@ -191,19 +340,20 @@ impl Handler<Connect> for Hub {
 
 impl Handler<Identify> for Hub {
     type Result = ();
-    fn handle(&mut self, msg: Identify, _: &mut Self::Context) {
-        self.set_user(msg.id, msg.username);
+    fn handle(&mut self, msg: Identify, ctx: &mut Self::Context) {
         if let Some(entry) = self.sessions.get_mut(&msg.id) {
             entry.token_hash = msg.token_hash;
             entry.dialect = msg.dialect;
         }
+        self.set_user(msg.id, msg.username, ctx);
+        self.index_dialect(msg.id);
     }
 }
 
 impl Handler<Disconnect> for Hub {
     type Result = ();
-    fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
-        self.set_user(msg.id, None);
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        self.set_user(msg.id, None, ctx);
         if let Some(entry) = self.sessions.remove(&msg.id) {
             for channel in entry.rooms {
                 self.leave(&channel, msg.id);
@@ -219,11 +369,17 @@ impl Handler<JoinRoom> for Hub {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
+        // Joining takes membership: from now on the user hears of the channel's people.
+        let username = msg.member.username.clone();
+        let known = session.username.as_deref() == Some(username.as_str());
         if !session.rooms.insert(msg.channel.clone()) {
             // Already a member here: leave first so the new replay and prelude apply cleanly.
             if let Some(entry) = self.rooms.get(&msg.channel) {
                 entry.addr.do_send(room::Leave(id));
             }
+        }
+        if known {
+            self.add_channels(&username, [msg.channel.clone()]);
         }
         let entry = self
             .rooms
@@ -284,6 +440,12 @@ impl Handler<PresencePayload> for Hub {
         let username = v["username"].as_str().unwrap_or_default();
         let uuid = v["uuid"].as_str().unwrap_or_default();
         let online = v["online"].as_bool().unwrap_or(false);
+        // Redis' cjson writes an empty list as `{}`; no field at all is an older node's payload.
+        let channels: Option<Vec<&str>> = match &v["channels"] {
+            Value::Array(a) => Some(a.iter().filter_map(Value::as_str).collect()),
+            Value::Object(o) if o.is_empty() => Some(Vec::new()),
+            _ => None,
+        };
         let native: ByteString =
             envelope("presence", json!({"username": username, "online": online})).into();
         let kind = if online { "online" } else { "offline" };
@@ -292,14 +454,37 @@ impl Handler<PresencePayload> for Hub {
             json!({"type": kind, kind: legacy_user(uuid, username, online)}),
         )
         .into();
-        for s in self.sessions.values() {
-            if s.username.is_none() {
-                continue;
+        let Some(channels) = channels else {
+            for s in self.sessions.values() {
+                if s.username.is_some() {
+                    s.outbox.send(match s.dialect {
+                        Dialect::Native => native.clone(),
+                        Dialect::Legacy => legacy.clone(),
+                    });
+                }
             }
-            s.outbox.send(match s.dialect {
-                Dialect::Native => native.clone(),
-                Dialect::Legacy => legacy.clone(),
-            });
+            return;
+        };
+        for id in &self.legacy {
+            if let Some(s) = self.sessions.get(id) {
+                s.outbox.send(legacy.clone());
+            }
+        }
+        // The user's own sockets and those of everyone sharing a channel, each user once.
+        let mut told: HashSet<&str> = HashSet::new();
+        told.insert(username);
+        self.to_native_sockets(username, &native);
+        for u in &self.loading {
+            if told.insert(u.as_str()) {
+                self.to_native_sockets(u, &native);
+            }
+        }
+        for c in channels {
+            for u in self.channel_users.get(c).into_iter().flatten() {
+                if told.insert(u.as_str()) {
+                    self.to_native_sockets(u, &native);
+                }
+            }
         }
     }
 }
@@ -335,6 +520,17 @@ impl Handler<UserPayload> for Hub {
                 }
             }
             _ => {
+                if kind == "channel_added" {
+                    // A DM opened with this user: they hear of its other person from now on.
+                    if let Some(c) = v["payload"]["channel"].as_str() {
+                        let (c, u) = (c.to_string(), username.to_string());
+                        self.add_channels(&u, [c]);
+                    }
+                }
+                let targets = self
+                    .sessions
+                    .values()
+                    .filter(|s| s.username.as_deref() == Some(username));
                 let frame: ByteString = envelope(kind, v["payload"].clone()).into();
                 for s in targets {
                     if s.dialect == Dialect::Native {

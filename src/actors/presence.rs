@@ -2,8 +2,10 @@
 //!
 //! For each user with a session on this node it keeps `presence:<u>` alive with SETEX and the
 //! `online` sorted set (score = expiry) current, in one pipelined batch per tick. Transitions are
-//! published so every node tells its clients. Each tick also sweeps the sorted set for users whose
-//! keys expired because their node died, and announces them offline (once, whichever node wins).
+//! published so every node tells its clients; each carries the user's channels (public and DMs),
+//! so a node tells only the sockets that share one of them (see the hub). Each tick also sweeps
+//! the sorted set for users whose keys expired because their node died, and announces them
+//! offline (once, whichever node wins).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,8 +32,9 @@ pub struct Offline(pub String);
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-/// Marks a user online from one node. KEYS: presence key, node hash, online zset, events.
-/// ARGV: node id, ttl secs, now ms, username, uuid. Publishes only on the offline→online change.
+/// Marks a user online from one node. KEYS: presence key, node hash, online zset, events,
+/// memberships. ARGV: node id, ttl secs, now ms, username, uuid. Publishes only on the
+/// offline→online change, with the user's channels.
 const ONLINE_LUA: &str = r#"
 local was = redis.call('EXISTS', KEYS[1])
 local expiry = tonumber(ARGV[3]) + tonumber(ARGV[2]) * 1000
@@ -40,7 +43,8 @@ redis.call('HSET', KEYS[2], ARGV[1], expiry)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], expiry, ARGV[4])
 if was == 0 then
-  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[4], uuid = ARGV[5], online = true}))
+  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[4], uuid = ARGV[5], online = true,
+    channels = redis.call('SMEMBERS', KEYS[5])}))
 end
 return was
 "#;
@@ -56,18 +60,20 @@ for i = 2, #claims, 2 do
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 if redis.call('ZREM', KEYS[3], ARGV[4]) == 1 then
-  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[4], uuid = ARGV[5], online = false}))
+  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[4], uuid = ARGV[5], online = false,
+    channels = redis.call('SMEMBERS', KEYS[5])}))
 end
 return 1
 "#;
 
 /// Announces a user offline whose presence key expired (their node died). KEYS: presence key,
-/// node hash, online zset, events; ARGV: username, uuid.
+/// node hash, online zset, events, memberships; ARGV: username, uuid.
 const SWEEP_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
-  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[1], uuid = ARGV[2], online = false}))
+  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[1], uuid = ARGV[2], online = false,
+    channels = redis.call('SMEMBERS', KEYS[5])}))
   return 1
 end
 return 0
@@ -119,6 +125,7 @@ impl Presence {
                     .key(presence_nodes(&username))
                     .key(keys::ONLINE)
                     .key(keys::PRESENCE_EVENTS)
+                    .key(keys::memberships(&username))
                     .arg(&node)
                     .arg(ttl)
                     .arg(crate::store::users::now_ms())
@@ -189,6 +196,7 @@ impl Presence {
                             .key(presence_nodes(u))
                             .key(keys::ONLINE)
                             .key(keys::PRESENCE_EVENTS)
+                            .key(keys::memberships(u))
                             .arg(u)
                             .arg(uuids.get(u).cloned().unwrap_or_default())
                             .invoke_async(&mut conn)
@@ -263,6 +271,7 @@ impl Handler<Shutdown> for Presence {
                     .key(presence_nodes(&u))
                     .key(keys::ONLINE)
                     .key(keys::PRESENCE_EVENTS)
+                    .key(keys::memberships(&u))
                     .arg(&node)
                     .arg(0)
                     .arg(crate::store::users::now_ms())
