@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # chatnode's real-browser tests: Debian's Chromium, driven by playwright-core, against real
 # chatnode nodes on a real Redis (tests/browser/). Installs what is missing (as root through apt;
-# otherwise it prints what to install), builds the debug binary, and runs the suite.
+# otherwise it prints what to install), fetches the Whisper model, builds the debug binary with
+# the local Whisper engine, and runs the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server and the RediSearch module, as for every other test.
-scripts/install-deps.sh
+# redis-server and the RediSearch module, as for every other test; espeak-ng for the voice test.
+scripts/install-deps.sh --test
 
 pkgs=()
 [ -x /usr/bin/chromium ] || pkgs+=(chromium)
@@ -39,8 +40,12 @@ if [ "$have" != "$want" ]; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 fi
 
-echo "== cargo build (debug binary for the browser tests)"
-cargo build --locked --bin chatnode
+# The voice test records a sentence in the page and waits for its transcript from the nodes'
+# local Whisper engine: the binary is built with it, and the model must be there.
+scripts/fetch-whisper-model.sh
+
+echo "== cargo build (debug binary with Whisper, for the browser tests)"
+cargo build --locked --features whisper --bin chatnode
 
 echo "== browser tests"
 exec node --test tests/browser/

@@ -303,7 +303,7 @@ function onEvent(ev, { quiet = false } = {}) {
   chat.markRead(); // clears it again when the reader is looking at the newest messages
   emit('unread-changed');
   if (!quiet && (mention || ch.kind === 'dm')) {
-    notify(ev.id, mention ? `${ev.username} mentioned you in ${label(ch)}` : ev.username, ev.text, () => {
+    notify(ev.id, mention ? `${ev.username} mentioned you in ${label(ch)}` : ev.username, ev.text || (ev.voice ? 'Voice message' : ''), () => {
       location.hash = `#/c/${enc(ch.name)}`;
     });
   }
@@ -454,6 +454,14 @@ on('send', (text) => {
     chat.renderPending(ch);
   }
   sendPost(ch, p);
+});
+
+// The node answered a voice upload with the stored message: shown now, even before (or without)
+// its live event.
+on('voice-sent', (message) => {
+  if (!message || !message.id) return;
+  ownIds.add(message.id);
+  onEvent(message, { quiet: true });
 });
 
 on('retry-post', (p) => {

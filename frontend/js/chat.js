@@ -1,8 +1,8 @@
 // The message view: day separators, grouped messages, own messages set apart, join/leave lines,
 // scrolling back through history, windows around a search hit, and the jump to the newest.
 
-import { $, h, setText, richText, mentionsMe, fmtTime, fmtFull, fmtDay, dayKey, avatar, toast } from './dom.js';
-import { S, emit, label, addEvents, resetEvents, reachLatest, idBefore } from './state.js';
+import { $, h, setText, richText, mentionsMe, fmtTime, fmtFull, fmtDay, fmtLength, dayKey, avatar, toast } from './dom.js';
+import { S, on, emit, label, addEvents, resetEvents, reachLatest, idBefore } from './state.js';
 import { get, qs, enc } from './api.js';
 
 const PAGE = 50;
@@ -64,7 +64,43 @@ function eventItem(ev, prev) {
       h('div', { class: grouped ? 'meta sr-only' : 'meta' },
         h('a', { class: own ? 'who sr-only' : 'who', href: `#/u/${enc(ev.username)}` }, own ? 'You' : ev.username),
         ' ', timeEl(ev.created_at)),
-      h('p', { class: 'text' }, richText(ev.text, meName()))));
+      ev.voice ? voiceBody(ev) : h('p', { class: 'text' }, richText(ev.text, meName()))));
+}
+
+/** The transcript line of a voice message in its current state. */
+function transcriptLine(ev) {
+  const v = ev.voice;
+  const state = v.state || 'pending';
+  let body;
+  if (state === 'done') body = ev.text ? richText(ev.text, meName()) : h('span', { class: 'muted' }, 'Nothing was said.');
+  else if (state === 'pending') body = 'Transcribing…';
+  else if (state === 'failed') body = `No transcript: ${v.error || 'transcription failed'}`;
+  else body = 'No transcript (transcription is not running on this server).';
+  return h('p', { class: `text transcript ${state}`, 'aria-live': state === 'pending' ? 'polite' : null }, body);
+}
+
+/** A voice message: a player (the audio loads when played) and the transcript below it. */
+function voiceBody(ev) {
+  const v = ev.voice;
+  const length = fmtLength(v.duration_ms);
+  return [
+    h('div', { class: 'voice' },
+      h('audio', { controls: true, preload: 'none', src: `/api/audio/${enc(v.audio)}`, 'aria-label': `Voice message, ${length}` }),
+      h('span', { class: 'voice-length', title: 'Length' }, length)),
+    transcriptLine(ev),
+  ];
+}
+
+/** A voice message's transcript arrived: its line is redrawn where it is shown. */
+export function voiceUpdated(ch, ev) {
+  if (ch !== shown) return;
+  const li = list.querySelector(`li[data-id="${CSS.escape(ev.id)}"]`);
+  const old = li && li.querySelector('.transcript');
+  if (!old) return;
+  const follow = pinned;
+  old.replaceWith(transcriptLine(ev));
+  li.classList.toggle('mentions-me', ev.username !== meName() && mentionsMe(ev.text, meName()));
+  if (follow) scrollToBottom();
 }
 
 function itemsFor(evs, prev) {
@@ -413,6 +449,7 @@ new ResizeObserver(() => {
 }).observe(box);
 
 document.addEventListener('visibilitychange', markRead);
+on('voice-updated', ({ ch, ev }) => voiceUpdated(ch, ev));
 jump.addEventListener('click', jumpToNewest);
 box.addEventListener('keydown', (e) => {
   if (e.key === 'End' && (e.ctrlKey || e.metaKey)) {

@@ -2,7 +2,7 @@
 // and `@` suggests usernames (arrow keys, Enter or Tab to pick, Escape to close).
 
 import { $, h, avatar, debounce } from './dom.js';
-import { S, emit } from './state.js';
+import { S, on, emit } from './state.js';
 import { get, qs } from './api.js';
 
 const form = $('#composer');
@@ -136,8 +136,23 @@ form.addEventListener('submit', (e) => {
   ta.focus();
 });
 
+// Voice messages: the recorder loads on the first press of the microphone button.
+const recordBtn = $('#record');
+const voice = () => import('./voice.js');
+let voiceLoaded = null;
+recordBtn.hidden = !(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.MediaRecorder && window.OfflineAudioContext);
+recordBtn.addEventListener('click', async () => {
+  if (!S.current) return;
+  voiceLoaded = await voice();
+  voiceLoaded.start(S.current);
+});
+on('voice-off', () => {
+  recordBtn.hidden = true;
+});
+
 /** Keeps a half-typed message with its channel when switching to another. */
 export function switchDraft(from, to) {
+  if (voiceLoaded && voiceLoaded.recording()) voiceLoaded.cancel();
   if (from) from.draft = ta.value;
   ta.value = (to && to.draft) || '';
   lastTyping = 0;

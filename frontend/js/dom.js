@@ -99,6 +99,12 @@ const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numer
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
 export const fmtTime = (ms) => timeFmt.format(ms);
+
+/** A length of time as `0:07` or `1:30`. */
+export function fmtLength(ms) {
+  const s = Math.max(0, Math.floor((ms || 0) / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
 export const fmtFull = (ms) => fullFmt.format(ms);
 export const dayKey = (ms) => new Date(ms).toDateString();
 

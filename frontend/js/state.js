@@ -73,6 +73,7 @@ export function addEvents(ch, evs) {
   for (const ev of evs) {
     if (ch.ids.has(ev.id)) continue;
     ch.ids.add(ev.id);
+    if (ev.type === 'transcript') applyTranscript(ch, ev);
     const n = ch.events.length;
     if (!n || cmpId(ev.id, ch.events[n - 1].id) > 0) {
       ch.events.push(ev);
@@ -90,6 +91,36 @@ export function addEvents(ch, evs) {
     }
   }
   return { appended, inserted };
+}
+
+/** The loaded event with this ID, or null (events are in ID order). */
+export function findEvent(ch, id) {
+  let lo = 0;
+  let hi = ch.events.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const c = cmpId(ch.events[mid].id, id);
+    if (c === 0) return ch.events[mid];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return null;
+}
+
+/**
+ * A `transcript` event completes a voice message: its text becomes the transcript and its state
+ * the final one. Returns the updated message, or null when that message is not loaded (a page
+ * that loads it later shows its current state anyway).
+ */
+export function applyTranscript(ch, ev) {
+  const target = ev.voice && ev.voice.message_id ? findEvent(ch, ev.voice.message_id) : null;
+  if (!target || !target.voice) return null;
+  const voice = { ...ev.voice };
+  delete voice.message_id;
+  target.text = ev.text || '';
+  target.voice = { ...target.voice, ...voice };
+  emit('voice-updated', { ch, ev: target });
+  return target;
 }
 
 /** Forgets the loaded range (e.g. before showing another window of history). */

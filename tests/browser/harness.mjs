@@ -152,6 +152,9 @@ export async function startNode(name, redisUrl) {
       CHATNODE__AUTH__ARGON2_MEMORY_KIB: '1024',
       CHATNODE__AUTH__ARGON2_ITERATIONS: '1',
       CHATNODE__WS__HEARTBEAT_INTERVAL_SECS: '5',
+      // The scenarios post hundreds of messages as one person in a few seconds (history, failover):
+      // far above the per-user posting budget a real person gets.
+      CHATNODE__WS__RATE_LIMIT_MESSAGES: '100000',
       CHATNODE__SHUTDOWN__GRACE_SECS: '3',
       CHATNODE__LOG__LEVEL: 'info',
     },
@@ -260,10 +263,10 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-export function launchBrowser() {
+export function launchBrowser(extraArgs = []) {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   // playwright-core gives every launch a fresh, temporary user-data directory.
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30000 });
 }
 
 /**
