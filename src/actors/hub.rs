@@ -121,8 +121,10 @@ struct SessionEntry {
 struct LocalUser {
     sessions: HashSet<SessionId>,
     channels: HashSet<String>,
-    /// Their memberships were read. Until then they hear of everyone, and their sockets are not
-    /// announced online, so once a socket sees its own presence it hears all it should.
+    /// Their memberships were read. Until then their sockets are not announced online, so once a
+    /// socket sees its own presence it hears all it should. (Transitions meanwhile are not sent
+    /// to them: telling every user still being read of everyone made the cost quadratic again
+    /// whenever sign-ins outran Redis.)
     loaded: bool,
 }
 
@@ -145,8 +147,6 @@ pub struct Hub {
     channel_users: HashMap<String, HashSet<String>>,
     /// Signed-in seed 004 sockets: they hear of everyone.
     legacy: HashSet<SessionId>,
-    /// Signed-in users whose memberships are being read: they hear of everyone meanwhile.
-    loading: HashSet<String>,
 }
 
 impl Hub {
@@ -161,7 +161,6 @@ impl Hub {
             users: HashMap::new(),
             channel_users: HashMap::new(),
             legacy: HashSet::new(),
-            loading: HashSet::new(),
         }
     }
 
@@ -182,7 +181,6 @@ impl Hub {
 
     /// Forgets a user with no signed-in socket left here.
     fn drop_user(&mut self, username: &str) {
-        self.loading.remove(username);
         let Some(user) = self.users.remove(username) else {
             return;
         };
@@ -250,7 +248,6 @@ impl Hub {
                 self.announce(id);
             } else if first {
                 // The user's channels first, then their presence.
-                self.loading.insert(new.clone());
                 let store = self.store.clone();
                 ctx.spawn(
                     async move {
@@ -267,7 +264,6 @@ impl Hub {
 
     /// A user's memberships were read: index them and announce the user's sockets.
     fn loaded(&mut self, username: &str, channels: crate::error::Result<Vec<String>>) {
-        self.loading.remove(username);
         let Some(user) = self.users.get_mut(username) else {
             return;
         };
@@ -474,11 +470,6 @@ impl Handler<PresencePayload> for Hub {
         let mut told: HashSet<&str> = HashSet::new();
         told.insert(username);
         self.to_native_sockets(username, &native);
-        for u in &self.loading {
-            if told.insert(u.as_str()) {
-                self.to_native_sockets(u, &native);
-            }
-        }
         for c in channels {
             for u in self.channel_users.get(c).into_iter().flatten() {
                 if told.insert(u.as_str()) {
