@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use redis::AsyncCommands;
 use serde::Serialize;
 
+use super::ids::ADD_ENTRY_LUA;
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
@@ -124,20 +125,12 @@ end
 
 const POST_LUA: &str = r#"
 -- KEYS[1] stream channel:<c>, KEYS[2] pub/sub subject room:<c>, KEYS[3] activity zset active:<c>,
---   then the guard's two keys
+--   KEYS[4] the stream ID generator, then the guard's two keys
 -- ARGV: channel, type, username, text, uuid, maxlen (0 = none), addhash (1 = FT.ADDHASH),
 --       message-hash prefix, index name, then the guard's three values
-local args = {KEYS[1]}
-local maxlen = tonumber(ARGV[6])
-if maxlen and maxlen > 0 then
-  args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
-end
-args[#args + 1] = '*'
-for _, v in ipairs({'type', ARGV[2], 'username', ARGV[3], 'message', ARGV[4], 'uuid', ARGV[5]}) do
-  args[#args + 1] = v
-end
-local id = redis.call('XADD', unpack(args))
-local ms = tonumber(string.match(id, '^(%d+)'))
+local id, ms = add_entry(KEYS[4], KEYS[1], tonumber(ARGV[6]) or 0,
+  {'type', ARGV[2], 'username', ARGV[3], 'message', ARGV[4], 'uuid', ARGV[5]},
+  ARGV[2] == 'message' and ARGV[8] or nil)
 if ARGV[2] == 'message' or ARGV[2] == 'join' then
   redis.call('ZADD', KEYS[3], ms, ARGV[3])
   -- Keep the most recent 1000 people per channel.
@@ -158,7 +151,7 @@ return {'ok', id}
 "#;
 
 static POST_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{POST_LUA}")));
+    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{ADD_ENTRY_LUA}{POST_LUA}")));
 
 /// The guard's keys and values for one post ([`GUARD_LUA`]).
 pub(crate) struct PostGuard {
@@ -441,6 +434,7 @@ impl Store {
         let mut inv = POST_SCRIPT.key(keys::channel(channel));
         inv.key(keys::room_events(channel))
             .key(keys::activity(channel))
+            .key(keys::STREAM_IDS)
             .arg(channel)
             .arg(kind)
             .arg(username)

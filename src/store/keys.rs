@@ -20,6 +20,9 @@ pub const MESSAGE_PREFIX: &str = "message:";
 pub const ONLINE: &str = "online";
 /// Pub/sub channel of presence transitions (`{"username","online"}`).
 pub const PRESENCE_EVENTS: &str = "events:presence";
+/// The last stream ID handed out to any channel stream (`"<ms>-<seq>"`): every append to a
+/// `channel:<c>` takes the next ID from it, so IDs are unique across channels (`store::ids`).
+pub const STREAM_IDS: &str = "ids:last";
 /// Pub/sub channel of per-user notices (revoked sessions, mentions, DM invitations).
 pub const USER_EVENTS: &str = "events:user";
 

@@ -4,6 +4,7 @@
 
 pub mod channels;
 pub mod demo;
+pub mod ids;
 pub mod insights;
 pub mod keys;
 pub mod search;

@@ -14,6 +14,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
 use super::channels::{parse_id, Guarded, Posted, GUARD_LUA};
+use super::ids::ADD_ENTRY_LUA;
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
@@ -22,23 +23,15 @@ use crate::voice::{fields, info_from_fields, state, VoiceInfo};
 /// Runs after [`GUARD_LUA`], which answers repeated client_ids and counts the user's budget.
 const POST_VOICE_LUA: &str = r#"
 -- KEYS: 1 stream channel:<c>, 2 subject room:<c>, 3 activity active:<c>, 4 audio:<a>,
---       5 audioinfo:<a>, 6 voice:jobs, then the guard's two keys
+--       5 audioinfo:<a>, 6 voice:jobs, 7 the stream ID generator, then the guard's two keys
 -- ARGV: 1 channel, 2 username, 3 uuid, 4 audio id, 5 audio bytes, 6 content type,
 --       7 duration ms, 8 size, 9 transcript state, 10 maxlen, 11 addhash, 12 hash prefix,
 --       13 index name, then the guard's three values
-local args = {KEYS[1]}
-local maxlen = tonumber(ARGV[10])
-if maxlen and maxlen > 0 then
-  args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
-end
-args[#args + 1] = '*'
-for _, v in ipairs({'type', 'message', 'username', ARGV[2], 'message', '', 'uuid', ARGV[3],
-    'audio', ARGV[4], 'audio_type', ARGV[6], 'duration_ms', ARGV[7], 'audio_bytes', ARGV[8],
-    'transcript_state', ARGV[9]}) do
-  args[#args + 1] = v
-end
-local id = redis.call('XADD', unpack(args))
-local ms = tonumber(string.match(id, '^(%d+)'))
+local id, ms = add_entry(KEYS[7], KEYS[1], tonumber(ARGV[10]) or 0,
+  {'type', 'message', 'username', ARGV[2], 'message', '', 'uuid', ARGV[3], 'audio', ARGV[4],
+    'audio_type', ARGV[6], 'duration_ms', ARGV[7], 'audio_bytes', ARGV[8],
+    'transcript_state', ARGV[9]},
+  ARGV[12])
 redis.call('ZADD', KEYS[3], ms, ARGV[2])
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
 local key = ARGV[12] .. id
@@ -65,10 +58,14 @@ return {'ok', id}
 "#;
 
 static POST_VOICE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{POST_VOICE_LUA}")));
+    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{ADD_ENTRY_LUA}{POST_VOICE_LUA}")));
+
+static FINISH_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{ADD_ENTRY_LUA}{FINISH_LUA}")));
 
 const FINISH_LUA: &str = r#"
--- KEYS: 1 message:<id>, 2 stream channel:<c>, 3 subject room:<c>, 4 voice:jobs
+-- KEYS: 1 message:<id>, 2 stream channel:<c>, 3 subject room:<c>, 4 voice:jobs,
+--       5 the stream ID generator
 -- ARGV: 1 message id, 2 job id, 3 group, 4 state (done|failed), 5 text, 6 confidence ('' = none),
 --       7 engine, 8 error, 9 maxlen, 10 addhash, 11 index name, 12 channel
 local function ack()
@@ -94,22 +91,13 @@ redis.call('HSET', KEYS[1], unpack(fields))
 if ARGV[10] == '1' then
   pcall(redis.call, 'FT.ADDHASH', ARGV[11], KEYS[1], '1.0', 'REPLACE')
 end
-local args = {KEYS[2]}
-local maxlen = tonumber(ARGV[9])
-if maxlen and maxlen > 0 then
-  args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
-end
-args[#args + 1] = '*'
-for _, v in ipairs({'type', 'transcript', 'username', h[1] or '', 'message', ARGV[5],
-    'uuid', h[2] or '', 'ref', ARGV[1], 'audio', h[3] or '', 'audio_type', h[4] or '',
-    'duration_ms', h[5] or '0', 'audio_bytes', h[6] or '0', 'transcript_state', ARGV[4],
-    'engine', ARGV[7]}) do
-  args[#args + 1] = v
-end
-if ARGV[6] ~= '' then args[#args + 1] = 'confidence'; args[#args + 1] = ARGV[6] end
-if ARGV[8] ~= '' then args[#args + 1] = 'transcript_error'; args[#args + 1] = ARGV[8] end
-local id = redis.call('XADD', unpack(args))
-local ms = tonumber(string.match(id, '^(%d+)'))
+local fields = {'type', 'transcript', 'username', h[1] or '', 'message', ARGV[5],
+  'uuid', h[2] or '', 'ref', ARGV[1], 'audio', h[3] or '', 'audio_type', h[4] or '',
+  'duration_ms', h[5] or '0', 'audio_bytes', h[6] or '0', 'transcript_state', ARGV[4],
+  'engine', ARGV[7]}
+if ARGV[6] ~= '' then fields[#fields + 1] = 'confidence'; fields[#fields + 1] = ARGV[6] end
+if ARGV[8] ~= '' then fields[#fields + 1] = 'transcript_error'; fields[#fields + 1] = ARGV[8] end
+local id, ms = add_entry(KEYS[5], KEYS[2], tonumber(ARGV[9]) or 0, fields, nil)
 local voice = {audio = h[3] or '', content_type = h[4] or '', duration_ms = tonumber(h[5] or '0'),
   bytes = tonumber(h[6] or '0'), state = ARGV[4], engine = ARGV[7], message_id = ARGV[1]}
 if ARGV[6] ~= '' then voice.confidence = tonumber(ARGV[6]) end
@@ -208,6 +196,7 @@ impl Store {
             .key(keys::audio(&audio_id))
             .key(keys::audio_info(&audio_id))
             .key(keys::VOICE_JOBS)
+            .key(keys::STREAM_IDS)
             .arg(channel)
             .arg(username)
             .arg(uuid)
@@ -496,11 +485,12 @@ impl Store {
         };
         let addhash = self.search.is_some_and(|v| v.needs_addhash());
         let mut conn = self.conn().await?;
-        let id: Option<String> = redis::Script::new(FINISH_LUA)
+        let id: Option<String> = FINISH_SCRIPT
             .key(keys::message(&job.message))
             .key(keys::channel(&job.channel))
             .key(keys::room_events(&job.channel))
             .key(keys::VOICE_JOBS)
+            .key(keys::STREAM_IDS)
             .arg(&job.message)
             .arg(&job.id)
             .arg(keys::VOICE_GROUP)
