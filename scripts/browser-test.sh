@@ -44,8 +44,11 @@ fi
 # local Whisper engine: the binary is built with it, and the model must be there.
 scripts/fetch-whisper-model.sh
 
+# --all-targets: the binary is built with the same dependency features as the test suite's (dev-
+# dependencies take part), so `cargo nextest run --features whisper` afterwards reuses this build,
+# CTranslate2 included, instead of compiling it a second time.
 echo "== cargo build (debug binary with Whisper, for the browser tests)"
-cargo build --locked --features whisper --bin chatnode
+cargo build --locked --features whisper --all-targets
 
 echo "== browser tests"
 exec node --test tests/browser/

@@ -201,11 +201,17 @@ $('#join-channel').addEventListener('click', async () => {
   if (ch) (await browse()).join(ch.name);
 });
 
-/** A public channel the user is not in, shown read-only and followed live until they move on. */
+/**
+ * A channel the list does not hold: a public one the user is not in (read-only, followed live
+ * until they move on), or one of their DMs that the list has not brought yet.
+ */
 async function preview(name) {
   try {
     const page = await get(qs(`/api/channels/${enc(name)}/messages`, { limit: 50 }));
-    const ch = newChannel({ name, kind: 'public', member: false, last_message: page.messages[page.messages.length - 1] });
+    // A DM readable here is one of ours whose summary the channel list has not brought yet.
+    const pair = name.startsWith('dm:') ? name.split(':').slice(1) : null;
+    const peer = pair ? pair.find((u) => u !== S.me.username) || S.me.username : null;
+    const ch = newChannel({ name, kind: pair ? 'dm' : 'public', peer, member: !!pair, last_message: page.messages[page.messages.length - 1] });
     addEvents(ch, page.messages);
     ch.loaded = true;
     ch.hasMore = page.has_more;

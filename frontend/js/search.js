@@ -90,9 +90,11 @@ export async function showMentions(older = false) {
     const items = r.mentions.map((m) => result(m));
     if (older) mList.append(...items);
     else mList.replaceChildren(...items);
-    if (r.mentions.length) oldest = r.mentions[r.mentions.length - 1].created_at;
+    // `next_before` pages exactly (mentions sharing a millisecond are neither skipped nor repeated);
+    // null when there are no older mentions.
+    oldest = r.next_before ?? null;
     setText(mStatus, mList.children.length ? '' : 'Nobody has mentioned you yet.');
-    mMore.hidden = r.mentions.length < 30;
+    mMore.hidden = !oldest;
   } catch (e) {
     setText(mStatus, `Could not load mentions: ${e.message}`);
   }

@@ -277,6 +277,32 @@ test('mentions are listed (when the node has them)', { timeout: 60000 }, async (
   }
   await a.click('#nav-mentions');
   await a.locator('#mentions-results .result', { hasText: 'can you review this?' }).waitFor();
+
+  // More than one page (30): "Older mentions" pages back exactly, nothing skipped or doubled,
+  // also when many mentions share a millisecond.
+  const n = 40;
+  await bob.page.evaluate(async (count) => {
+    const post = (path, body) => fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    if ((await post('/api/channels', { name: 'pings' })).status !== 201) throw new Error('create pings');
+    await Promise.all(Array.from({ length: count }, (_, i) => post('/api/channels/pings/messages', { text: `ping ${i + 1} @alice` })
+      .then((r) => { if (!r.ok) throw new Error(`ping ${i + 1}: ${r.status}`); })));
+  }, n);
+  await go(a, '#/c/lobby');
+  await a.click('#nav-mentions');
+  const results = a.locator('#mentions-results .result');
+  await waitFor(async () => (await results.count()) >= 30, { what: 'a page of mentions' });
+  assert.equal(await results.count(), 30);
+  const more = a.locator('#mentions-more');
+  while (await more.isVisible()) {
+    const before = await results.count();
+    await more.click();
+    await waitFor(async () => (await results.count()) > before || !(await more.isVisible()), { what: 'older mentions' });
+  }
+  const texts = await results.allTextContents();
+  for (let i = 1; i <= n; i += 1) {
+    assert.equal(texts.filter((t) => t.includes(`ping ${i} @alice`)).length, 1, `ping ${i} listed once`);
+  }
+  assert.equal(texts.filter((t) => t.includes('can you review this?')).length, 1);
 });
 
 test('history scrolls back to the beginning, and "jump to newest" comes back', { timeout: 90000 }, async () => {
