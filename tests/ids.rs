@@ -274,9 +274,7 @@ async fn old_message(redis: &TestRedis, channel: &str, id: &str, username: &str,
 /// future millisecond, `behind` one step below `ahead`, whose member writes there first, and a
 /// stream whose newest entry was deleted): every kind of write still
 /// succeeds, goes past every ID already there, in any channel, and overwrites no message.
-#[tokio::test]
-async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message() {
-    let redis = TestRedis::start().await;
+async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: TestRedis) {
     let f = now_ms() + 3_600_000;
     old_message(
         &redis,
@@ -452,4 +450,17 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message() {
         texts,
         ["also from before", "first new post", "third new post"]
     );
+}
+
+#[tokio::test]
+async fn ids_pass_stream_tops_ahead_and_overwrite_nothing_on_redis() {
+    ids_pass_every_stream_top_and_never_overwrite_an_older_message(TestRedis::start().await).await;
+}
+
+#[tokio::test]
+async fn ids_pass_stream_tops_ahead_and_overwrite_nothing_on_valkey() {
+    ids_pass_every_stream_top_and_never_overwrite_an_older_message(
+        TestRedis::start_search2().await,
+    )
+    .await;
 }
