@@ -3,7 +3,8 @@
 //! members and memberships sets, last-seen IDs in `user:<u>`, and DMs named `dm:<a>:<b>`.
 //!
 //! Posting is one Lua script, so a message is written, indexed and published in one step or not
-//! at all, and pub/sub order equals stream order.
+//! at all, and pub/sub order equals stream order. Its stream ID comes from the generator of
+//! [`super::ids`], so it is unique across channels and its `message:<id>` hash is its own.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
