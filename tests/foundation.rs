@@ -65,14 +65,7 @@ async fn metrics_are_prometheus_text() {
         .send()
         .await
         .unwrap();
-    let text = http()
-        .get(format!("{}/metrics", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&node.http_url()).await;
     assert!(text.contains("# TYPE chatnode_ws_connections gauge"));
     assert!(text.contains("process_resident_memory_bytes"));
     let ok_line = text

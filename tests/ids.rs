@@ -15,26 +15,6 @@ const USERS: usize = 8;
 const CHANNELS: usize = 8;
 const POSTS_PER_SOCKET: usize = 40;
 
-/// One second of 8 kHz mono 16-bit silence as a WAV.
-fn short_wav() -> Vec<u8> {
-    let pcm = vec![0u8; 8_000 * 2];
-    let mut out = Vec::with_capacity(44 + pcm.len());
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&((36 + pcm.len()) as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&8_000u32.to_le_bytes());
-    out.extend_from_slice(&16_000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
-    out.extend_from_slice(&pcm);
-    out
-}
-
 fn parse_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').expect("ms-seq");
     (ms.parse().unwrap(), seq.parse().unwrap())
@@ -362,7 +342,7 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
         .post(format!("{base}/api/channels/third/voice"))
         .bearer_auth(&t)
         .header("Content-Type", "audio/wav")
-        .body(short_wav())
+        .body(silence_wav(8_000, 1))
         .send()
         .await
         .unwrap();
@@ -394,7 +374,7 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
             "writer",
             "",
             "third",
-            &short_wav(),
+            &silence_wav(8_000, 1),
             "audio/wav",
             1000,
             "pending",

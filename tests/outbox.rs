@@ -6,23 +6,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-/// Reads one counter from a node's /metrics.
-async fn metric(base: &str, name: &str) -> u64 {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} in /metrics"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_burst_arrives_whole_and_in_order_in_few_writes() {
     let redis = TestRedis::start().await;

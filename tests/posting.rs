@@ -8,26 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-/// One second of 8 kHz mono 16-bit silence as a WAV.
-fn short_wav() -> Vec<u8> {
-    let pcm = vec![0u8; 8_000 * 2];
-    let mut out = Vec::with_capacity(44 + pcm.len());
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&((36 + pcm.len()) as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&8_000u32.to_le_bytes());
-    out.extend_from_slice(&16_000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
-    out.extend_from_slice(&pcm);
-    out
-}
-
 /// A voice upload; returns status, the Retry-After header and the JSON body.
 async fn upload(base: &str, path: &str, token: &str, wav: Vec<u8>) -> (u16, Option<u64>, Value) {
     let res = http()
@@ -131,7 +111,13 @@ async fn sockets_rest_and_voice_on_every_node_share_one_posting_budget() {
         let v = ws_post(&mut ws, "general", &format!("socket {i}"), None).await;
         assert_eq!(v["type"], "posted", "{v}");
     }
-    let (status, _, v) = upload(&ba, "/api/channels/general/voice", &t, short_wav()).await;
+    let (status, _, v) = upload(
+        &ba,
+        "/api/channels/general/voice",
+        &t,
+        silence_wav(8_000, 1),
+    )
+    .await;
     assert_eq!(status, 202, "{v}");
 
     // The budget is spent everywhere: REST on either node, voice, and the socket.
@@ -149,7 +135,13 @@ async fn sockets_rest_and_voice_on_every_node_share_one_posting_budget() {
             .unwrap()
             .contains("try again in"));
     }
-    let (status, retry, v) = upload(&bb, "/api/channels/general/voice", &t, short_wav()).await;
+    let (status, retry, v) = upload(
+        &bb,
+        "/api/channels/general/voice",
+        &t,
+        silence_wav(8_000, 1),
+    )
+    .await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (429, Some("rate_limited")),
@@ -307,9 +299,9 @@ async fn a_resent_voice_upload_is_stored_once() {
     post(&a.http_url(), "/api/channels/general/join", &t, json!({})).await;
     let before = xlen(&redis, "channel:general").await;
     let path = "/api/channels/general/voice?client_id=v-1";
-    let (status, _, first) = upload(&a.http_url(), path, &t, short_wav()).await;
+    let (status, _, first) = upload(&a.http_url(), path, &t, silence_wav(8_000, 1)).await;
     assert_eq!(status, 202, "{first}");
-    let (status, _, again) = upload(&b.http_url(), path, &t, short_wav()).await;
+    let (status, _, again) = upload(&b.http_url(), path, &t, silence_wav(8_000, 1)).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["message"]["id"], first["message"]["id"]);
     assert_eq!(
@@ -328,7 +320,7 @@ async fn a_resent_voice_upload_is_stored_once() {
         &a.http_url(),
         "/api/channels/general/voice?clientid=v-1",
         &t,
-        short_wav(),
+        silence_wav(8_000, 1),
     )
     .await;
     assert_eq!(

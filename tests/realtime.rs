@@ -530,14 +530,7 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
             .is_none_or(|v| v["type"] != "message"),
         "no duplicates"
     );
-    let metrics = http()
-        .get(format!("{}/metrics", b.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&b.http_url()).await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("chatnode_bridge_reconnects_total"))
@@ -666,14 +659,7 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
     for t in tasks {
         t.await.unwrap();
     }
-    let metrics = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("chatnode_slow_client_closes_total"))

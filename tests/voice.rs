@@ -34,24 +34,6 @@ fn tone_wav(rate: u32, channels: u16, secs: f64) -> Vec<u8> {
     wav_from_pcm(rate, channels, &pcm)
 }
 
-fn wav_from_pcm(rate: u32, channels: u16, pcm: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(44 + pcm.len());
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&((36 + pcm.len()) as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&channels.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * channels as u32 * 2).to_le_bytes());
-    out.extend_from_slice(&(channels * 2).to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
-    out.extend_from_slice(pcm);
-    out
-}
-
 /// (rate, channels, seconds) of a 16-bit PCM WAV.
 fn wav_shape(wav: &[u8]) -> Option<(u32, u16, f64)> {
     let at = wav.windows(4).position(|w| w == b"RIFF")?;
