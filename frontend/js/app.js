@@ -74,7 +74,13 @@ $('#sign-out').addEventListener('click', async () => {
 // ---- channels -----------------------------------------------------------------------------
 
 /** Fetches the channel list; follows new channels (e.g. a DM someone else opened). */
+// Channel list requests overlap (sign-in, reconnect, polling, joins): an answer older than one
+// already applied is dropped, or it would undo a join made meanwhile.
+let listAsked = 0;
+let listApplied = 0;
+
 async function refreshChannels() {
+  const n = ++listAsked;
   let list;
   try {
     list = await get('/api/channels');
@@ -82,6 +88,8 @@ async function refreshChannels() {
     if (e.status === 401) showAuth();
     return;
   }
+  if (n < listApplied) return;
+  listApplied = n;
   const fresh = [];
   const seen = new Set();
   for (const s of list) {
@@ -145,7 +153,7 @@ function poll() {
   pollTimer = setTimeout(async () => {
     if (live.open) await refreshChannels();
     if (S.me) poll();
-  }, document.visibilityState === 'visible' ? 8000 : 30000);
+  }, document.visibilityState === 'visible' ? 30000 : 60000);
 }
 
 async function loadOnline() {
@@ -208,6 +216,8 @@ $('#join-channel').addEventListener('click', async () => {
 async function preview(name) {
   try {
     const page = await get(qs(`/api/channels/${enc(name)}/messages`, { limit: 50 }));
+    // Joined (or listed) while the page was on its way: that channel object stays.
+    if (S.channels.has(name)) return S.channels.get(name);
     // A DM readable here is one of ours whose summary the channel list has not brought yet.
     const pair = name.startsWith('dm:') ? name.split(':').slice(1) : null;
     const peer = pair ? pair.find((u) => u !== S.me.username) || S.me.username : null;
@@ -280,6 +290,7 @@ function frame(type, p) {
       return undefined;
     case 'mention':
       return onMention(p);
+    case 'channel_added': return refreshChannels(); // a DM was opened with us: list and follow it
     case 'error': return onError(p);
     default: return undefined;
   }
