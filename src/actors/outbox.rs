@@ -9,9 +9,10 @@
 //! into one buffer, so a burst (a replay, a busy room, presence) leaves in one write instead of
 //! one write per frame, in queue order.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use actix_ws::{CloseCode, CloseReason};
@@ -19,7 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::SessionId;
 use crate::metrics::Metrics;
@@ -33,18 +34,54 @@ pub enum Out {
 }
 
 /// A handle to one socket's queue; cheap to clone.
-#[derive(Clone)]
 pub struct Outbox {
     pub id: SessionId,
-    tx: mpsc::Sender<Out>,
-    close: Arc<Closer>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 }
 
-/// The close a session or the node asks for, and the body to wake when it does.
-struct Closer {
+/// What the handles and the body share: the queue, the close asked for, and the body to wake.
+///
+/// The queue holds no memory while it is empty: it allocates with its first frame and gives the
+/// allocation back once the body has taken every frame, so an idle socket costs no queue slots
+/// (a channel would keep its first block of slots for the socket's whole life).
+struct Shared {
+    queue: Mutex<Queue>,
+    capacity: usize,
     reason: watch::Sender<Option<CloseReason>>,
     body: AtomicWaker,
+}
+
+struct Queue {
+    frames: VecDeque<Out>,
+    /// Outbox handles alive; when none is left the session has ended.
+    handles: usize,
+    /// The body was dropped: the connection is gone.
+    body_gone: bool,
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.queue.lock().unwrap().handles += 1;
+        Outbox {
+            id: self.id,
+            shared: self.shared.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut q = self.shared.queue.lock().unwrap();
+            q.handles -= 1;
+            q.handles == 0
+        };
+        if last {
+            self.shared.body.wake();
+        }
+    }
 }
 
 impl Outbox {
@@ -55,25 +92,29 @@ impl Outbox {
 
     /// Queues any item; a full queue closes the socket with 1013.
     pub fn push(&self, item: Out) -> bool {
-        match self.tx.try_send(item) {
-            Ok(()) => {
-                self.metrics.frames_out.fetch_add(1, Relaxed);
-                true
+        {
+            let mut q = self.shared.queue.lock().unwrap();
+            if q.body_gone {
+                return false;
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            if q.frames.len() >= self.shared.capacity {
+                drop(q);
                 if self.close_with(CloseCode::Again, "too slow: resume from your last IDs") {
                     self.metrics.slow_client_closes.fetch_add(1, Relaxed);
                 }
-                false
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            q.frames.push_back(item);
         }
+        self.metrics.frames_out.fetch_add(1, Relaxed);
+        self.shared.body.wake();
+        true
     }
 
     /// Asks for the socket to be closed; true the first time.
     pub fn close_with(&self, code: CloseCode, why: &str) -> bool {
         let mut first = false;
-        self.close.reason.send_if_modified(|current| {
+        self.shared.reason.send_if_modified(|current| {
             if current.is_none() {
                 *current = Some(CloseReason {
                     code,
@@ -86,19 +127,19 @@ impl Outbox {
             }
         });
         if first {
-            self.close.body.wake();
+            self.shared.body.wake();
         }
         first
     }
 
     /// How many frames the queue holds at most.
     pub fn capacity(&self) -> usize {
-        self.tx.max_capacity()
+        self.shared.capacity
     }
 
     /// Whether a close was asked for.
     pub fn is_closing(&self) -> bool {
-        self.close.reason.borrow().is_some()
+        self.shared.reason.borrow().is_some()
     }
 }
 
@@ -108,15 +149,19 @@ pub fn start(
     capacity: usize,
     metrics: Arc<Metrics>,
 ) -> (Outbox, OutboxBody, watch::Receiver<Option<CloseReason>>) {
-    let (tx, rx) = mpsc::channel(capacity);
     let (reason, close_rx) = watch::channel(None);
-    let close = Arc::new(Closer {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            frames: VecDeque::new(),
+            handles: 1,
+            body_gone: false,
+        }),
+        capacity: capacity.max(1),
         reason,
         body: AtomicWaker::new(),
     });
     let body = OutboxBody {
-        rx,
-        close: close.clone(),
+        shared: shared.clone(),
         buf: BytesMut::new(),
         done: false,
         metrics: metrics.clone(),
@@ -124,8 +169,7 @@ pub fn start(
     (
         Outbox {
             id,
-            tx,
-            close,
+            shared,
             metrics,
         },
         body,
@@ -138,11 +182,18 @@ const MAX_CHUNK: usize = 64 * 1024;
 
 /// The socket's outgoing byte stream: the queue's frames, encoded, several per chunk.
 pub struct OutboxBody {
-    rx: mpsc::Receiver<Out>,
-    close: Arc<Closer>,
+    shared: Arc<Shared>,
     buf: BytesMut,
     done: bool,
     metrics: Arc<Metrics>,
+}
+
+impl Drop for OutboxBody {
+    fn drop(&mut self) {
+        let mut q = self.shared.queue.lock().unwrap();
+        q.body_gone = true;
+        q.frames = VecDeque::new();
+    }
 }
 
 impl Stream for OutboxBody {
@@ -154,26 +205,30 @@ impl Stream for OutboxBody {
             return Poll::Ready(None);
         }
         // Register before looking, so a close asked for in between still wakes us.
-        this.close.body.register(cx.waker());
-        let asked = this.close.reason.borrow().clone();
+        this.shared.body.register(cx.waker());
+        let asked = this.shared.reason.borrow().clone();
         if let Some(reason) = asked {
             // A close goes out at once; frames still queued are dropped (the client resumes).
             close_frame(&mut this.buf, Some(&reason));
             this.done = true;
         } else {
+            let mut q = this.shared.queue.lock().unwrap();
             while this.buf.len() < MAX_CHUNK {
-                match this.rx.poll_recv(cx) {
-                    Poll::Ready(Some(Out::Text(t))) => frame(&mut this.buf, 0x1, t.as_bytes()),
-                    Poll::Ready(Some(Out::Ping)) => frame(&mut this.buf, 0x9, b""),
-                    Poll::Ready(Some(Out::Pong(p))) => frame(&mut this.buf, 0xA, &p),
-                    Poll::Ready(None) => {
+                match q.frames.pop_front() {
+                    Some(Out::Text(t)) => frame(&mut this.buf, 0x1, t.as_bytes()),
+                    Some(Out::Ping) => frame(&mut this.buf, 0x9, b""),
+                    Some(Out::Pong(p)) => frame(&mut this.buf, 0xA, &p),
+                    None if q.handles == 0 => {
                         // Every handle is gone: the session ended.
                         close_frame(&mut this.buf, None);
                         this.done = true;
                         break;
                     }
-                    Poll::Pending => break,
+                    None => break,
                 }
+            }
+            if q.frames.is_empty() && q.frames.capacity() > 0 {
+                q.frames = VecDeque::new();
             }
         }
         if this.buf.is_empty() {
@@ -225,6 +280,43 @@ fn close_frame(buf: &mut BytesMut, reason: Option<&CloseReason>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn poll(body: &mut OutboxBody) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
+        let waker = futures_util::task::noop_waker();
+        Pin::new(body).poll_next(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn the_queue_holds_no_slots_while_empty_and_ends_with_its_last_handle() {
+        let (outbox, mut body, _close) = start(1, 4, Arc::new(Metrics::default()));
+        let slots = |o: &Outbox| o.shared.queue.lock().unwrap().frames.capacity();
+        assert_eq!(slots(&outbox), 0);
+        assert!(poll(&mut body).is_pending());
+        assert!(outbox.send(ByteString::from("a")));
+        assert!(outbox.push(Out::Ping));
+        assert!(slots(&outbox) > 0);
+        let Poll::Ready(Some(Ok(chunk))) = poll(&mut body) else {
+            panic!("expected a chunk")
+        };
+        assert_eq!(&chunk[..], &[0x81, 1, b'a', 0x89, 0][..]);
+        assert_eq!(slots(&outbox), 0, "a drained queue gives its slots back");
+        // Full: the fifth frame is refused and asks for 1013.
+        for _ in 0..4 {
+            assert!(outbox.push(Out::Ping));
+        }
+        assert!(!outbox.push(Out::Ping));
+        assert!(outbox.is_closing());
+        let (outbox, mut body, _close) = start(2, 4, Arc::new(Metrics::default()));
+        let second = outbox.clone();
+        drop(outbox);
+        assert!(poll(&mut body).is_pending(), "one handle is still alive");
+        drop(second);
+        let Poll::Ready(Some(Ok(chunk))) = poll(&mut body) else {
+            panic!("expected the close frame")
+        };
+        assert_eq!(&chunk[..], &[0x88, 0][..]);
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    }
 
     #[test]
     fn frame_lengths_use_the_shortest_form() {
