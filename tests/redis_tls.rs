@@ -21,26 +21,21 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {out:?}");
 }
 
-/// A CA, and a server certificate it signed for 127.0.0.1 and localhost.
-fn make_certs(dir: &Path) {
+/// A self-signed CA: `<name>.key` and `<name>.pem` in `dir`.
+fn self_signed_ca(dir: &Path, name: &str, subject: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
     openssl(
         dir,
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=chatnode test CA",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+            "-days", "2", "-subj", subject,
         ],
     );
+}
+
+/// A CA, and a server certificate it signed for 127.0.0.1 and localhost.
+fn make_certs(dir: &Path) {
+    self_signed_ca(dir, "ca", "/CN=chatnode test CA");
     openssl(
         dir,
         &[
@@ -82,24 +77,7 @@ fn make_certs(dir: &Path) {
         ],
     );
     // Another CA that signed nothing here.
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=someone else",
-        ],
-    );
+    self_signed_ca(dir, "other", "/CN=someone else");
 }
 
 /// redis-server listening on TLS only; stopped when dropped.

@@ -215,25 +215,9 @@ impl Store {
         let mut conn = self.conn().await?;
         let reply: (String, String) = inv.invoke_async(&mut conn).await?;
         drop(conn);
-        let id = match Guarded::from_reply(reply)? {
-            Guarded::Stored(id) => id,
-            Guarded::Duplicate(id) => {
-                let created_at = parse_id(&id).map(|(ms, _)| ms as i64).unwrap_or(0);
-                let event = self.stored_event(channel, &id).await?.unwrap_or(ChatEvent {
-                    id,
-                    channel: channel.to_string(),
-                    kind: "message".into(),
-                    username: username.to_string(),
-                    text: String::new(),
-                    created_at,
-                    uuid: uuid.to_string(),
-                    voice: None,
-                });
-                return Ok(Posted {
-                    event,
-                    duplicate: true,
-                });
-            }
+        let (id, duplicate) = match Guarded::from_reply(reply)? {
+            Guarded::Stored(id) => (id, false),
+            Guarded::Duplicate(id) => (id, true),
         };
         let created_at = parse_id(&id).map(|(ms, _)| ms as i64).unwrap_or(0);
         let event = ChatEvent {
@@ -253,9 +237,20 @@ impl Store {
                 ..Default::default()
             }),
         };
+        if !duplicate {
+            return Ok(Posted {
+                event,
+                duplicate: false,
+            });
+        }
+        // Sent before: the message as stored then (its transcript may have arrived meanwhile).
+        let event = self
+            .stored_event(channel, &event.id)
+            .await?
+            .unwrap_or(event);
         Ok(Posted {
             event,
-            duplicate: false,
+            duplicate: true,
         })
     }
 
