@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # chatnode's real-browser tests: Debian's Chromium, driven by playwright-core, against real
 # chatnode nodes on a real Redis (tests/browser/). Installs what is missing (as root through apt;
-# otherwise it prints what to install), fetches the Whisper model, builds the debug binary with
-# the local Whisper engine, and runs the suite.
+# otherwise it prints what to install), runs the client's unit tests (tests/frontend/), fetches
+# the Whisper model, builds the debug binary with the local Whisper engine, and runs the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,10 @@ if [ "$node_major" -lt 20 ]; then
   echo "the browser tests need Node.js 20 or newer (found $(node --version))"
   exit 1
 fi
+
+# The client's sync logic (resume, gaps, posts in flight) under Node alone: no browser, no build.
+echo "== frontend unit tests"
+node --test tests/frontend/
 
 # playwright-core at the version package-lock.json pins; it never downloads a browser.
 want=$(node -p 'require("./package-lock.json").packages["node_modules/playwright-core"].version')

@@ -1,18 +1,31 @@
 // chatnode's browser client: signs in, keeps the channel list, follows every channel live over
-// /ws, and resumes from the last IDs seen after any reconnect, so nothing is missed or doubled.
+// /ws, and resumes from the last IDs seen after any reconnect, so nothing is missed or doubled
+// (the bookkeeping for that is in sync.js; this module puts its results on the page).
 
 import { $, $$, h, setText, toast, mentionsMe } from './dom.js';
-import { S, on, emit, cmpId, newChannel, addEvents, resetEvents, label } from './state.js';
+import { S, on, emit, newChannel, addEvents, label } from './state.js';
 import { get, post, qs, enc } from './api.js';
 import { Live } from './live.js';
+import { Sync } from './sync.js';
 import * as chat from './chat.js';
 import { switchDraft } from './composer.js';
 import { renderSidebar, setMe, closeNav } from './sidebar.js';
 import { updateTitle, updateNotifyButton, notify } from './notify.js';
 
 const live = new Live({ authorized, frame, state: showConnection, unauthenticated });
-const ownIds = new Set(); // IDs the node confirmed for this client's posts
-let inflight = []; // posts sent on this socket, awaiting `posted` or `error`, oldest first
+const sync = new Sync({
+  state: S,
+  send: (type, payload) => live.send(type, payload),
+  isOpen: () => live.open,
+  fetchPage: (name, params) => get(qs(`/api/channels/${enc(name)}/messages`, params)),
+  ui: {
+    added: (ch, r) => chat.eventsAdded(ch, r),
+    pendingChanged: (ch) => chat.renderPending(ch),
+    message: arrived,
+    reloaded,
+    unreadChanged: () => emit('unread-changed'),
+  },
+});
 let pollTimer = 0;
 let unseenMentions = 0;
 
@@ -111,41 +124,9 @@ async function refreshChannels() {
       if (S.current === ch.name) chat.updateHeader();
     }
   }
-  if (fresh.length) follow(fresh);
+  if (fresh.length) sync.follow(fresh);
   renderSidebar();
   updateTitle();
-}
-
-// Resuming many channels at once can replay more than the node queues for one socket (it then
-// closes with 1013), so channels are resumed a few at a time: the next few once the last are in.
-const RESUME_BATCH = 5;
-let resumeQueue = [];
-let resumeWaiting = new Set();
-let resumeBatch = RESUME_BATCH;
-
-/** Asks the socket for the live events of channels, from their cursors on. */
-function follow(chans) {
-  for (const ch of chans) {
-    ch.subscribed = false;
-    if (!resumeQueue.includes(ch.name) && !resumeWaiting.has(ch.name)) resumeQueue.push(ch.name);
-  }
-  resumeNext();
-}
-
-function resumeNext() {
-  if (!live.open || resumeWaiting.size) return;
-  const channels = {};
-  for (const name of resumeQueue.splice(0, resumeBatch)) {
-    const ch = S.channels.get(name);
-    if (!ch) continue;
-    channels[name] = ch.cursor;
-    resumeWaiting.add(name);
-  }
-  if (resumeWaiting.size) live.send('resume', { channels });
-}
-
-function resumed(name) {
-  if (resumeWaiting.delete(name) && !resumeWaiting.size) resumeNext();
 }
 
 function poll() {
@@ -226,7 +207,7 @@ async function preview(name) {
     ch.loaded = true;
     ch.hasMore = page.has_more;
     S.channels.set(name, ch);
-    follow([ch]);
+    sync.follow([ch]);
     return ch;
   } catch (e) {
     toast(e.code === 'channel_not_found' ? `There is no channel #${name}.` : `Could not open #${name}: ${e.message}`, 'error');
@@ -256,19 +237,16 @@ async function has(path) {
 // ---- live frames --------------------------------------------------------------------------
 
 function authorized() {
-  inflight = [];
-  resumeQueue = [];
-  resumeWaiting = new Set();
-  follow([...S.channels.values()]);
+  sync.authorized();
   loadOnline();
   refreshChannels();
 }
 
 function frame(type, p) {
   switch (type) {
-    case 'message': return onEvent(p);
-    case 'subscribed': return onSubscribed(p);
-    case 'posted': return onPosted(p);
+    case 'message': return sync.event(p);
+    case 'subscribed': return sync.subscribed(p);
+    case 'posted': return sync.posted(p);
     case 'unread': {
       const ch = S.channels.get(p.channel);
       if (ch && S.current !== ch.name) {
@@ -296,24 +274,9 @@ function frame(type, p) {
   }
 }
 
-function onEvent(ev, { quiet = false } = {}) {
-  const ch = S.channels.get(ev.channel);
-  if (!ch || !ev.id) return;
-  if (cmpId(ev.id, ch.cursor) > 0) {
-    ch.cursor = ev.id;
-    ch.last = ev;
-  }
-  S.users.add(ev.username);
+/** A message from someone else, seen for the first time: unread counts, badges, notices. */
+function arrived(ch, ev, { quiet }) {
   const me = S.me.username;
-  const fresh = !ch.ids.has(ev.id) && !ownIds.has(ev.id);
-  if (ev.type === 'message' && ev.username === me && fresh) ackEcho(ch, ev);
-  if (ch.atLatest) {
-    const r = addEvents(ch, [ev]);
-    if (r.appended.length || r.inserted) chat.eventsAdded(ch, r);
-  } else {
-    ch.buffer.push(ev);
-  }
-  if (!fresh || ev.type !== 'message' || ev.username === me) return;
   const mention = mentionsMe(ev.text, me);
   ch.unread += 1;
   if (mention) ch.mentions += 1;
@@ -344,158 +307,43 @@ function renderMentionBadge() {
   if (unseenMentions) nav.append(h('span', { class: 'badge strong' }, String(unseenMentions)));
 }
 
-/** One of this client's posts came back as a live event before (or without) its `posted`. */
-function ackEcho(ch, ev) {
-  const i = ch.pending.findIndex((p) => p.state === 'sent' && p.text === ev.text);
-  if (i < 0) return;
-  const [p] = ch.pending.splice(i, 1);
-  inflight = inflight.filter((x) => x !== p);
-  chat.renderPending(ch);
-}
-
-function onSubscribed(p) {
-  resumed(p.channel);
-  const ch = S.channels.get(p.channel);
-  if (!ch) return;
-  ch.subscribed = true;
-  if (p.last_id && cmpId(p.last_id, ch.cursor) > 0) ch.cursor = p.last_id;
-  if (p.gap) fillGap(ch, p.gap).then(() => flushPending(ch));
-  else flushPending(ch);
-}
-
 /**
- * Posts queued while offline, and posts whose fate the last socket never told (they were not in
- * the replay just received, so they were not stored), go out now.
+ * A gap too long to page was dropped (sync.js): the channel shows its newest page again, and its
+ * unread count comes from the channel list.
  */
-function flushPending(ch) {
-  if (ch.gapping) return;
-  for (const post of ch.pending) if (post.state !== 'failed') sendPost(ch, post);
-}
-
-/**
- * Too much was missed for the node to replay: `subscribed.gap` names the range, read here page by
- * page as if it had been replayed. If it is very long, the channel is loaded afresh instead.
- */
-async function fillGap(ch, gap) {
-  ch.gapping = true;
-  const path = `/api/channels/${enc(ch.name)}/messages`;
-  const got = [];
-  let after = gap.after;
-  let complete = false;
-  try {
-    for (let i = 0; i < 10 && !complete; i += 1) {
-      const page = await get(qs(path, { after, limit: 200 }));
-      for (const ev of page.messages) {
-        if (cmpId(ev.id, gap.until) > 0) complete = true;
-        else got.push(ev);
-      }
-      if (!page.has_more || !page.messages.length) complete = true;
-      else after = page.messages[page.messages.length - 1].id;
-    }
-  } catch { /* treated as too long */ }
-  ch.gapping = false;
-  for (const ev of got) onEvent(ev, { quiet: true });
-  if (!complete) {
-    resetEvents(ch);
-    ch.loaded = false;
-    ch.atLatest = true;
-    for (const post of ch.pending) {
-      if (post.state === 'sent') {
-        post.state = 'failed';
-        post.error = 'the connection dropped before it was confirmed; check before retrying';
-      }
-    }
-    if (S.current === ch.name) chat.show(ch, { focus: false });
-    const summary = (await get('/api/channels').catch(() => [])).find((c) => c.name === ch.name);
-    if (summary) ch.unread = summary.unread;
-  }
-  chat.renderPending(ch);
-  emit('unread-changed');
-}
-
-function onPosted(p) {
-  const ch = S.channels.get(p.channel);
-  inflight = inflight.filter((x) => x.cid !== p.client_id);
-  ownIds.add(p.id);
-  if (!ch) return;
-  const i = ch.pending.findIndex((x) => x.cid === p.client_id);
-  if (i < 0) return;
-  const [post] = ch.pending.splice(i, 1);
-  if (ch.atLatest) {
-    const ev = { id: p.id, channel: ch.name, type: 'message', username: S.me.username, text: post.text, created_at: p.created_at };
-    const r = addEvents(ch, [ev]);
-    chat.eventsAdded(ch, r);
-  }
-  chat.renderPending(ch);
+async function reloaded(ch) {
+  if (S.current === ch.name) chat.show(ch, { focus: false });
+  const summary = (await get('/api/channels').catch(() => [])).find((c) => c.name === ch.name);
+  if (summary) ch.unread = summary.unread;
 }
 
 function onError(p) {
-  const payload = p.payload || {};
-  if (payload.channel) {
-    resumed(payload.channel);
-    const ch = S.channels.get(payload.channel);
-    if (ch) ch.subscribed = false;
-    toast(`${payload.channel}: ${p.message}`, 'error');
-    return;
-  }
-  // Answers come in the order frames were sent: an error with no channel named is the answer to
-  // the oldest post still waiting, if any.
-  const post = inflight.shift();
-  if (post) {
-    post.state = 'failed';
-    post.error = p.message;
-    const ch = S.channels.get(post.channel);
-    if (ch) chat.renderPending(ch);
-  } else if (p.code !== 'forbidden') {
-    toast(p.message || 'Something went wrong', 'error');
-  }
+  const text = sync.error(p);
+  if (text) toast(text, 'error');
 }
 
 // ---- sending ------------------------------------------------------------------------------
 
-function sendPost(ch, p) {
-  if (!ch.subscribed || !live.send('post', { channel: ch.name, text: p.text, client_id: p.cid })) return;
-  p.state = 'sent';
-  inflight.push(p);
-}
-
 on('send', (text) => {
   const ch = S.current && S.channels.get(S.current);
   if (!ch || !ch.member) return;
-  const p = { cid: crypto.randomUUID(), channel: ch.name, text, state: 'queued' };
-  ch.pending.push(p);
+  const p = sync.queue(ch, text);
   if (!ch.atLatest) {
     ch.loaded = false;
     chat.show(ch);
   } else {
     chat.renderPending(ch);
   }
-  sendPost(ch, p);
+  sync.sendPost(ch, p);
 });
 
 // The node answered a voice upload with the stored message: shown now, even before (or without)
 // its live event.
-on('voice-sent', (message) => {
-  if (!message || !message.id) return;
-  ownIds.add(message.id);
-  onEvent(message, { quiet: true });
-});
+on('voice-sent', (message) => sync.voiceSent(message));
 
-on('retry-post', (p) => {
-  const ch = S.channels.get(p.channel);
-  if (!ch) return;
-  p.state = 'queued';
-  p.error = '';
-  chat.renderPending(ch);
-  sendPost(ch, p);
-});
+on('retry-post', (p) => sync.retry(p));
 
-on('discard-post', (p) => {
-  const ch = S.channels.get(p.channel);
-  if (!ch) return;
-  ch.pending = ch.pending.filter((x) => x !== p);
-  chat.renderPending(ch);
-});
+on('discard-post', (p) => sync.discard(p));
 
 on('typing', () => {
   const ch = S.current && S.channels.get(S.current);
@@ -520,7 +368,7 @@ function showConnection(state, info) {
   clearInterval(connTimer);
   conn.dataset.state = state;
   if (state === 'online') {
-    for (const ch of S.channels.values()) ch.subscribed = false;
+    sync.socketUp();
     if (wasDown) {
       conn.hidden = false;
       conn.replaceChildren(h('span', null, 'Connected again.'));
@@ -541,10 +389,7 @@ function showConnection(state, info) {
     return;
   }
   wasDown = true;
-  // Closed for reading too slowly (1013): resume one channel at a time from now on.
-  if (info.code === 1013) resumeBatch = 1;
-  for (const ch of S.channels.values()) ch.subscribed = false;
-  inflight = [];
+  sync.socketDown(info.code);
   conn.hidden = false;
   const text = h('span');
   const tick = () => {
