@@ -32,6 +32,9 @@ RUN apt-get update \
 RUN cargo install cargo-chef --locked --version 0.1.77
 WORKDIR /build
 
+# The context is a Cargo workspace: the server at the top and the load generator in loadgen/.
+# Both stay in the context (cargo reads every member), so the recipe and the builds below cover
+# both packages and resolve features alike; the images ship only `chatnode`.
 FROM chef AS planner
 COPY . .
 RUN cargo chef prepare --recipe-path recipe.json

@@ -1,11 +1,39 @@
 //! A small run of chatnode-loadgen against a node in this process: a few hundred sockets in rooms,
 //! a few seconds of posts. It fails on any failed connect, lost, duplicated or reordered
 //! delivery, and on a summary that lacks its stable keys; it asserts no timing.
+//!
+//! The tool is its own package (loadgen/), so Cargo gives this test no `CARGO_BIN_EXE_` path for
+//! it: [`loadgen_binary`] finds it in the same target directory. `cargo test` and `cargo nextest
+//! run` at the top build it with the rest (its own tests need it); `--test loadgen_smoke` alone
+//! does not, hence the message.
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::*;
 use serde_json::Value;
+
+/// `chatnode-loadgen` of the build under test: `$CHATNODE_LOADGEN` if set, else the binary next
+/// to this test's own (`target/<profile>/deps/loadgen_smoke-…` → `target/<profile>/`).
+fn loadgen_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHATNODE_LOADGEN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a test executable in target/<profile>/deps");
+    let bin = dir.join(format!("chatnode-loadgen{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p chatnode-loadgen` (same profile), or run \
+         the tests without `--test`, e.g. `cargo nextest run -E 'test(loadgen_smoke)'`",
+        bin.display()
+    );
+    bin
+}
 
 #[tokio::test]
 async fn loadgen_smoke_run_loses_and_duplicates_nothing() {
@@ -49,8 +77,9 @@ async fn loadgen_smoke_run_loses_and_duplicates_nothing() {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let bin = loadgen_binary();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_chatnode-loadgen"))
+        std::process::Command::new(bin)
             .args(&args)
             .output()
             .expect("chatnode-loadgen runs")

@@ -1,10 +1,15 @@
 //! The run's picture as a standalone SVG: the delivery latency histogram (log scale) with its
 //! percentiles, throughput and open sockets per second, and latency per second.
+//!
+//! Written directly rather than with a plotting library: three panels of bars, lines and labels
+//! are a few hundred lines of `write!`, with no dependencies and an output that stays small and
+//! readable. plotters, the usual choice, would bring its font stack for the labels (on by
+//! default) and draw nothing this needs that this file does not.
 
 use std::fmt::Write;
 
-use super::coord::Point;
-use super::hist::Histogram;
+use crate::coord::Point;
+use crate::hist::Histogram;
 
 const W: f64 = 960.0;
 const LEFT: f64 = 80.0;

@@ -89,7 +89,8 @@ pub const NODE_METRICS: &[&str] = &[
 
 /// Scrapes a node's /metrics; the unlabelled samples of [`NODE_METRICS`].
 pub fn scrape(base: &str) -> Result<BTreeMap<String, f64>, String> {
-    let (status, body) = super::http::call_blocking(base, "GET", "/metrics", None, None)?;
+    let (status, body) =
+        crate::http::call_blocking(base, reqwest::Method::GET, "/metrics", None, None)?;
     if status != 200 {
         return Err(format!("{base}/metrics: http {status}"));
     }
@@ -105,9 +106,12 @@ pub fn scrape(base: &str) -> Result<BTreeMap<String, f64>, String> {
         .collect())
 }
 
-/// RFC 3339 UTC time of unix seconds (the server's own formatter).
+/// RFC 3339 UTC time of unix seconds, with milliseconds as the node writes its dates.
 pub fn rfc3339(secs: u64) -> String {
-    chatnode::protocol::rfc3339(secs as i64 * 1000)
+    match jiff::Timestamp::from_second(secs as i64) {
+        Ok(t) => format!("{t:.3}"),
+        Err(_) => String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::args::Config;
-use super::hist::Sparse;
+use crate::args::Config;
+use crate::hist::Sparse;
 
 /// The first line a worker reads.
 #[derive(Serialize, Deserialize)]

@@ -10,20 +10,19 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::args::Config;
-use super::hist::Histogram;
-use super::http::{self, Conn};
-use super::proto::{Cmd, ConnectReport, Event, FinalReport, Init, Progress, SentReport};
-use super::sys::now_us;
-
-/// Prefix of every message text the tool sends: `lg1 <run> <sender> <seq> <sent µs> x…`.
-const TAG: &str = "lg1";
+use crate::args::Config;
+use crate::control::{Cmd, ConnectReport, Event, FinalReport, Init, Progress, SentReport};
+use crate::frames::{self, Delivery, Inbound};
+use crate::hist::Histogram;
+use crate::http;
+use crate::sys::now_us;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -399,28 +398,29 @@ async fn setup_users(state: &Shared, mine: &[usize]) -> HashMap<String, Result<S
     let jobs: Rc<RefCell<VecDeque<Job>>> = Rc::new(RefCell::new(
         jobs.into_iter().map(|(u, (url, r))| (u, url, r)).collect(),
     ));
+    let client = match http::client() {
+        Ok(c) => c,
+        Err(e) => {
+            let jobs = jobs.borrow();
+            return jobs.iter().map(|j| (j.0.clone(), Err(e.clone()))).collect();
+        }
+    };
     let results: Rc<RefCell<HashMap<String, Result<String, String>>>> = Default::default();
     let mut tasks = Vec::new();
     for _ in 0..cfg.setup_concurrency {
-        let (jobs, results, state, cfg) =
-            (jobs.clone(), results.clone(), state.clone(), cfg.clone());
+        let (jobs, results, state, cfg, client) = (
+            jobs.clone(),
+            results.clone(),
+            state.clone(),
+            cfg.clone(),
+            client.clone(),
+        );
         tasks.push(tokio::task::spawn_local(async move {
-            let mut conns: HashMap<String, Conn> = HashMap::new();
             loop {
                 let Some((user, url, rooms)) = jobs.borrow_mut().pop_front() else {
                     break;
                 };
-                let conn = match conns.get_mut(&url) {
-                    Some(c) => c,
-                    None => match Conn::new(&url) {
-                        Ok(c) => conns.entry(url.clone()).or_insert(c),
-                        Err(e) => {
-                            results.borrow_mut().insert(user, Err(e));
-                            continue;
-                        }
-                    },
-                };
-                let r = setup_user(conn, &cfg, &user, &rooms).await;
+                let r = setup_user(&client, &url, &cfg, &user, &rooms).await;
                 state.borrow_mut().c.users_ready += 1;
                 results.borrow_mut().insert(user, r);
             }
@@ -435,18 +435,27 @@ async fn setup_users(state: &Shared, mine: &[usize]) -> HashMap<String, Result<S
 }
 
 async fn setup_user(
-    conn: &mut Conn,
+    client: &reqwest::Client,
+    base: &str,
     cfg: &Config,
     user: &str,
     rooms: &[String],
 ) -> Result<String, String> {
-    let body = serde_json::json!({"username": user, "password": cfg.password}).to_string();
-    let (status, text) = conn
-        .call("POST", "/api/auth/register", None, Some(&body))
-        .await?;
+    let body = serde_json::json!({"username": user, "password": cfg.password});
+    let post = |path: String, token: Option<String>, body: Option<serde_json::Value>| async move {
+        http::call(
+            client,
+            base,
+            Method::POST,
+            &path,
+            token.as_deref(),
+            body.as_ref(),
+        )
+        .await
+    };
+    let (status, text) = post("/api/auth/register".into(), None, Some(body.clone())).await?;
     let (status, text) = if status == 409 {
-        conn.call("POST", "/api/auth/login", None, Some(&body))
-            .await?
+        post("/api/auth/login".into(), None, Some(body)).await?
     } else {
         (status, text)
     };
@@ -458,14 +467,8 @@ async fn setup_user(
         .and_then(|v| v["token"].as_str().map(String::from))
         .ok_or("sign-in: no token in the answer")?;
     for room in rooms {
-        let (status, text) = conn
-            .call(
-                "POST",
-                &format!("/api/channels/{room}/join"),
-                Some(&token),
-                None,
-            )
-            .await?;
+        let path = format!("/api/channels/{room}/join");
+        let (status, text) = post(path, Some(token.clone()), None).await?;
         if status != 204 && status != 200 {
             return Err(format!("join {room}: {}", http::error_code(status, &text)));
         }
@@ -516,77 +519,10 @@ enum Stage {
     Ready,
 }
 
-/// What a text frame means to the tool.
-enum Frame<'a> {
-    Delivery {
-        run: &'a str,
-        sender: u32,
-        seq: u64,
-        sent_us: u64,
-    },
-    Posted(Option<u64>),
-    Error(String),
-    Authorized,
-    Subscribed,
-    Other,
-}
-
-/// Classifies a frame without a full JSON parse: the hot path sees 100,000s per second.
-fn classify(t: &str) -> Frame<'_> {
-    if let Some(i) = t.find("\"text\":\"lg1 ") {
-        let mut f = t[i + 12..].split(' ');
-        let run = f.next().unwrap_or("");
-        let sender = f.next().and_then(|v| v.parse().ok());
-        let seq = f.next().and_then(|v| v.parse().ok());
-        let sent = f.next().and_then(|v| v.parse().ok());
-        if let (Some(sender), Some(seq), Some(sent_us)) = (sender, seq, sent) {
-            return Frame::Delivery {
-                run,
-                sender,
-                seq,
-                sent_us,
-            };
-        }
-        return Frame::Other;
-    }
-    if t.contains("\"type\":\"posted\"") {
-        // client_id is `<run>.<socket>.<seq>`.
-        let seq = t.find("\"client_id\":\"").and_then(|i| {
-            t[i + 13..]
-                .split('"')
-                .next()
-                .and_then(|v| v.rsplit('.').next())
-                .and_then(|v| v.parse::<u64>().ok())
-        });
-        return Frame::Posted(seq);
-    }
-    if t.contains("\"type\":\"error\"") {
-        let code = serde_json::from_str::<serde_json::Value>(t)
-            .ok()
-            .and_then(|v| v["error"]["code"].as_str().map(String::from))
-            .unwrap_or_else(|| "error".into());
-        return Frame::Error(code);
-    }
-    if t.contains("\"type\":\"authorized\"") {
-        return Frame::Authorized;
-    }
-    if t.contains("\"type\":\"subscribed\"") {
-        return Frame::Subscribed;
-    }
-    Frame::Other
-}
-
+/// A `post` frame of socket `g`.
 fn post_frame(cfg: &Config, run: &str, g: usize, room: usize, seq: u64, sent_us: u64) -> String {
-    let mut text = format!("{TAG} {run} {g} {seq} {sent_us} ");
-    while text.len() < cfg.message_bytes {
-        text.push('x');
-    }
-    // The node stores a post once per user, channel and client_id: sockets sharing a user, and
-    // later runs, need client_ids of their own.
-    format!(
-        r#"{{"type":"post","post":{{"channel":"{}","text":"{text}","client_id":"{run}.{g}.{seq}"}}}}"#,
-        cfg.room_name(room)
-    )
+    let text = frames::message_text(run, g, seq, sent_us, cfg.message_bytes);
+    frames::post(&cfg.room_name(room), &text, &frames::client_id(run, g, seq))
 }
 
 /// One socket from connect to close.
@@ -697,10 +633,7 @@ async fn socket(
                 match on_frame(&state, li, &run, room, &mut stage, &text) {
                     After::Nothing => {}
                     After::Subscribe(r) => {
-                        let sub = format!(
-                            r#"{{"type":"subscribe","subscribe":{{"channels":["{}"]}}}}"#,
-                            cfg.room_name(r)
-                        );
+                        let sub = frames::subscribe(&cfg.room_name(r));
                         if let Err(e) = ws.send(Message::Text(sub)).await {
                             fail(&mut state.borrow_mut(), format!("send: {}", reason(e)));
                             return;
@@ -746,13 +679,13 @@ fn on_frame(
     let mut s = state.borrow_mut();
     let st = &mut *s;
     st.c.frames_in += 1;
-    match classify(text) {
-        Frame::Delivery {
+    match frames::parse(text) {
+        Inbound::Delivery(Delivery {
             run: r,
             sender,
             seq,
             sent_us,
-        } => {
+        }) => {
             if r != run {
                 return After::Nothing;
             }
@@ -775,7 +708,7 @@ fn on_frame(
             }
             st.c.last_delivery_us = now;
         }
-        Frame::Posted(q) => {
+        Inbound::Posted(q) => {
             let now = now_us();
             while let Some((p, sent_us)) = st.socks[li].pending.pop_front() {
                 if Some(p) == q || q.is_none() {
@@ -790,7 +723,7 @@ fn on_frame(
                 *st.post_errors.entry("no answer".into()).or_default() += 1;
             }
         }
-        Frame::Error(code) => {
+        Inbound::Error(code) => {
             if *stage != Stage::Ready {
                 return After::Refused(code);
             }
@@ -798,7 +731,7 @@ fn on_frame(
                 *st.post_errors.entry(code).or_default() += 1;
             }
         }
-        Frame::Authorized if *stage == Stage::Authorizing => match room {
+        Inbound::Authorized if *stage == Stage::Authorizing => match room {
             Some(r) => {
                 *stage = Stage::Subscribing;
                 return After::Subscribe(r);
@@ -808,7 +741,7 @@ fn on_frame(
                 ready(st, li);
             }
         },
-        Frame::Subscribed if *stage == Stage::Subscribing => {
+        Inbound::Subscribed if *stage == Stage::Subscribing => {
             *stage = Stage::Ready;
             ready(st, li);
         }
@@ -829,28 +762,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_frames() {
-        let d = r#"{"message":{"channel":"r","id":"1-0","text":"lg1 ab 12 3 1000 xxx","type":"message"},"type":"message"}"#;
-        match classify(d) {
-            Frame::Delivery {
-                run,
-                sender,
-                seq,
-                sent_us,
-            } => assert_eq!((run, sender, seq, sent_us), ("ab", 12, 3, 1000)),
-            _ => panic!("a delivery"),
-        }
-        let p = r#"{"posted":{"channel":"r","client_id":"ab.5.7","id":"1-0"},"type":"posted"}"#;
-        assert!(matches!(classify(p), Frame::Posted(Some(7))));
-        let e = r#"{"error":{"code":"rate_limited","message":"x"},"type":"error"}"#;
-        assert!(matches!(classify(e), Frame::Error(c) if c == "rate_limited"));
-        assert!(matches!(
-            classify(r#"{"presence":{},"type":"presence"}"#),
-            Frame::Other
-        ));
-    }
-
-    #[test]
     fn tracks_duplicates_and_order() {
         let mut t = Track::default();
         assert_eq!(t.record(0), (true, false));
@@ -862,11 +773,10 @@ mod tests {
 
     #[test]
     fn post_frames_are_json_of_the_right_size() {
-        let cfg = super::super::args::parse(&["--rooms".into(), "1".into()])
-            .unwrap()
-            .unwrap();
+        let cfg = crate::args::tests::parse_ok("--rooms 1");
         let f = post_frame(&cfg, "ab", 5, 0, 9, 123);
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["post"]["channel"], "lg-room-0");
         assert_eq!(v["post"]["text"].as_str().unwrap().len(), 64);
         assert_eq!(v["post"]["client_id"], "ab.5.9");
     }

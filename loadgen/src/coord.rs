@@ -8,14 +8,15 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::args::Config;
-use super::hist::Histogram;
-use super::http;
-use super::proto::{Cmd, ConnectReport, Event, FinalReport, Init, Progress, SentReport};
-use super::svg;
-use super::sys::{self, now_us};
+use crate::args::Config;
+use crate::control::{Cmd, ConnectReport, Event, FinalReport, Init, Progress, SentReport};
+use crate::hist::Histogram;
+use crate::http;
+use crate::svg;
+use crate::sys::{self, now_us};
 
 struct Worker {
     child: Child,
@@ -128,12 +129,13 @@ fn prepare_rooms(cfg: &Config) -> Result<(), String> {
         return Ok(());
     }
     let base = &cfg.urls[0];
-    let body = json!({"username": format!("{}-admin", cfg.user_prefix), "password": cfg.password})
-        .to_string();
-    let (mut status, mut text) =
-        http::call_blocking(base, "POST", "/api/auth/register", None, Some(&body))?;
+    let body = json!({"username": format!("{}-admin", cfg.user_prefix), "password": cfg.password});
+    let post = |path: &str, token: Option<&str>, body: &Value| {
+        http::call_blocking(base, Method::POST, path, token, Some(body))
+    };
+    let (mut status, mut text) = post("/api/auth/register", None, &body)?;
     if status == 409 {
-        (status, text) = http::call_blocking(base, "POST", "/api/auth/login", None, Some(&body))?;
+        (status, text) = post("/api/auth/login", None, &body)?;
     }
     if status != 200 && status != 201 {
         return Err(format!(
@@ -147,9 +149,7 @@ fn prepare_rooms(cfg: &Config) -> Result<(), String> {
         .ok_or("admin sign-in: no token")?;
     for r in 0..cfg.rooms {
         let name = cfg.room_name(r);
-        let body = json!({"name": name}).to_string();
-        let (status, text) =
-            http::call_blocking(base, "POST", "/api/channels", Some(&token), Some(&body))?;
+        let (status, text) = post("/api/channels", Some(&token), &json!({"name": name}))?;
         if status != 201 && status != 409 {
             return Err(format!(
                 "create room {name}: {}",
