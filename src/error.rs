@@ -1,11 +1,9 @@
 //! One error type for the whole node, with stable snake_case codes.
 //!
-//! Over HTTP an error answers with its status and `{"error":{"code","message"}}`; on a socket it
-//! becomes an `error` frame with the same code. Internal causes are logged, never sent.
-
-use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+//! Over HTTP an error answers with its status and `{"error":{"code","message"}}` (the mapping is
+//! in `http::error`); on a socket it becomes an `error` frame with the same code. Internal causes
+//! are logged, never sent. This module knows no transport: it must never import the web
+//! framework, so the store and the voice engines can use it without one.
 
 /// Everything a request or a frame can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -117,44 +115,6 @@ impl From<deadpool_redis::PoolError> for Error {
             deadpool_redis::PoolError::Backend(e) => e.into(),
             other => Error::Internal(format!("redis pool: {other}")),
         }
-    }
-}
-
-impl ResponseError for Error {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Error::InvalidBody(_)
-            | Error::InvalidUsername(_)
-            | Error::WeakPassword
-            | Error::InvalidChannelName
-            | Error::InvalidMessage(_) => StatusCode::BAD_REQUEST,
-            Error::InvalidCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::UserNotFound | Error::ChannelNotFound | Error::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            Error::UsernameTaken | Error::ChannelExists => StatusCode::CONFLICT,
-            Error::TooManyAttempts { .. } | Error::RateLimited | Error::TooManyPosts { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            Error::SearchUnavailable | Error::Unavailable(_) | Error::RedisUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Error::AudioTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::UnsupportedAudio(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if matches!(self, Error::Internal(_) | Error::RedisUnavailable(_)) {
-            log::error!("request failed: {self:?}");
-        }
-        let mut res = HttpResponse::build(self.status_code());
-        if let Error::TooManyAttempts { retry_after } | Error::TooManyPosts { retry_after } = self {
-            res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
-        }
-        res.json(json!({"error": {"code": self.code(), "message": self.public_message()}}))
     }
 }
 

@@ -392,7 +392,7 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
     let transcript = store
         .finish_job(
             &job,
-            &chatnode::store::voice::Outcome::Done {
+            &chatnode::store::transcription::Outcome::Done {
                 text: "hello".into(),
                 confidence: None,
                 engine: "test".into(),

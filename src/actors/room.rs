@@ -17,7 +17,7 @@ use super::outbox::Outbox;
 use super::{Dialect, SessionId};
 use crate::metrics::Metrics;
 use crate::protocol::{envelope, legacy_message, ChatEvent};
-use crate::store::channels::id_after;
+use crate::store::ids::id_after;
 use crate::store::Store;
 
 /// A member as the room knows it.

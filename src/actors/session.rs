@@ -24,7 +24,8 @@ use crate::node::App;
 use crate::protocol::{
     self, envelope, error_frame, legacy_message, legacy_user, ChatEvent, Inbound,
 };
-use crate::store::channels::{check_id, GENERAL};
+use crate::store::channels::GENERAL;
+use crate::store::ids::check_id;
 use crate::store::keys;
 
 /// Messages of seed 004's `channelJoin` answer.

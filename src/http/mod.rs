@@ -3,6 +3,7 @@
 
 mod accounts;
 mod channels;
+mod error;
 mod frontend;
 mod search;
 mod voice;

@@ -8,6 +8,32 @@
 //! in Redis ([`keys::STREAM_IDS`](super::keys::STREAM_IDS), `"<ms>-<seq>"`) and appends with that
 //! ID; scripts run one at a time, so each ID is handed out once and IDs grow in the order events
 //! are written, across all channels.
+//!
+//! Also reading, comparing and checking stream IDs (`<ms>-<seq>`) as clients send them. Nothing
+//! here may hand out an ID outside a script: two scripts reading the generator apart could both
+//! take the same one.
+
+use crate::error::{Error, Result};
+
+/// Parses a stream ID `ms-seq` into a comparable pair.
+pub fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Whether `a` comes after `b` in stream order (unparsable IDs count as earliest).
+pub fn id_after(a: &str, b: &str) -> bool {
+    parse_id(a).unwrap_or((0, 0)) > parse_id(b).unwrap_or((0, 0))
+}
+
+/// Validates a client-supplied stream ID.
+pub fn check_id(id: &str) -> Result<()> {
+    if id.len() <= 41 && parse_id(id).is_some() {
+        Ok(())
+    } else {
+        Err(Error::body("stream IDs look like 1631623305083-0"))
+    }
+}
 
 /// Lua defining `add_entry(ids_key, stream, maxlen, fields, hash_prefix)`, which appends `fields`
 /// to `stream` (trimmed to about `maxlen` entries when `maxlen > 0`) under the next ID and returns
@@ -57,3 +83,17 @@ local function add_entry(ids_key, stream, maxlen, fields, hash_prefix)
   return id, ms
 end
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_compare_numerically() {
+        assert!(id_after("10-0", "9-5"));
+        assert!(id_after("10-10", "10-9"));
+        assert!(!id_after("10-1", "10-1"));
+        assert!(check_id("1631623305083-0").is_ok());
+        assert!(check_id("abc").is_err());
+    }
+}

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::json;
 
-use super::channels::{check_id, dm_pair, parse_id};
+use super::channels::dm_pair;
+use super::ids::{check_id, parse_id};
 use super::search::channel_filter;
 use super::{keys, Store};
 use crate::error::{Error, Result};

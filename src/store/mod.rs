@@ -4,12 +4,16 @@
 
 pub mod channels;
 pub mod demo;
+pub mod history;
 pub mod ids;
 pub mod insights;
 pub mod keys;
+pub mod posting;
 pub mod search;
 pub mod sessions;
 pub mod setup;
+pub mod transcription;
+pub mod unread;
 pub mod users;
 pub mod voice;
 

@@ -225,7 +225,7 @@ pub fn spawn_backfill(store: Store) {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         return;
     }
-    actix_rt::spawn(async move {
+    tokio::spawn(async move {
         for (index, prefix) in [
             (keys::IDX_USERS, keys::USER_PREFIX),
             (keys::IDX_MESSAGES, keys::MESSAGE_PREFIX),

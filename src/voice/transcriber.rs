@@ -18,7 +18,7 @@ use super::audio::{self, Format};
 use super::engine::{self, Clip, Engine, EngineError};
 use super::{state, Status, StatusInfo};
 use crate::settings::Settings;
-use crate::store::voice::{Job, Outcome};
+use crate::store::transcription::{Job, Outcome};
 use crate::store::Store;
 
 /// The transcriber actor; its work runs as one future in its context.
