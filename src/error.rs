@@ -48,6 +48,8 @@ pub enum Error {
     SearchUnavailable,
     #[error("{0}")]
     Unavailable(String),
+    #[error("the server is busy; try again in {retry_after} s")]
+    Busy { retry_after: u64 },
     #[error("{0}")]
     AudioTooLarge(String),
     #[error("{0}")]
@@ -79,6 +81,7 @@ impl Error {
             Error::RateLimited | Error::TooManyPosts { .. } => "rate_limited",
             Error::SearchUnavailable => "search_unavailable",
             Error::Unavailable(_) => "unavailable",
+            Error::Busy { .. } => "busy",
             Error::AudioTooLarge(_) => "audio_too_large",
             Error::UnsupportedAudio(_) => "unsupported_audio",
             Error::RedisUnavailable(_) => "redis_unavailable",
@@ -137,9 +140,10 @@ impl ResponseError for Error {
             Error::TooManyAttempts { .. } | Error::RateLimited | Error::TooManyPosts { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Error::SearchUnavailable | Error::Unavailable(_) | Error::RedisUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::SearchUnavailable
+            | Error::Unavailable(_)
+            | Error::Busy { .. }
+            | Error::RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::AudioTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedAudio(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,7 +155,10 @@ impl ResponseError for Error {
             log::error!("request failed: {self:?}");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if let Error::TooManyAttempts { retry_after } | Error::TooManyPosts { retry_after } = self {
+        if let Error::TooManyAttempts { retry_after }
+        | Error::TooManyPosts { retry_after }
+        | Error::Busy { retry_after } = self
+        {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.json(json!({"error": {"code": self.code(), "message": self.public_message()}}))
