@@ -143,6 +143,7 @@ async fn parallel_logins_stay_within_the_argon2_memory_budget() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_bytes().saturating_sub(before);
+    eprintln!("RSS half a second after the burst: +{} MiB", after / MIB);
     assert!(
         after <= MARGIN,
         "RSS stayed {} MiB above where it was before the burst",
