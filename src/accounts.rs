@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::store::sessions::token_hash;
-use crate::store::users::{self, blocking, NewUser, Profile, ProfileUpdate};
+use crate::store::users::{self, with_argon2, NewUser, Profile, ProfileUpdate};
 use crate::store::{keys, Store};
 
 /// Who a request or a socket acts as.
@@ -48,7 +48,10 @@ pub async fn register(
     }
     let auth = store.settings.auth.clone();
     let password = password.to_string();
-    let password_hash = blocking(move || users::hash_password(&auth, &password)).await??;
+    let password_hash = with_argon2(&store.settings.auth, move || {
+        users::hash_password(&auth, &password)
+    })
+    .await??;
     let profile = store
         .create_user(&NewUser {
             username,
@@ -60,20 +63,28 @@ pub async fn register(
     Ok(SignedIn { profile, token })
 }
 
-/// Checks a password and starts a session; failures are counted per user and per address.
+/// Checks a password and starts a session. Each attempt is counted against the user and the
+/// address before the password is checked; a right password gives its count back.
 pub async fn login(store: &Store, username: &str, password: &str, addr: &str) -> Result<SignedIn> {
     // An invalid name cannot exist, but it still gets the same answer as a wrong password.
     let username = users::normalize_username(username).unwrap_or_else(|_| username.to_lowercase());
-    store.check_login_allowed(&username, addr).await?;
+    store.reserve_login_attempt(&username, addr).await?;
     let hash = store.password_hash(&username).await?;
     let auth = store.settings.auth.clone();
     let pw = password.to_string();
-    let ok = blocking(move || users::verify_password(&auth, &pw, hash.as_deref())).await?;
-    if !ok {
-        store.record_login_failure(&username, addr).await?;
-        return Err(Error::InvalidCredentials);
+    let verdict = with_argon2(&store.settings.auth, move || {
+        users::verify_password(&auth, &pw, hash.as_deref())
+    })
+    .await;
+    match verdict {
+        Ok(true) => store.release_login_attempt(&username, addr, true).await?,
+        Ok(false) => return Err(Error::InvalidCredentials),
+        Err(e) => {
+            // Not judged (the node was busy): the attempt does not count.
+            store.release_login_attempt(&username, addr, false).await?;
+            return Err(e);
+        }
     }
-    store.clear_login_failures(&username).await?;
     let profile = store
         .profile(&username)
         .await?
@@ -136,7 +147,7 @@ pub async fn change_password(store: &Store, user: &User, current: &str, new: &st
     let hash = store.password_hash(&user.username).await?;
     let auth = store.settings.auth.clone();
     let (cur, new) = (current.to_string(), new.to_string());
-    let phc = blocking(move || {
+    let phc = with_argon2(&store.settings.auth, move || {
         if users::verify_password(&auth, &cur, hash.as_deref()) {
             users::hash_password(&auth, &new).map(Some)
         } else {

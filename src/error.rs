@@ -46,6 +46,8 @@ pub enum Error {
     SearchUnavailable,
     #[error("{0}")]
     Unavailable(String),
+    #[error("the server is busy; try again in {retry_after} s")]
+    Busy { retry_after: u64 },
     #[error("{0}")]
     AudioTooLarge(String),
     #[error("{0}")]
@@ -77,6 +79,7 @@ impl Error {
             Error::RateLimited | Error::TooManyPosts { .. } => "rate_limited",
             Error::SearchUnavailable => "search_unavailable",
             Error::Unavailable(_) => "unavailable",
+            Error::Busy { .. } => "busy",
             Error::AudioTooLarge(_) => "audio_too_large",
             Error::UnsupportedAudio(_) => "unsupported_audio",
             Error::RedisUnavailable(_) => "redis_unavailable",

@@ -37,6 +37,8 @@ struct Started {
     server: actix_web::dev::Server,
     app: web::Data<App>,
     embedded: Option<RedisProcess>,
+    /// The `/metrics` listener, when `http.metrics_port` gives it a port of its own.
+    metrics_server: Option<actix_web::dev::Server>,
 }
 
 async fn start(settings: Settings) -> Result<Started, String> {
@@ -114,12 +116,37 @@ async fn start(settings: Settings) -> Result<Started, String> {
         .first()
         .copied()
         .ok_or_else(|| "the listener has no address".to_string())?;
+    let metrics_server = metrics_listener(&settings, &app)?;
     Ok(Started {
         addr,
         server: server.run(),
         app,
         embedded,
+        metrics_server,
     })
+}
+
+/// A listener serving only `/metrics` on `http.metrics_port`, or none when that is 0.
+fn metrics_listener(
+    settings: &Settings,
+    app: &web::Data<App>,
+) -> Result<Option<actix_web::dev::Server>, String> {
+    let port = settings.http.metrics_port;
+    if port == 0 {
+        return Ok(None);
+    }
+    let data = app.clone();
+    let server = HttpServer::new(move || {
+        WebApp::new()
+            .app_data(data.clone())
+            .configure(crate::http::configure_metrics_listener)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind((settings.http.host.as_str(), port))
+    .map_err(|e| format!("cannot listen on {}:{port}: {e}", settings.http.host))?;
+    log::info!("metrics on http://{}:{port}/metrics", settings.http.host);
+    Ok(Some(server.run()))
 }
 
 /// Runs the node until `stop` fires (or the server ends), then drains and stops Redis.
@@ -131,10 +158,16 @@ async fn serve(
         server,
         app,
         mut embedded,
+        metrics_server,
         ..
     } = started;
     let handle = server.handle();
     let server_task = actix_rt::spawn(server);
+    let metrics_handle = metrics_server.map(|m| {
+        let handle = m.handle();
+        actix_rt::spawn(m);
+        handle
+    });
     stop.await;
     log::info!("stopping: closing sockets with 1001 and draining requests");
     app.stopping.store(true, Ordering::SeqCst);
@@ -143,6 +176,9 @@ async fn serve(
     let _ = tokio::time::timeout(grace, app.presence.send(crate::actors::presence::Shutdown)).await;
     handle.stop(true).await;
     let _ = server_task.await;
+    if let Some(metrics) = metrics_handle {
+        metrics.stop(true).await;
+    }
     if let Some(redis) = embedded.as_mut() {
         redis.stop(Duration::from_secs(10)).await;
     }

@@ -6,7 +6,9 @@
 //! Secrets never print: [`Secret`] masks itself in `Debug` and when serialized.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize, Serializer};
@@ -65,7 +67,127 @@ pub struct Http {
     pub port: u16,
     pub cookie_secure: bool,
     pub max_json_bytes: usize,
+    /// Compatibility: with `trusted_proxies` empty, true trusts proxies on loopback and private
+    /// networks (see [`Http::proxies`]).
     pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is read (CIDR list; a TOML array or a comma-separated
+    /// string in the environment).
+    #[serde(deserialize_with = "cidr_list")]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Port of a separate listener for `/metrics` (0 = served on `port`).
+    pub metrics_port: u16,
+}
+
+/// Loopback and private networks: where an ingress in front of the node usually sits.
+const PRIVATE_NETWORKS: [&str; 6] = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+    "fc00::/7",
+];
+
+impl Http {
+    /// The proxies trusted to name the client in `X-Forwarded-For`: `trusted_proxies`, or, when
+    /// that is empty and `trust_forwarded_for` is on, loopback and private networks.
+    pub fn proxies(&self) -> Vec<Cidr> {
+        if self.trusted_proxies.is_empty() && self.trust_forwarded_for {
+            PRIVATE_NETWORKS
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect()
+        } else {
+            self.trusted_proxies.clone()
+        }
+    }
+}
+
+/// An IP network such as `10.0.0.0/8` or `fd00::/8`; a bare address is a network of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, canonical_ip(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An address as the node counts it: IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, ""));
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or network"))?;
+        let network = canonical_ip(network);
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?
+        };
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A CIDR list from a TOML array, or from one comma-separated string (an environment variable).
+fn cidr_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::One(s) => s.split(',').map(str::to_string).collect(),
+        Raw::Many(v) => v,
+    };
+    items
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// `[redis]`: where the data lives.
@@ -127,6 +249,11 @@ pub struct Auth {
     pub argon2_parallelism: u32,
     pub max_failed_logins: u32,
     pub failed_login_window_secs: u64,
+    /// Password hashes and verifications running at once on this node; each holds
+    /// `argon2_memory_kib` of memory while it runs.
+    pub argon2_concurrency: usize,
+    /// Milliseconds a sign-in waits for a hashing slot before it is answered 503 `busy`.
+    pub argon2_wait_ms: u64,
 }
 
 /// `[log]`.
@@ -275,6 +402,12 @@ impl Settings {
         {
             return invalid("redis.tls_ca_file", "needs a rediss:// redis.url");
         }
+        if self.http.metrics_port != 0 && self.http.metrics_port == self.http.port {
+            return invalid(
+                "http.metrics_port",
+                "must differ from http.port (0 = share it)",
+            );
+        }
         if self.redis.pool_size == 0 {
             return invalid("redis.pool_size", "must be at least 1");
         }
@@ -327,6 +460,12 @@ impl Settings {
         }
         if self.auth.max_failed_logins == 0 {
             return invalid("auth.max_failed_logins", "must be at least 1");
+        }
+        if !(1..=64).contains(&self.auth.argon2_concurrency) {
+            return invalid("auth.argon2_concurrency", "must be between 1 and 64");
+        }
+        if !(1..=60_000).contains(&self.auth.argon2_wait_ms) {
+            return invalid("auth.argon2_wait_ms", "must be between 1 and 60000");
         }
         let v = &self.voice;
         if v.max_seconds == 0 || v.max_seconds > 600 {

@@ -28,9 +28,10 @@ impl ResponseError for Error {
             Error::TooManyAttempts { .. } | Error::RateLimited | Error::TooManyPosts { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Error::SearchUnavailable | Error::Unavailable(_) | Error::RedisUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::SearchUnavailable
+            | Error::Unavailable(_)
+            | Error::Busy { .. }
+            | Error::RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::AudioTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedAudio(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -42,7 +43,10 @@ impl ResponseError for Error {
             log::error!("request failed: {self:?}");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if let Error::TooManyAttempts { retry_after } | Error::TooManyPosts { retry_after } = self {
+        if let Error::TooManyAttempts { retry_after }
+        | Error::TooManyPosts { retry_after }
+        | Error::Busy { retry_after } = self
+        {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.json(json!({"error": {"code": self.code(), "message": self.public_message()}}))

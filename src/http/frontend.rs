@@ -12,9 +12,12 @@ struct Assets;
 /// Scripts, styles and connections from this origin only; no inline script, no framing.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// GET, and HEAD answered like GET without its body (actix sends no body for HEAD).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(asset))
-        .route("/{path:.*}", web::get().to(asset));
+        .route("/", web::head().to(asset))
+        .route("/{path:.*}", web::get().to(asset))
+        .route("/{path:.*}", web::head().to(asset));
 }
 
 async fn asset(req: HttpRequest) -> HttpResponse {

@@ -9,6 +9,7 @@ mod search;
 mod voice;
 mod ws;
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -19,6 +20,7 @@ use serde_json::json;
 use crate::accounts::User;
 use crate::error::Error;
 use crate::node::App;
+use crate::settings::{canonical_ip, Cidr};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "chatnode_session";
@@ -43,7 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
             .wrap(actix_web::middleware::Compress::default())
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics))
+            .configure(|cfg| metrics_here(cfg, settings.http.metrics_port == 0))
             .route("/ws", web::get().to(ws::upgrade))
             .service(
                 web::scope("/api")
@@ -105,6 +107,28 @@ async fn readyz(app: web::Data<App>) -> HttpResponse {
     }
 }
 
+/// `/metrics` on a listener: served, or (when it has a listener of its own) answered 404 rather
+/// than falling through to the frontend.
+fn metrics_here(cfg: &mut web::ServiceConfig, served: bool) {
+    if served {
+        cfg.route("/metrics", web::get().to(metrics));
+    } else {
+        cfg.route(
+            "/metrics",
+            web::get().to(|| async {
+                Err::<HttpResponse, _>(Error::NotFound(
+                    "metrics are served on http.metrics_port".into(),
+                ))
+            }),
+        );
+    }
+}
+
+/// Routes of the separate metrics listener (`http.metrics_port`): `/metrics` only.
+pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
+    metrics_here(cfg, true);
+}
+
 async fn metrics(app: web::Data<App>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -121,16 +145,56 @@ pub fn request_token(req: &HttpRequest) -> Option<String> {
     req.cookie(SESSION_COOKIE).map(|c| c.value().to_string())
 }
 
-/// The client's address (X-Forwarded-For only when configured to trust it).
+/// The client's address: the peer, or, when the peer is a trusted proxy, what X-Forwarded-For
+/// says (see [`forwarded_client`]).
 pub fn client_addr(req: &HttpRequest, app: &App) -> String {
-    if app.settings.http.trust_forwarded_for {
-        if let Some(ip) = req.connection_info().realip_remote_addr() {
-            return ip.to_string();
+    let Some(peer) = req.peer_addr().map(|a| canonical_ip(a.ip())) else {
+        return String::new();
+    };
+    let proxies = app.settings.http.proxies();
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok());
+    forwarded_client(peer, forwarded, &proxies).to_string()
+}
+
+/// The client behind a chain of proxies. X-Forwarded-For is read only when `peer` is trusted,
+/// right to left (each proxy appends the address it saw), skipping trusted proxies: the
+/// right-most untrusted entry is the client, as the left part is whatever the client sent. An
+/// entry that is not an IP address ends the walk at the last trusted hop.
+pub fn forwarded_client<'a>(
+    peer: IpAddr,
+    forwarded: impl DoubleEndedIterator<Item = &'a str>,
+    proxies: &[Cidr],
+) -> IpAddr {
+    let trusted = |ip: IpAddr| proxies.iter().any(|c| c.contains(ip));
+    if !trusted(peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = forwarded.flat_map(|h| h.split(',')).collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Some(ip) = parse_forwarded_ip(entry) else {
+            return client;
+        };
+        client = ip;
+        if !trusted(ip) {
+            break;
         }
     }
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+    client
+}
+
+/// An X-Forwarded-For entry as an address: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or
+/// `[2001:db8::1]:5678`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(canonical_ip)
 }
 
 /// The signed-in user of a request, with the token it used.

@@ -4,6 +4,8 @@
 //! Passwords are hashed with argon2id and never leave this module except as a verdict.
 
 use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -11,6 +13,7 @@ use argon2::password_hash::{
 use argon2::{Algorithm, Argon2, Params, Version};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, Semaphore};
 
 use super::{keys, Store};
 use crate::error::{Error, Result};
@@ -183,11 +186,86 @@ pub fn verify_password(auth: &Auth, password: &str, phc: Option<&str>) -> bool {
     a.verify_password(password.as_bytes(), &parsed).is_ok() && real
 }
 
-/// Runs a CPU-heavy closure on the blocking pool.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+/// Where passwords are hashed: threads of its own, as many as `auth.argon2_concurrency`, shared
+/// by the whole process (a deployed node is one process; the first node started sets the size).
+/// A burst of sign-ins waits for a slot instead of holding argon2's memory many times over.
+struct Argon2Pool {
+    slots: Arc<Semaphore>,
+    jobs: Mutex<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    wait: Duration,
+}
+
+static ARGON2_POOL: OnceLock<Argon2Pool> = OnceLock::new();
+
+/// Above this size glibc always maps allocations fresh and unmaps them when freed. Fixing it also
+/// stops glibc from raising it (and the trim threshold with it) after each freed argon2 buffer,
+/// which kept ~2 x argon2 memory per malloc arena resident long after a burst.
+const MMAP_THRESHOLD_BYTES: i32 = 1 << 20;
+
+impl Argon2Pool {
+    fn start(auth: &Auth) -> Self {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator tuning; it is safe to call at any time.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        }
+        let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..auth.argon2_concurrency {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        // A panicking job drops its answer (the caller gets an error), not the thread.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start a password hashing thread: {e}");
+            }
+        }
+        Argon2Pool {
+            slots: Arc::new(Semaphore::new(auth.argon2_concurrency)),
+            jobs: Mutex::new(tx),
+            wait: Duration::from_millis(auth.argon2_wait_ms),
+        }
+    }
+}
+
+/// Runs password hashing or verification on the argon2 threads, waiting at most
+/// `auth.argon2_wait_ms` for a free one; then `Busy`.
+pub async fn with_argon2<T: Send + 'static>(
+    auth: &Auth,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let pool = ARGON2_POOL.get_or_init(|| Argon2Pool::start(auth));
+    let slot = tokio::time::timeout(pool.wait, pool.slots.clone().acquire_owned())
         .await
-        .map_err(|e| Error::Internal(format!("blocking task: {e}")))
+        .map_err(|_| Error::Busy { retry_after: 1 })?
+        .map_err(|e| Error::Internal(format!("argon2 slots: {e}")))?;
+    let (done, result) = oneshot::channel();
+    // The slot travels with the job, so it is freed when the hash ends, even if the request
+    // that asked for it has gone away.
+    let job = Box::new(move || {
+        let _ = done.send(f());
+        drop(slot);
+    });
+    pool.jobs
+        .lock()
+        .map_err(|_| Error::Internal("argon2 queue poisoned".into()))?
+        .send(job)
+        .map_err(|_| Error::Internal("argon2 threads are gone".into()))?;
+    result
+        .await
+        .map_err(|_| Error::Internal("a password hashing job failed".into()))
 }
 
 /// A new account.
