@@ -40,8 +40,7 @@ async fn a_burst_arrives_whole_and_in_order_in_few_writes() {
         assert_eq!(s, 201);
         texts.push(text);
     }
-    let mut ws = Ws::connect(&a, Some(&token)).await;
-    ws.recv_type("authorized").await;
+    let mut ws = Ws::signed_in(&a, &token).await;
     let frames0 = metric(&base, "chatnode_frames_out_total").await;
     let writes0 = metric(&base, "chatnode_socket_writes_total").await;
     // The whole channel replayed at once: 300 frames pushed in one go.

@@ -154,12 +154,10 @@ async fn a_node_uses_redis_over_tls_verified_against_the_configured_ca() {
     let ta = register(&a.http_url(), "secure").await;
     let tb = register(&b.http_url(), "sealed").await;
     for (n, t) in [(&a, &ta), (&b, &tb)] {
-        post(&n.http_url(), "/api/channels/general/join", t, json!({})).await;
+        join(&n.http_url(), t, "general").await;
     }
     let mut ws = Ws::connect(&b, Some(&tb)).await;
-    ws.send(json!({"type": "subscribe", "subscribe": {"channels": ["general"]}}))
-        .await;
-    ws.recv_type("subscribed").await;
+    subscribe(&mut ws, &["general"]).await;
     let (status, v) = post(
         &a.http_url(),
         "/api/channels/general/messages",
