@@ -563,9 +563,18 @@ pub fn silence_wav(rate: u32, secs: u32) -> Vec<u8> {
 
 /// What the nodes of this test process log, at every level: each record as `LEVEL target:
 /// message`. Installed as the process's logger on first use, before the node to be watched
-/// starts. Records of the test's own HTTP client (reqwest, hyper) are left out: they are not the
+/// starts. Records of the test's own HTTP and WebSocket clients are left out: they are not the
 /// node's.
 pub struct CapturedLog;
+
+/// Log targets of the clients tests use (which the node does not).
+const TEST_CLIENT_TARGETS: [&str; 5] = [
+    "reqwest",
+    "hyper",
+    "cookie_store",
+    "tungstenite",
+    "tokio_tungstenite",
+];
 
 static LOG_LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
 
@@ -573,7 +582,7 @@ struct CaptureLogger;
 
 impl log::Log for CaptureLogger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        !["reqwest", "hyper", "hyper_util"]
+        !TEST_CLIENT_TARGETS
             .iter()
             .any(|client| m.target().starts_with(client))
     }
