@@ -444,7 +444,11 @@ async fn no_secret_is_stored_or_logged_in_clear() {
     // a wrong password, a password change, and a token in a socket's URL.
     let password = "Sup3r-Secret-Passw0rd";
     let new_password = "An0ther-Secret-Phrase";
-    let token = register_with(&base, json!({"username": "secretive", "password": password})).await;
+    let token = register_with(
+        &base,
+        json!({"username": "secretive", "password": password}),
+    )
+    .await;
     let (status, login_token) = login(&base, "secretive", password).await;
     assert_eq!(status, 200);
     let login_token = login_token.unwrap();

@@ -193,7 +193,8 @@ async fn direct_messages_are_private() {
         .await;
     post_message(&a.http_url(), &ta, "general", "marker").await;
     let dm_frame = |v: &Value| {
-        v["type"] != "error" && (v.to_string().contains(&dm) || v.to_string().contains("after the refusals"))
+        v["type"] != "error"
+            && (v.to_string().contains(&dm) || v.to_string().contains("after the refusals"))
     };
     wc.read_to_marker(message_with("general", "marker"), dm_frame)
         .await;
@@ -585,7 +586,9 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
     let tfast = register(&base, "hare").await;
     post(&base, "/api/channels", &tfast, json!({"name": "flood"})).await;
     post(&base, "/api/channels/flood/join", &tslow, json!({})).await;
-    let mut slow = Ws::connect(&n, Some(&tslow)).await;
+    // The slow client's receive buffer is fixed, so what can pile up on its side is known.
+    let client_buffer = 128 * 1024;
+    let mut slow = Ws::connect_with_receive_buffer(&n, &tslow, client_buffer).await;
     subscribe(&mut slow, &["flood"]).await;
     // The slow client reads nothing from here on.
     let text = "x".repeat(60_000);
@@ -624,10 +627,11 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
         }
     };
     assert_eq!(code, Some(1013));
-    // What reached the client before the close is the session's queue and what the kernel's
-    // socket buffers (send and receive, at their largest) hold: far fewer than the 600 posted.
-    let in_buffers = (tcp_buffer_max("tcp_rmem") + tcp_buffer_max("tcp_wmem")) / 60_000;
-    let bound = 16 + in_buffers + 2;
+    // What reached the client before the close is the session's queue and what the socket
+    // buffers hold (the server's send buffer at its largest, the client's fixed receive
+    // buffer, which the kernel doubles): far fewer than the 600 posted.
+    let in_buffers = (tcp_buffer_max("tcp_wmem") + 2 * client_buffer as usize) / 60_000;
+    let bound = 16 + in_buffers + 1;
     assert!(
         received <= bound,
         "the queue was cut short: {received} frames arrived, at most {bound} fit"
@@ -639,7 +643,7 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
     assert_eq!(gauge, "chatnode_ws_connections 0", "the session is gone");
 }
 
-/// The largest size of a TCP socket buffer (`tcp_rmem` or `tcp_wmem`), in bytes.
+/// The largest size a TCP socket buffer (`tcp_rmem` or `tcp_wmem`) grows to, in bytes.
 fn tcp_buffer_max(name: &str) -> usize {
     std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
         .unwrap()
@@ -1004,10 +1008,19 @@ async fn opening_a_dm_tells_both_people_and_post_errors_name_the_post() {
     .await;
     // A third person's new DM with the invitee is the marker: nothing came before it.
     let tc = register(&a.http_url(), "third").await;
-    let (_, third) = post(&a.http_url(), "/api/dms", &tc, json!({"username": "invitee"})).await;
+    let (_, third) = post(
+        &a.http_url(),
+        "/api/dms",
+        &tc,
+        json!({"username": "invitee"}),
+    )
+    .await;
     let added_for = |channel: Value| move |f: &Value| f["channel_added"]["channel"] == channel;
-    wb.read_to_marker(added_for(third["channel"].clone()), added_for(v["channel"].clone()))
-        .await;
+    wb.read_to_marker(
+        added_for(third["channel"].clone()),
+        added_for(v["channel"].clone()),
+    )
+    .await;
     wb.send(
         json!({"type": "post", "post": {"channel": "nowhere", "text": "x", "client_id": "c-42"}}),
     )

@@ -193,7 +193,13 @@ async fn a_node_uses_redis_over_tls_verified_against_the_configured_ca() {
     let plain = format!("redis://127.0.0.1:{}/", redis.port);
     let err = chatnode::spawn(settings(&plain)).err().expect("refused");
     // The TLS port drops a plain-text client; how the drop shows depends on timing.
-    let dropped = ["reset by peer", "Broken pipe", "closed", "end of file", "EOF"];
+    let dropped = [
+        "reset by peer",
+        "Broken pipe",
+        "closed",
+        "end of file",
+        "EOF",
+    ];
     assert!(
         err.contains("cannot reach Redis") && dropped.iter().any(|d| err.contains(d)),
         "{err}"

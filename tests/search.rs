@@ -211,7 +211,13 @@ async fn privacy_mentions_and_insights(redis: TestRedis) {
         join(&a.http_url(), t, "general").await;
     }
     let mut wb = Ws::signed_in(&b, &tb).await;
-    post_message(&a.http_url(), &ta, "general", "public plans, @Ben take a look").await;
+    post_message(
+        &a.http_url(),
+        &ta,
+        "general",
+        "public plans, @Ben take a look",
+    )
+    .await;
     let m = wb.recv_type("mention").await;
     assert_eq!(m["mention"]["channel"], "general");
     assert_eq!(m["mention"]["username"], "amy");

@@ -242,7 +242,13 @@ pub async fn create_channel(base: &str, token: &str, name: &str) {
 
 /// Joins channel `name`.
 pub async fn join(base: &str, token: &str, name: &str) {
-    let (s, v) = post(base, &format!("/api/channels/{name}/join"), token, json!({})).await;
+    let (s, v) = post(
+        base,
+        &format!("/api/channels/{name}/join"),
+        token,
+        json!({}),
+    )
+    .await;
     assert_eq!(s, 204, "join {name}: {v}");
 }
 
@@ -363,7 +369,31 @@ impl Ws {
         let (inner, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connects");
-        let mut ws = Ws { inner };
+        Self::ready(Ws { inner }).await
+    }
+
+    /// Connects with a token over a TCP socket whose receive buffer is fixed at `bytes` (the
+    /// kernel doubles it, and does not grow it), so a test knows how much the client side can
+    /// hold.
+    pub async fn connect_with_receive_buffer(node: &NodeHandle, token: &str, bytes: u32) -> Ws {
+        let addr: std::net::SocketAddr = node
+            .http_url()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = socket.connect(addr).await.expect("tcp connects");
+        let url = format!("{}?token={token}", node.ws_url());
+        let (inner, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+                .await
+                .expect("ws connects");
+        Self::ready(Ws { inner }).await
+    }
+
+    /// Waits for the `ready` frame every new socket gets first.
+    async fn ready(mut ws: Ws) -> Ws {
         let ready = ws.recv_type("ready").await;
         assert!(ready["ready"]["sessionUUID"].is_string());
         ws
@@ -486,7 +516,9 @@ pub async fn subscribe(ws: &mut Ws, channels: &[&str]) {
 pub fn message_with(channel: &str, text: &str) -> impl Fn(&Value) -> bool {
     let (channel, text) = (channel.to_string(), text.to_string());
     move |v: &Value| {
-        v["type"] == "message" && v["message"]["channel"] == *channel && v["message"]["text"] == *text
+        v["type"] == "message"
+            && v["message"]["channel"] == *channel
+            && v["message"]["text"] == *text
     }
 }
 
@@ -590,7 +622,11 @@ impl log::Log for CaptureLogger {
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
             let line = format!("{} {}: {}", record.level(), record.target(), record.args());
-            LOG_LINES.get_or_init(Default::default).lock().unwrap().push(line);
+            LOG_LINES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap()
+                .push(line);
         }
     }
 
@@ -610,6 +646,10 @@ impl CapturedLog {
 
     /// Every line logged so far.
     pub fn lines(&self) -> Vec<String> {
-        LOG_LINES.get_or_init(Default::default).lock().unwrap().clone()
+        LOG_LINES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .clone()
     }
 }
