@@ -182,8 +182,7 @@ async fn a_resent_client_id_is_stored_once_across_nodes_and_paths() {
         join(&ba, tok, "general").await;
     }
     create_channel(&ba, &t, "elsewhere").await;
-    let mut watcher = Ws::connect(&b, Some(&tm)).await;
-    subscribe(&mut watcher, &["general"]).await;
+    let mut watcher = Ws::subscribed(&b, &tm, &["general"]).await;
     let before = redis.xlen("channel:general").await;
 
     // The first post, then the same client_id again on this socket, after a reconnect to the

@@ -153,8 +153,7 @@ async fn direct_messages_are_private() {
     // Cat's socket listens to a channel she may read, where the marker will come.
     join(&a.http_url(), &tc, "general").await;
     join(&a.http_url(), &ta, "general").await;
-    let mut wc = Ws::connect(&a, Some(&tc)).await;
-    subscribe(&mut wc, &["general"]).await;
+    let mut wc = Ws::subscribed(&a, &tc, &["general"]).await;
     wc.send(json!({"type": "subscribe", "subscribe": {"channels": [dm]}}))
         .await;
     let e = wc.recv_type("error").await;
@@ -436,8 +435,7 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
         owner: ta,
         member: tb,
     } = two_nodes_one_channel(s, "stream", "sender", "listener").await;
-    let mut wb = Ws::connect(&b, Some(&tb)).await;
-    subscribe(&mut wb, &["stream"]).await;
+    let mut wb = Ws::subscribed(&b, &tb, &["stream"]).await;
     let base = a.http_url();
     let total = 120;
     let ta2 = ta.clone();
@@ -513,8 +511,7 @@ async fn resume_replays_exactly_what_was_missed() {
         owner: tb,
         member: ta,
     } = two_nodes_one_channel(settings(&redis.url()), "resumable", "poster", "roamer").await;
-    let mut ws = Ws::connect(&a, Some(&ta)).await;
-    subscribe(&mut ws, &["resumable"]).await;
+    let mut ws = Ws::subscribed(&a, &ta, &["resumable"]).await;
     for i in 0..3 {
         post(
             &b.http_url(),
@@ -793,8 +790,7 @@ async fn typing_is_relayed_to_other_members_only() {
     for (n, name) in [(&a, "outsider1"), (&b, "outsider2")] {
         let t = register(&n.http_url(), name).await;
         create_channel(&n.http_url(), &t, name).await;
-        let mut ws = Ws::connect(n, Some(&t)).await;
-        subscribe(&mut ws, &[name]).await;
+        let ws = Ws::subscribed(n, &t, &[name]).await;
         outsiders.push((ws, t, n.http_url(), name));
     }
     wa.send(json!({"type": "typing", "typing": {"channel": "general"}}))

@@ -156,8 +156,7 @@ async fn a_node_uses_redis_over_tls_verified_against_the_configured_ca() {
     for (n, t) in [(&a, &ta), (&b, &tb)] {
         join(&n.http_url(), t, "general").await;
     }
-    let mut ws = Ws::connect(&b, Some(&tb)).await;
-    subscribe(&mut ws, &["general"]).await;
+    let mut ws = Ws::subscribed(&b, &tb, &["general"]).await;
     let (status, v) = post(
         &a.http_url(),
         "/api/channels/general/messages",

@@ -430,8 +430,7 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     let b = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
     let (ta, tb) = lobby(&a, &b).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&b, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&b, &tb, &["lobby"]).await;
     let before = redis.xlen("channel:lobby").await;
 
     // 44.1 kHz stereo: stored as sent, sent to the engine as 16 kHz mono.
@@ -800,8 +799,7 @@ async fn remote_engine_errors_retry_within_bounds_then_fail_with_a_reason() {
     let a = node(s);
     let (ta, tb) = lobby(&a, &a).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     let wav = || tone_wav(16_000, 1, 0.5);
     let wait = Duration::from_secs(30);
 
@@ -836,8 +834,7 @@ async fn remote_engine_errors_retry_within_bounds_then_fail_with_a_reason() {
     drop(a);
     let a = node(s);
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     upload(&a.http_url(), "lobby", &ta, "audio/wav", wav()).await;
     let t = recv_kind(&mut ws, "lobby", "transcript", wait).await;
     assert_eq!(t["voice"]["state"], "failed");
@@ -857,8 +854,7 @@ async fn remote_engine_errors_retry_within_bounds_then_fail_with_a_reason() {
     s.voice.request_timeout_secs = 1;
     let a = node(s);
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     standin.set(Mode::Slow(Duration::from_secs(3), "too late".into()));
     upload(&a.http_url(), "lobby", &ta, "audio/wav", wav()).await;
     let t = recv_kind(&mut ws, "lobby", "transcript", wait).await;
@@ -881,8 +877,7 @@ async fn openai_compatible_engine_sends_multipart_and_reads_text() {
     let a = node(s);
     let (ta, tb) = lobby(&a, &a).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     // espeak-ng speaks at 22.05 kHz; the engine gets 16 kHz.
     let speech = espeak("A voice message for a compatible server.");
     let secs = wav_shape(&speech).unwrap().2;
@@ -939,8 +934,7 @@ async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_o
     let b = node(sb);
     let (_, tb) = lobby(&a, &b).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&b, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&b, &tb, &["lobby"]).await;
     let (status, v) = upload(
         &b.http_url(),
         "lobby",
@@ -1014,8 +1008,7 @@ async fn search_finds_voice_messages_by_their_transcript() {
         let a = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
         let (ta, tb) = lobby(&a, &a).await;
         wait_transcriber(&a).await;
-        let mut ws = Ws::connect(&a, Some(&tb)).await;
-        subscribe(&mut ws, &["lobby"]).await;
+        let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
         let (_, v) = upload(
             &a.http_url(),
             "lobby",
@@ -1139,8 +1132,7 @@ mod whisper {
         let b = node(sb);
         let (ta, tb) = lobby(&a, &b).await;
         wait_transcriber(&a).await;
-        let mut ws = Ws::connect(&b, Some(&tb)).await;
-        subscribe(&mut ws, &["lobby"]).await;
+        let mut ws = Ws::subscribed(&b, &tb, &["lobby"]).await;
         let (mut errors, mut total) = (0, 0);
         for (sentence, allowed) in SENTENCES {
             let (status, v) =
@@ -1288,8 +1280,7 @@ mod whisper {
         let (ta, tb) = lobby(&a, &a).await;
         wait_transcriber(&a).await;
         let rss_loaded = rss_mib();
-        let mut ws = Ws::connect(&a, Some(&tb)).await;
-        subscribe(&mut ws, &["lobby"]).await;
+        let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
         // (sentence, word errors allowed)
         let mut sentences: Vec<(String, usize)> = Vec::new();
         for i in 0..20 {

@@ -365,6 +365,13 @@ impl Ws {
         ws
     }
 
+    /// Connects with a token and subscribes to `channels`.
+    pub async fn subscribed(node: &NodeHandle, token: &str, channels: &[&str]) -> Ws {
+        let mut ws = Self::connect(node, Some(token)).await;
+        subscribe(&mut ws, channels).await;
+        ws
+    }
+
     pub async fn connect_url(url: &str) -> Ws {
         let (inner, _) = tokio_tungstenite::connect_async(url)
             .await
