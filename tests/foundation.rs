@@ -45,14 +45,7 @@ async fn healthz_and_readyz_follow_redis() {
 async fn readyz_reports_missing_search_module() {
     let redis = TestRedis::start_plain().await;
     let node = node(settings(&redis.url()));
-    let v: Value = http()
-        .get(format!("{}/readyz", node.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = readyz(&node.http_url()).await;
     assert_eq!(v["search"], "unavailable");
 }
 
@@ -170,14 +163,7 @@ async fn embedded_redis_persists_across_restarts_and_leaves_no_orphan() {
     let redis_pids = pids_of_children(child.id());
     assert_eq!(redis_pids.len(), 1, "one embedded redis-server child");
     let base = format!("http://{addr}");
-    let v: Value = http()
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = readyz(&base).await;
     assert_eq!(v["redis"], "ok");
     register(&base, "persisted").await;
     // AOF with appendfsync everysec: a clean stop flushes it.

@@ -27,18 +27,6 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Every entry of a stream: ID and fields.
-async fn entries(redis: &TestRedis, channel: &str) -> Vec<(String, HashMap<String, String>)> {
-    let mut conn = redis.conn().await;
-    redis::cmd("XRANGE")
-        .arg(format!("channel:{channel}"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
 async fn message_hash(redis: &TestRedis, id: &str) -> HashMap<String, String> {
     let mut conn = redis.conn().await;
     redis::cmd("HGETALL")
@@ -116,13 +104,11 @@ async fn concurrent_posts_keep_every_message(redis: TestRedis) {
         tokens.push(t);
     }
     for c in &channels {
-        let (st, v) = post(&base, "/api/channels", &tokens[0], json!({"name": c})).await;
-        assert_eq!(st, 201, "{v}");
+        create_channel(&base, &tokens[0], c).await;
     }
     for t in &tokens[1..] {
         for c in &channels {
-            let (st, _) = post(&base, &format!("/api/channels/{c}/join"), t, json!({})).await;
-            assert_eq!(st, 204);
+            join(&base, t, c).await;
         }
     }
 
@@ -161,7 +147,7 @@ async fn concurrent_posts_keep_every_message(redis: TestRedis) {
     let mut per_channel: HashMap<String, usize> = HashMap::new();
     let mut all_ids = HashSet::new();
     for c in &channels {
-        for (id, f) in entries(&redis, c).await {
+        for (id, f) in redis.stream(c).await {
             assert!(all_ids.insert(id.clone()), "{id} is in two streams");
             if f.get("type").map(String::as_str) != Some("message") {
                 continue;
@@ -317,8 +303,7 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
         ("behind", "third new post"),
     ] {
         if c == "ahead" {
-            let (st, _) = post(&base, "/api/channels/ahead/join", &t, json!({})).await;
-            assert_eq!(st, 204);
+            join(&base, &t, "ahead").await;
         }
         let (st, v) = post(
             &base,
@@ -333,11 +318,10 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
         written.push((c.to_string(), text.to_string(), id));
     }
     // Joins (a new channel's creation), voice messages and posts after a deleted top.
-    let (st, _) = post(&base, "/api/channels", &t, json!({"name": "third"})).await;
-    assert_eq!(st, 201);
-    let join = entries(&redis, "third").await.pop().unwrap();
-    assert_eq!(join.1["type"], "join");
-    check_new(&join.0, "join");
+    create_channel(&base, &t, "third").await;
+    let (join_id, join_fields) = redis.stream("third").await.pop().unwrap();
+    assert_eq!(join_fields["type"], "join");
+    check_new(&join_id, "join");
     let res = http()
         .post(format!("{base}/api/channels/third/voice"))
         .bearer_auth(&t)
@@ -350,8 +334,7 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
     let v: Value = res.json().await.unwrap();
     let voice_id = v["message"]["id"].as_str().unwrap().to_string();
     check_new(&voice_id, "voice message");
-    let (st, _) = post(&base, "/api/channels/trimmed/join", &t, json!({})).await;
-    assert_eq!(st, 204);
+    join(&base, &t, "trimmed").await;
     let (st, v) = post(
         &base,
         "/api/channels/trimmed/messages",

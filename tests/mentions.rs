@@ -62,7 +62,7 @@ async fn forty_mentions_in_one_millisecond_page_exactly() {
     let author = register(&base, "shouter").await;
     let tm = register(&base, "listener").await;
     for t in [&author, &tm] {
-        post(&base, "/api/channels/general/join", t, json!({})).await;
+        join(&base, t, "general").await;
     }
     // Mentions posted before and after, through the real post path.
     let mut expected = Vec::new();
@@ -183,13 +183,13 @@ async fn mentions_posted_at_once_from_many_sockets_page_exactly() {
     let a = node(s.clone());
     let b = node(s);
     let tm = register(&a.http_url(), "popular").await;
-    post(&a.http_url(), "/api/channels/general/join", &tm, json!({})).await;
+    join(&a.http_url(), &tm, "general").await;
     // Four authors on two nodes post at the same time, so mentions crowd into few milliseconds.
     let mut tasks = Vec::new();
     for w in 0..4 {
         let n = if w % 2 == 0 { &a } else { &b };
         let t = register(&n.http_url(), &format!("fan{w}")).await;
-        post(&n.http_url(), "/api/channels/general/join", &t, json!({})).await;
+        join(&n.http_url(), &t, "general").await;
         let mut ws = Ws::connect(n, Some(&t)).await;
         tasks.push(tokio::spawn(async move {
             for i in 0..15 {

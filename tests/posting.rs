@@ -54,15 +54,6 @@ async fn answer(res: reqwest::Response) -> (u16, Option<u64>, Value) {
     )
 }
 
-async fn xlen(redis: &TestRedis, key: &str) -> u64 {
-    let mut conn = redis.conn().await;
-    redis::cmd("XLEN")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
 /// Sends a `post` frame and returns the answer to it (`posted` or `error`).
 async fn ws_post(ws: &mut Ws, channel: &str, text: &str, client_id: Option<&str>) -> Value {
     ws.send(
@@ -91,14 +82,9 @@ async fn sockets_rest_and_voice_on_every_node_share_one_posting_budget() {
     let t = register(&ba, "chatty").await;
     let other = register(&ba, "calm").await;
     for tok in [&t, &other] {
-        assert_eq!(
-            post(&ba, "/api/channels/general/join", tok, json!({}))
-                .await
-                .0,
-            204
-        );
+        join(&ba, tok, "general").await;
     }
-    let before = xlen(&redis, "channel:general").await;
+    let before = redis.xlen("channel:general").await;
 
     // Five posts, spread over REST on node A, a socket on node B and a voice upload on A.
     for i in 0..2 {
@@ -154,10 +140,10 @@ async fn sockets_rest_and_voice_on_every_node_share_one_posting_budget() {
     assert_eq!(v["error"]["payload"]["client_id"], "c-9");
 
     // Nothing refused was stored, and other users post as before.
-    assert_eq!(xlen(&redis, "channel:general").await, before + 5);
+    assert_eq!(redis.xlen("channel:general").await, before + 5);
     let (status, _, _) = post_text(&bb, "general", &other, json!({"text": "still fine"})).await;
     assert_eq!(status, 201);
-    assert_eq!(xlen(&redis, "channel:general").await, before + 6);
+    assert_eq!(redis.xlen("channel:general").await, before + 6);
 }
 
 #[tokio::test]
@@ -169,7 +155,7 @@ async fn the_posting_budget_comes_back_after_the_window() {
     let a = node(s);
     let base = a.http_url();
     let t = register(&base, "patient").await;
-    post(&base, "/api/channels/general/join", &t, json!({})).await;
+    join(&base, &t, "general").await;
     let (status, _, _) = post_text(&base, "general", &t, json!({"text": "first"})).await;
     assert_eq!(status, 201);
     let (status, retry, _) = post_text(&base, "general", &t, json!({"text": "second"})).await;
@@ -193,15 +179,11 @@ async fn a_resent_client_id_is_stored_once_across_nodes_and_paths() {
     let t = register(&ba, "resender").await;
     let tm = register(&ba, "mentioned").await;
     for tok in [&t, &tm] {
-        post(&ba, "/api/channels/general/join", tok, json!({})).await;
+        join(&ba, tok, "general").await;
     }
-    post(&ba, "/api/channels", &t, json!({"name": "elsewhere"})).await;
-    let mut watcher = Ws::connect(&b, Some(&tm)).await;
-    watcher
-        .send(json!({"type": "subscribe", "subscribe": {"channels": ["general"]}}))
-        .await;
-    watcher.recv_type("subscribed").await;
-    let before = xlen(&redis, "channel:general").await;
+    create_channel(&ba, &t, "elsewhere").await;
+    let mut watcher = Ws::subscribed(&b, &tm, &["general"]).await;
+    let before = redis.xlen("channel:general").await;
 
     // The first post, then the same client_id again on this socket, after a reconnect to the
     // other node, and over REST on both nodes: every answer names the first message.
@@ -228,7 +210,7 @@ async fn a_resent_client_id_is_stored_once_across_nodes_and_paths() {
         assert_eq!(v["message"]["created_at"], first["posted"]["created_at"]);
         assert_eq!(v["message"]["text"], "hello @mentioned");
     }
-    assert_eq!(xlen(&redis, "channel:general").await, before + 1);
+    assert_eq!(redis.xlen("channel:general").await, before + 1);
     let mut conn = redis.conn().await;
     let mentions: u64 = redis::cmd("ZCARD")
         .arg("mentions:mentioned")
@@ -236,16 +218,20 @@ async fn a_resent_client_id_is_stored_once_across_nodes_and_paths() {
         .await
         .unwrap();
     assert_eq!(mentions, 1, "mentioned once");
-    // Subscribers saw the message once, and the mentioned user one mention.
-    let mut seen = Vec::new();
-    while let Some(v) = watcher.try_recv(Duration::from_millis(700)).await {
-        if v["type"] == "message" || v["type"] == "mention" {
-            seen.push((
-                v["type"].clone(),
-                v[v["type"].as_str().unwrap()]["id"].clone(),
-            ));
-        }
-    }
+    // Subscribers saw the message once, and the mentioned user one mention, before a marker
+    // the mentioned user posts after all the repeats.
+    let (status, _, _) = post_text(&ba, "general", &tm, json!({"text": "marker"})).await;
+    assert_eq!(status, 201);
+    let mut seen: Vec<(Value, Value)> = watcher
+        .read_to_marker(message_with("general", "marker"), |_| false)
+        .await
+        .into_iter()
+        .filter(|v| v["type"] == "message" || v["type"] == "mention")
+        .map(|v| {
+            let kind = v["type"].as_str().unwrap().to_string();
+            (json!(kind), v[&kind]["id"].clone())
+        })
+        .collect();
     seen.sort_by_key(|(t, _)| t.to_string());
     assert_eq!(
         seen,
@@ -296,8 +282,8 @@ async fn a_resent_voice_upload_is_stored_once() {
     let a = node(s.clone());
     let b = node(s);
     let t = register(&a.http_url(), "speaker").await;
-    post(&a.http_url(), "/api/channels/general/join", &t, json!({})).await;
-    let before = xlen(&redis, "channel:general").await;
+    join(&a.http_url(), &t, "general").await;
+    let before = redis.xlen("channel:general").await;
     let path = "/api/channels/general/voice?client_id=v-1";
     let (status, _, first) = upload(&a.http_url(), path, &t, silence_wav(8_000, 1)).await;
     assert_eq!(status, 202, "{first}");
@@ -308,13 +294,8 @@ async fn a_resent_voice_upload_is_stored_once() {
         again["message"]["voice"]["audio"],
         first["message"]["voice"]["audio"]
     );
-    assert_eq!(xlen(&redis, "channel:general").await, before + 1);
-    let mut conn = redis.conn().await;
-    let audio: Vec<String> = redis::cmd("KEYS")
-        .arg("audio:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    assert_eq!(redis.xlen("channel:general").await, before + 1);
+    let audio = redis.keys("audio:*").await;
     assert_eq!(audio.len(), 1, "one copy of the audio");
     let (status, _, v) = upload(
         &a.http_url(),
@@ -327,5 +308,5 @@ async fn a_resent_voice_upload_is_stored_once() {
         (status, v["error"]["code"].as_str()),
         (400, Some("invalid_body"))
     );
-    assert_eq!(xlen(&redis, "channel:general").await, before + 1);
+    assert_eq!(redis.xlen("channel:general").await, before + 1);
 }

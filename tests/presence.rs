@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
 
@@ -16,20 +14,6 @@ async fn presence_of(ws: &mut Ws, username: &str) -> bool {
             return v["presence"]["online"].as_bool().unwrap();
         }
     }
-}
-
-/// Every presence frame the socket gets within `wait`, as (username, online).
-async fn presence_frames(ws: &mut Ws, wait: Duration) -> Vec<(String, bool)> {
-    let mut seen = Vec::new();
-    while let Some(v) = ws.try_recv(wait).await {
-        if v["type"] == "presence" {
-            seen.push((
-                v["presence"]["username"].as_str().unwrap().to_string(),
-                v["presence"]["online"].as_bool().unwrap(),
-            ));
-        }
-    }
-    seen
 }
 
 /// Connects a chatnode-family socket and waits until it has seen its own user come online, so
@@ -51,20 +35,14 @@ async fn presence_reaches_people_who_share_a_channel_or_a_dm_and_nobody_else() {
     let bob = register(&ub, "bob").await;
     let carol = register(&ua, "carol").await;
     let dave = register(&ub, "dave").await;
-    assert_eq!(
-        post(&ua, "/api/channels", &alice, json!({"name": "porch"}))
-            .await
-            .0,
-        201
-    );
-    assert_eq!(
-        post(&ub, "/api/channels/porch/join", &bob, json!({}))
-            .await
-            .0,
-        204
-    );
+    create_channel(&ua, &alice, "porch").await;
+    join(&ub, &bob, "porch").await;
 
-    // Alice and Carol (who shares nothing with anyone) watch on node a.
+    // Alice and Carol (who shares nothing with them) watch on node a.
+    // Erin shares a channel with Carol alone; her coming online later is Carol's marker.
+    let erin = register(&ub, "erin").await;
+    create_channel(&ua, &carol, "nook").await;
+    join(&ub, &erin, "nook").await;
     let mut wa = online(&a, &alice, "alice").await;
     let mut wc = online(&a, &carol, "carol").await;
 
@@ -94,9 +72,12 @@ async fn presence_reaches_people_who_share_a_channel_or_a_dm_and_nobody_else() {
     gone.sort();
     assert_eq!(gone, ["bob", "dave"]);
 
-    // Carol shares nothing with them: none of it reached her (Alice's online preceded hers).
-    let carol_saw = presence_frames(&mut wc, Duration::from_millis(500)).await;
-    assert!(carol_saw.is_empty(), "carol heard of {carol_saw:?}");
+    // Carol shares nothing with them: none of it reached her (Alice's online preceded hers)
+    // before Erin, who shares a channel with her, came online after it all.
+    let _we = online(&b, &erin, "erin").await;
+    let erin_online = |v: &Value| v["presence"] == json!({"username": "erin", "online": true});
+    wc.read_to_marker(erin_online, |v| v["type"] == "presence")
+        .await;
     // But she can always read who is online.
     let (_, list) = get(&ua, "/api/users/online", &carol).await;
     assert!(list.to_string().contains("\"alice\""), "{list}");

@@ -9,38 +9,15 @@ use common::*;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-async fn subscribe(ws: &mut Ws, channels: &[&str]) {
-    ws.send(json!({"type": "subscribe", "subscribe": {"channels": channels}}))
-        .await;
-    for _ in channels {
-        ws.recv_type("subscribed").await;
-    }
-}
-
 #[tokio::test]
 async fn two_nodes_chat_in_a_channel_in_stream_order() {
     let redis = TestRedis::start().await;
-    let a = node(settings(&redis.url()));
-    let b = node(settings(&redis.url()));
-    let ta = register(&a.http_url(), "alice").await;
-    let tb = register(&b.http_url(), "bob").await;
-    assert_eq!(
-        post(
-            &a.http_url(),
-            "/api/channels",
-            &ta,
-            json!({"name": "lobby"})
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        post(&b.http_url(), "/api/channels/lobby/join", &tb, json!({}))
-            .await
-            .0,
-        204
-    );
+    let ChannelOnTwoNodes {
+        a,
+        b,
+        owner: ta,
+        member: tb,
+    } = two_nodes_one_channel(settings(&redis.url()), "lobby", "alice", "bob").await;
 
     let mut wa = Ws::connect(&a, Some(&ta)).await;
     let mut wb = Ws::connect(&b, Some(&tb)).await;
@@ -98,17 +75,17 @@ async fn two_nodes_chat_in_a_channel_in_stream_order() {
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(stored, ids(&seen_a), "live order is the stream order");
+    // Each sender's messages arrive whole and in the order sent.
     let texts: Vec<&str> = seen_b.iter().map(|m| m["text"].as_str().unwrap()).collect();
-    for i in 0..15 {
-        assert!(texts.contains(&format!("alice {i}").as_str()));
-        assert!(texts.contains(&format!("bob {i}").as_str()));
+    for sender in ["alice", "bob"] {
+        let theirs: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| t.starts_with(sender))
+            .collect();
+        let sent: Vec<String> = (0..15).map(|i| format!("{sender} {i}")).collect();
+        assert_eq!(theirs, sent, "{sender}'s messages keep their order");
     }
-    let alice_order: Vec<&&str> = texts.iter().filter(|t| t.starts_with("alice")).collect();
-    assert_eq!(alice_order[0], &"alice 0");
-    assert_eq!(
-        alice_order[14], &"alice 14",
-        "one sender's messages keep their order"
-    );
     // Drain Alice's remaining `posted` acknowledgements.
     while posted < 15 {
         if wa.recv_type("posted").await["type"] == "posted" {
@@ -173,7 +150,10 @@ async fn direct_messages_are_private() {
     )
     .await;
     assert_eq!(s, 403);
-    let mut wc = Ws::connect(&a, Some(&tc)).await;
+    // Cat's socket listens to a channel she may read, where the marker will come.
+    join(&a.http_url(), &tc, "general").await;
+    join(&a.http_url(), &ta, "general").await;
+    let mut wc = Ws::subscribed(&a, &tc, &["general"]).await;
     wc.send(json!({"type": "subscribe", "subscribe": {"channels": [dm]}}))
         .await;
     let e = wc.recv_type("error").await;
@@ -204,9 +184,19 @@ async fn direct_messages_are_private() {
         .clone();
     assert_eq!(entry["kind"], "dm");
     assert_eq!(entry["peer"], "amy");
-    while let Some(v) = wc.try_recv(Duration::from_millis(300)).await {
-        assert_ne!(v["type"], "message", "cat hears no message: {v}");
-    }
+    // After the refused subscribe and resume, the pair talks on: Ben hears it, Cat hears
+    // nothing of it before the marker Amy posts to general next.
+    wa.send(json!({"type": "post", "post": {"channel": dm, "text": "after the refusals"}}))
+        .await;
+    wb.read_to_marker(message_with(&dm, "after the refusals"), |_| false)
+        .await;
+    post_message(&a.http_url(), &ta, "general", "marker").await;
+    let dm_frame = |v: &Value| {
+        v["type"] != "error"
+            && (v.to_string().contains(&dm) || v.to_string().contains("after the refusals"))
+    };
+    wc.read_to_marker(message_with("general", "marker"), dm_frame)
+        .await;
 }
 
 #[tokio::test]
@@ -216,8 +206,7 @@ async fn history_pages_unread_and_channel_rules() {
     let base = n.http_url();
     let t = register(&base, "writer").await;
     let r = register(&base, "reader").await;
-    let (s, v) = post(&base, "/api/channels", &t, json!({"name": "news"})).await;
-    assert_eq!(s, 201, "{v}");
+    create_channel(&base, &t, "news").await;
     assert_eq!(
         post(&base, "/api/channels", &t, json!({"name": "news"}))
             .await
@@ -236,12 +225,7 @@ async fn history_pages_unread_and_channel_rules() {
             .0,
         404
     );
-    assert_eq!(
-        post(&base, "/api/channels/news/join", &r, json!({}))
-            .await
-            .0,
-        204
-    );
+    join(&base, &r, "news").await;
     let mut ids = Vec::new();
     for i in 0..25 {
         let (s, v) = post(
@@ -383,32 +367,15 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     let mut s = settings(&redis.url());
     s.presence.ttl_secs = 3;
     s.presence.refresh_interval_secs = 1;
-    let a = node(s.clone());
-    let b = node(s.clone());
-    let ta = register(&a.http_url(), "watcher").await;
-    let tb = register(&b.http_url(), "walker").await;
     // Presence goes to people who share a channel (tests/presence.rs): these two do.
-    assert_eq!(
-        post(
-            &a.http_url(),
-            "/api/channels",
-            &ta,
-            json!({"name": "street"})
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        post(&b.http_url(), "/api/channels/street/join", &tb, json!({}))
-            .await
-            .0,
-        204
-    );
-    let mut wa = Ws::connect(&a, Some(&ta)).await;
-    wa.recv_type("authorized").await;
-    let mut wb = Ws::connect(&b, Some(&tb)).await;
-    wb.recv_type("authorized").await;
+    let ChannelOnTwoNodes {
+        a,
+        b,
+        owner: ta,
+        member: tb,
+    } = two_nodes_one_channel(s, "street", "watcher", "walker").await;
+    let mut wa = Ws::signed_in(&a, &ta).await;
+    let _wb = Ws::signed_in(&b, &tb).await;
     loop {
         let v = wa.recv_type("presence").await;
         if v["presence"]["username"] == "walker" {
@@ -462,23 +429,18 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
     // One user posts faster than the default posting budget allows.
     let mut s = settings(&redis.url());
     s.ws.rate_limit_messages = 10_000;
-    let a = node(s.clone());
-    let b = node(s);
-    let ta = register(&a.http_url(), "sender").await;
-    let tb = register(&b.http_url(), "listener").await;
-    post(
-        &a.http_url(),
-        "/api/channels",
-        &ta,
-        json!({"name": "stream"}),
-    )
-    .await;
-    post(&b.http_url(), "/api/channels/stream/join", &tb, json!({})).await;
-    let mut wb = Ws::connect(&b, Some(&tb)).await;
-    subscribe(&mut wb, &["stream"]).await;
+    let ChannelOnTwoNodes {
+        a,
+        b,
+        owner: ta,
+        member: tb,
+    } = two_nodes_one_channel(s, "stream", "sender", "listener").await;
+    let mut wb = Ws::subscribed(&b, &tb, &["stream"]).await;
     let base = a.http_url();
     let total = 120;
+    let ta2 = ta.clone();
     let sender = tokio::spawn(async move {
+        let ta = ta2;
         for i in 0..total {
             let (s, _) = post(
                 &base,
@@ -524,12 +486,10 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
         (0..total).collect::<Vec<_>>(),
         "every message once, in order"
     );
-    assert!(
-        wb.try_recv(Duration::from_millis(500))
-            .await
-            .is_none_or(|v| v["type"] != "message"),
-        "no duplicates"
-    );
+    // No duplicate arrives before a last message posted after them all.
+    post_message(&a.http_url(), &ta, "stream", "end").await;
+    wb.read_to_marker(message_with("stream", "end"), any_message_of("stream"))
+        .await;
     let metrics = metrics_text(&b.http_url()).await;
     let line = metrics
         .lines()
@@ -544,26 +504,14 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
 #[tokio::test]
 async fn resume_replays_exactly_what_was_missed() {
     let redis = TestRedis::start().await;
-    let a = node(settings(&redis.url()));
-    let b = node(settings(&redis.url()));
-    let ta = register(&a.http_url(), "roamer").await;
-    let tb = register(&b.http_url(), "poster").await;
-    post(
-        &b.http_url(),
-        "/api/channels",
-        &tb,
-        json!({"name": "resumable"}),
-    )
-    .await;
-    post(
-        &a.http_url(),
-        "/api/channels/resumable/join",
-        &ta,
-        json!({}),
-    )
-    .await;
-    let mut ws = Ws::connect(&a, Some(&ta)).await;
-    subscribe(&mut ws, &["resumable"]).await;
+    // The poster's node is `b` here, the roamer's first node `a`.
+    let ChannelOnTwoNodes {
+        a: b,
+        b: a,
+        owner: tb,
+        member: ta,
+    } = two_nodes_one_channel(settings(&redis.url()), "resumable", "poster", "roamer").await;
+    let mut ws = Ws::subscribed(&a, &ta, &["resumable"]).await;
     for i in 0..3 {
         post(
             &b.http_url(),
@@ -607,18 +555,17 @@ async fn resume_replays_exactly_what_was_missed() {
         }
     }
     assert_eq!(replayed, ["missed 0", "missed 1", "missed 2", "missed 3"]);
-    post(
-        &a.http_url(),
-        "/api/channels/resumable/messages",
-        &tb,
-        json!({"text": "live"}),
-    )
-    .await;
-    assert_eq!(ws.recv_message("resumable").await["text"], "live");
-    assert!(ws
-        .try_recv(Duration::from_millis(300))
+    post_message(&a.http_url(), &tb, "resumable", "live").await;
+    post_message(&a.http_url(), &tb, "resumable", "end").await;
+    // Only the live message comes between: nothing replayed twice.
+    let between: Vec<Value> = ws
+        .read_to_marker(message_with("resumable", "end"), |_| false)
         .await
-        .is_none_or(|v| v["type"] != "message"));
+        .into_iter()
+        .filter(|v| v["type"] == "message")
+        .map(|v| v["message"]["text"].clone())
+        .collect();
+    assert_eq!(between, [json!("live")]);
 }
 
 #[tokio::test]
@@ -636,7 +583,9 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
     let tfast = register(&base, "hare").await;
     post(&base, "/api/channels", &tfast, json!({"name": "flood"})).await;
     post(&base, "/api/channels/flood/join", &tslow, json!({})).await;
-    let mut slow = Ws::connect(&n, Some(&tslow)).await;
+    // The slow client's receive buffer is fixed, so what can pile up on its side is known.
+    let client_buffer = 128 * 1024;
+    let mut slow = Ws::connect_with_receive_buffer(&n, &tslow, client_buffer).await;
     subscribe(&mut slow, &["flood"]).await;
     // The slow client reads nothing from here on.
     let text = "x".repeat(60_000);
@@ -675,12 +624,31 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
         }
     };
     assert_eq!(code, Some(1013));
-    assert!(received < 600, "the queue was cut short: {received}");
+    // What reached the client before the close is the session's queue and what the socket
+    // buffers hold (the server's send buffer at its largest, the client's fixed receive
+    // buffer, which the kernel doubles): far fewer than the 600 posted.
+    let in_buffers = (tcp_buffer_max("tcp_wmem") + 2 * client_buffer as usize) / 60_000;
+    let bound = 16 + in_buffers + 1;
+    assert!(
+        received <= bound,
+        "the queue was cut short: {received} frames arrived, at most {bound} fit"
+    );
     let gauge = metrics
         .lines()
         .find(|l| l.starts_with("chatnode_ws_connections "))
         .unwrap();
     assert_eq!(gauge, "chatnode_ws_connections 0", "the session is gone");
+}
+
+/// The largest size a TCP socket buffer (`tcp_rmem` or `tcp_wmem`) grows to, in bytes.
+fn tcp_buffer_max(name: &str) -> usize {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 trait NextFrame {
@@ -701,7 +669,7 @@ where
 }
 
 #[tokio::test]
-async fn bad_input_gets_error_frames_and_the_socket_stays() {
+async fn bad_input_gets_error_frames_and_the_socket_stays_and_others_post_on() {
     let redis = TestRedis::start().await;
     let mut s = settings(&redis.url());
     s.ws.rate_limit_messages = 5;
@@ -790,9 +758,18 @@ async fn bad_input_gets_error_frames_and_the_socket_stays() {
     // A frame over the limit closes with 1009.
     ws.send_raw(Message::Text("z".repeat(70 * 1024))).await;
     assert_eq!(ws.recv_close(Duration::from_secs(10)).await, Some(1009));
-    // Other users are unaffected.
-    let mut other = Ws::connect(&n, Some(&t)).await;
-    other.recv_type("authorized").await;
+    // Another user signs in and posts as usual.
+    let bystander = register(&base, "bystander").await;
+    join(&base, &bystander, "general").await;
+    let mut other = Ws::signed_in(&n, &bystander).await;
+    other
+        .send(json!({"type": "post", "post": {"channel": "general", "text": "all fine"}}))
+        .await;
+    assert_eq!(other.recv_type("posted").await["type"], "posted");
+    assert_eq!(
+        post_message(&base, &bystander, "general", "still fine").await["text"],
+        "still fine"
+    );
 }
 
 #[tokio::test]
@@ -802,12 +779,20 @@ async fn typing_is_relayed_to_other_members_only() {
     let b = node(settings(&redis.url()));
     let ta = register(&a.http_url(), "typist").await;
     let tb = register(&b.http_url(), "reader2").await;
-    post(&a.http_url(), "/api/channels/general/join", &ta, json!({})).await;
-    post(&b.http_url(), "/api/channels/general/join", &tb, json!({})).await;
+    join(&a.http_url(), &ta, "general").await;
+    join(&b.http_url(), &tb, "general").await;
     let mut wa = Ws::connect(&a, Some(&ta)).await;
     let mut wb = Ws::connect(&b, Some(&tb)).await;
     subscribe(&mut wa, &["general"]).await;
     subscribe(&mut wb, &["general"]).await;
+    // Outsiders on either node, members of their own channel only.
+    let mut outsiders = Vec::new();
+    for (n, name) in [(&a, "outsider1"), (&b, "outsider2")] {
+        let t = register(&n.http_url(), name).await;
+        create_channel(&n.http_url(), &t, name).await;
+        let ws = Ws::subscribed(n, &t, &[name]).await;
+        outsiders.push((ws, t, n.http_url(), name));
+    }
     wa.send(json!({"type": "typing", "typing": {"channel": "general"}}))
         .await;
     let v = wb.recv_type("typing").await;
@@ -822,11 +807,16 @@ async fn typing_is_relayed_to_other_members_only() {
         .await
         .unwrap();
     assert_eq!(len, 2, "only the two joins are stored; typing is ephemeral");
-    let echoed = wa.try_recv(Duration::from_millis(300)).await;
-    assert!(
-        echoed.is_none_or(|v| v["type"] != "typing"),
-        "no echo to the typist"
-    );
+    // Markers after the typing: neither the typist (no echo) nor an outsider hears of it first.
+    let is_typing = |v: &Value| v["type"] == "typing";
+    post_message(&b.http_url(), &tb, "general", "marker").await;
+    wa.read_to_marker(message_with("general", "marker"), is_typing)
+        .await;
+    for (mut ws, t, base, name) in outsiders {
+        post_message(&base, &t, name, "marker").await;
+        ws.read_to_marker(message_with(name, "marker"), is_typing)
+            .await;
+    }
 }
 
 #[tokio::test]
@@ -894,11 +884,10 @@ async fn socket_sign_out_ends_the_session_everywhere_and_a_new_user_starts_clean
     let b = node(settings(&redis.url()));
     let t = register(&a.http_url(), "leaver").await;
     let t2 = register(&a.http_url(), "second").await;
-    post(&a.http_url(), "/api/channels", &t, json!({"name": "mine"})).await;
-    let mut one = Ws::connect(&a, Some(&t)).await;
-    one.recv_type("authorized").await;
-    let mut two = Ws::connect(&b, Some(&t)).await;
-    two.recv_type("authorized").await;
+    create_channel(&a.http_url(), &t, "mine").await;
+    join(&a.http_url(), &t2, "general").await;
+    let mut one = Ws::signed_in(&a, &t).await;
+    let mut two = Ws::signed_in(&b, &t).await;
     subscribe(&mut one, &["mine"]).await;
     one.send(json!({"type": "signOut"})).await;
     one.recv_type("signOut").await;
@@ -912,21 +901,16 @@ async fn socket_sign_out_ends_the_session_everywhere_and_a_new_user_starts_clean
     one.send(json!({"type": "auth", "auth": {"token": t2}}))
         .await;
     one.recv_type("authorized").await;
+    subscribe(&mut one, &["general"]).await;
     let t3 = register(&a.http_url(), "third").await;
-    post(&a.http_url(), "/api/channels/mine/join", &t3, json!({})).await;
-    post(
-        &a.http_url(),
-        "/api/channels/mine/messages",
-        &t3,
-        json!({"text": "for members"}),
-    )
-    .await;
-    while let Some(v) = one.try_recv(Duration::from_millis(400)).await {
-        assert_ne!(
-            v["type"], "message",
-            "nothing of the old subscriptions: {v}"
-        );
-    }
+    join(&a.http_url(), &t3, "mine").await;
+    join(&a.http_url(), &t3, "general").await;
+    post_message(&a.http_url(), &t3, "mine", "for members").await;
+    // The new user hears the marker in their own channel, and nothing of the old subscriptions
+    // before it.
+    post_message(&a.http_url(), &t3, "general", "marker").await;
+    one.read_to_marker(message_with("general", "marker"), any_message_of("mine"))
+        .await;
 }
 
 #[tokio::test]
@@ -997,8 +981,7 @@ async fn opening_a_dm_tells_both_people_and_post_errors_name_the_post() {
     let b = node(settings(&redis.url()));
     let ta = register(&a.http_url(), "opener").await;
     let tb = register(&b.http_url(), "invitee").await;
-    let mut wb = Ws::connect(&b, Some(&tb)).await;
-    wb.recv_type("authorized").await;
+    let mut wb = Ws::signed_in(&b, &tb).await;
     let (_, v) = post(
         &a.http_url(),
         "/api/dms",
@@ -1019,9 +1002,21 @@ async fn opening_a_dm_tells_both_people_and_post_errors_name_the_post() {
         json!({"username": "invitee"}),
     )
     .await;
-    while let Some(f) = wb.try_recv(Duration::from_millis(300)).await {
-        assert_ne!(f["type"], "channel_added", "{f}");
-    }
+    // A third person's new DM with the invitee is the marker: nothing came before it.
+    let tc = register(&a.http_url(), "third").await;
+    let (_, third) = post(
+        &a.http_url(),
+        "/api/dms",
+        &tc,
+        json!({"username": "invitee"}),
+    )
+    .await;
+    let added_for = |channel: Value| move |f: &Value| f["channel_added"]["channel"] == channel;
+    wb.read_to_marker(
+        added_for(third["channel"].clone()),
+        added_for(v["channel"].clone()),
+    )
+    .await;
     wb.send(
         json!({"type": "post", "post": {"channel": "nowhere", "text": "x", "client_id": "c-42"}}),
     )

@@ -94,14 +94,7 @@ async fn seed_003_queries_through_the_api(redis: TestRedis, expect: &str) {
     seed_003_loader(&redis).await;
     let n = node(settings(&redis.url()));
     let base = n.http_url();
-    let v: Value = http()
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = readyz(&base).await;
     assert!(v["search"].as_str().unwrap().starts_with(expect), "{v}");
     let t = register(&base, "viewer").await;
 
@@ -161,14 +154,8 @@ async fn seed_003_queries_through_the_api(redis: TestRedis, expect: &str) {
     );
 
     // New messages are searchable too.
-    post(&base, "/api/channels/tech/join", &t, json!({})).await;
-    post(
-        &base,
-        "/api/channels/tech/messages",
-        &t,
-        json!({"text": "Valkey keyspace tricks"}),
-    )
-    .await;
+    join(&base, &t, "tech").await;
+    post_message(&base, &t, "tech", "Valkey keyspace tricks").await;
     let found = eventually(Duration::from_secs(5), || async {
         let (_, v) = get(&base, "/api/search/messages?q=keyspace", &t).await;
         (v["total"] == 1).then_some(v)
@@ -221,15 +208,14 @@ async fn privacy_mentions_and_insights(redis: TestRedis) {
     )
     .await;
     for t in [&ta, &tb, &tc] {
-        post(&a.http_url(), "/api/channels/general/join", t, json!({})).await;
+        join(&a.http_url(), t, "general").await;
     }
-    let mut wb = Ws::connect(&b, Some(&tb)).await;
-    wb.recv_type("authorized").await;
-    post(
+    let mut wb = Ws::signed_in(&b, &tb).await;
+    post_message(
         &a.http_url(),
-        "/api/channels/general/messages",
         &ta,
-        json!({"text": "public plans, @Ben take a look"}),
+        "general",
+        "public plans, @Ben take a look",
     )
     .await;
     let m = wb.recv_type("mention").await;
@@ -371,17 +357,9 @@ async fn load_demo_is_idempotent_and_searchable() {
         }
     }
     let n = node(settings(&redis.url()));
-    let res = http()
-        .post(format!("{}/api/auth/login", n.http_url()))
-        .json(&json!({"username": "pablo", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let t = res.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (status, t) = login(&n.http_url(), "pablo", "password123").await;
+    assert_eq!(status, 200);
+    let t = t.unwrap();
     let (_, v) = get(
         &n.http_url(),
         "/api/search/messages?channel=cricket,tech&username=wasim",

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -157,12 +158,15 @@ async fn seed_004_client_end_to_end_across_two_nodes() {
     until(&mut bob, "channelJoin", &mut bob_log).await;
     bob.send(json!({"type": "channelMessage", "channelMessage": {"recipientUUID": "", "message": "public again"}})).await;
     until(&mut bob, "channelMessage", &mut bob_log).await;
-    while let Some(v) = alice.try_recv(Duration::from_millis(300)).await {
-        assert_ne!(
-            v["type"], "channelMessage",
-            "one joined channel per socket: {v}"
-        );
-    }
+    // Bob then writes to Alice privately: she gets that, and nothing of General before it.
+    bob.send(json!({"type": "channelMessage", "channelMessage": {"recipientUUID": alice_uuid, "message": "marker"}})).await;
+    let text_is = |text: &'static str| {
+        move |v: &Value| v["type"] == "channelMessage" && v["channelMessage"]["Message"] == text
+    };
+    let skipped = alice
+        .read_to_marker(text_is("marker"), text_is("public again"))
+        .await;
+    log.extend(skipped.iter().map(Value::to_string));
 
     // A wrong password is an error whose text the client can show.
     let mut intruder = Ws::connect(&a, None).await;
@@ -181,22 +185,28 @@ async fn seed_004_client_end_to_end_across_two_nodes() {
         "username_taken"
     );
     carol.send(json!({"type": "channelMessage", "channelMessage": {"recipientUUID": bob_uuid, "message": "to bob"}})).await;
-    // That opens carol's own DM with bob, never alice's.
-    let mut conn = redis.conn().await;
-    let dm: Vec<String> = redis::cmd("XRANGE")
-        .arg("channel:dm:alice:bob")
-        .arg("-")
-        .arg("+")
-        .query_async::<Vec<(String, Vec<String>)>>(&mut conn)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    // That lands in carol's own DM with bob (once the node has handled it), never alice's.
+    let texts = |entries: Vec<(String, HashMap<String, String>)>| {
+        entries
+            .into_iter()
+            .filter(|(_, f)| f["type"] == "message")
+            .map(|(_, f)| (f["username"].clone(), f["message"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let carols = eventually(Duration::from_secs(10), || async {
+        let t = texts(redis.stream("dm:bob:carol").await);
+        (!t.is_empty()).then_some(t)
+    })
+    .await
+    .expect("carol's message is stored");
+    assert_eq!(carols, [("carol".to_string(), "to bob".to_string())]);
     assert_eq!(
-        dm.len(),
-        1,
-        "only alice's psst is in alice and bob's channel"
+        texts(redis.stream("dm:alice:bob").await),
+        [
+            ("alice".to_string(), "psst".to_string()),
+            ("bob".to_string(), "marker".to_string())
+        ],
+        "alice and bob's channel holds their own messages only"
     );
 
     alice

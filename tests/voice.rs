@@ -381,14 +381,6 @@ async fn upload(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-async fn subscribe(ws: &mut Ws, channels: &[&str]) {
-    ws.send(json!({"type": "subscribe", "subscribe": {"channels": channels}}))
-        .await;
-    for _ in channels {
-        ws.recv_type("subscribed").await;
-    }
-}
-
 /// The next event of `channel` of type `kind` on a socket.
 async fn recv_kind(ws: &mut Ws, channel: &str, kind: &str, wait: Duration) -> Value {
     let deadline = Instant::now() + wait;
@@ -409,46 +401,7 @@ async fn recv_kind(ws: &mut Ws, channel: &str, kind: &str, wait: Duration) -> Va
 
 /// Two users, `alice` owning channel `lobby` and `bob` in it; tokens.
 async fn lobby(a: &NodeHandle, b: &NodeHandle) -> (String, String) {
-    let ta = register(&a.http_url(), "alice").await;
-    let tb = register(&b.http_url(), "bob").await;
-    assert_eq!(
-        post(
-            &a.http_url(),
-            "/api/channels",
-            &ta,
-            json!({"name": "lobby"})
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        post(&b.http_url(), "/api/channels/lobby/join", &tb, json!({}))
-            .await
-            .0,
-        204
-    );
-    (ta, tb)
-}
-
-async fn keys_matching(redis: &TestRedis, pattern: &str) -> Vec<String> {
-    let mut conn = redis.conn().await;
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    keys.sort();
-    keys
-}
-
-async fn xlen(redis: &TestRedis, key: &str) -> u64 {
-    let mut conn = redis.conn().await;
-    redis::cmd("XLEN")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    channel_with_member(a, b, "lobby", "alice", "bob").await
 }
 
 /// Stream entries of a channel of one type.
@@ -457,15 +410,9 @@ async fn stream_kinds(
     channel: &str,
     kind: &str,
 ) -> Vec<HashMap<String, String>> {
-    let mut conn = redis.conn().await;
-    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(format!("channel:{channel}"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    redis
+        .stream(channel)
         .await
-        .unwrap();
-    entries
         .into_iter()
         .filter(|(_, f)| f.get("type").map(String::as_str) == Some(kind))
         .map(|(_, f)| f)
@@ -483,9 +430,8 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     let b = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
     let (ta, tb) = lobby(&a, &b).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&b, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
-    let before = xlen(&redis, "channel:lobby").await;
+    let mut ws = Ws::subscribed(&b, &tb, &["lobby"]).await;
+    let before = redis.xlen("channel:lobby").await;
 
     // 44.1 kHz stereo: stored as sent, sent to the engine as 16 kHz mono.
     let wav = tone_wav(44_100, 2, 1.5);
@@ -514,7 +460,7 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     assert_eq!(t["voice"]["state"], "done");
     assert_eq!(t["voice"]["engine"], "deepgram");
     assert_eq!(t["voice"]["confidence"], 0.98);
-    assert_eq!(xlen(&redis, "channel:lobby").await, before + 2);
+    assert_eq!(redis.xlen("channel:lobby").await, before + 2);
 
     // What Deepgram was sent: its documented request, the clip as 16 kHz mono WAV.
     let seen = standin.seen();
@@ -595,7 +541,7 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     assert_eq!(h["transcript_state"], "done");
     assert_eq!(h["audio"], audio);
     assert_eq!(
-        xlen(&redis, "voice:jobs").await,
+        redis.xlen("voice:jobs").await,
         0,
         "finished jobs leave the queue"
     );
@@ -647,7 +593,7 @@ async fn only_readers_hear_audio_and_only_members_post_it() {
     );
     let (status, _) = upload(&a.http_url(), "nowhere", &ta, "audio/wav", wav.clone()).await;
     assert_eq!(status, 404);
-    assert_eq!(keys_matching(&redis, "audio:*").await.len(), 1);
+    assert_eq!(redis.keys("audio:*").await.len(), 1);
 }
 
 #[tokio::test]
@@ -657,7 +603,7 @@ async fn bad_audio_is_refused_with_the_right_error_and_nothing_is_stored() {
     let a = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
     let (ta, _) = lobby(&a, &a).await;
     wait_transcriber(&a).await;
-    let stream_before = xlen(&redis, "channel:lobby").await;
+    let stream_before = redis.xlen("channel:lobby").await;
     let base = a.http_url();
     let good = tone_wav(16_000, 1, 2.0);
 
@@ -771,9 +717,9 @@ async fn bad_audio_is_refused_with_the_right_error_and_nothing_is_stored() {
             );
         }
     }
-    assert!(keys_matching(&redis, "audio*").await.is_empty());
-    assert_eq!(xlen(&redis, "channel:lobby").await, stream_before);
-    assert_eq!(xlen(&redis, "voice:jobs").await, 0);
+    assert!(redis.keys("audio*").await.is_empty());
+    assert_eq!(redis.xlen("channel:lobby").await, stream_before);
+    assert_eq!(redis.xlen("voice:jobs").await, 0);
     assert!(standin.seen().is_empty());
 
     // The limits come from the settings.
@@ -831,7 +777,7 @@ async fn without_a_transcriber_voice_messages_are_stored_and_marked_unavailable(
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.bytes().await.unwrap().as_ref(), wav.as_slice());
-    assert_eq!(xlen(&redis, "voice:jobs").await, 0, "no job is queued");
+    assert_eq!(redis.xlen("voice:jobs").await, 0, "no job is queued");
     let (_, page) = get(&a.http_url(), "/api/channels/lobby/messages", &tb).await;
     assert_eq!(
         page["messages"].as_array().unwrap().last().unwrap()["voice"]["state"],
@@ -853,8 +799,7 @@ async fn remote_engine_errors_retry_within_bounds_then_fail_with_a_reason() {
     let a = node(s);
     let (ta, tb) = lobby(&a, &a).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     let wav = || tone_wav(16_000, 1, 0.5);
     let wait = Duration::from_secs(30);
 
@@ -889,8 +834,7 @@ async fn remote_engine_errors_retry_within_bounds_then_fail_with_a_reason() {
     drop(a);
     let a = node(s);
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     upload(&a.http_url(), "lobby", &ta, "audio/wav", wav()).await;
     let t = recv_kind(&mut ws, "lobby", "transcript", wait).await;
     assert_eq!(t["voice"]["state"], "failed");
@@ -910,8 +854,7 @@ async fn remote_engine_errors_retry_within_bounds_then_fail_with_a_reason() {
     s.voice.request_timeout_secs = 1;
     let a = node(s);
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     standin.set(Mode::Slow(Duration::from_secs(3), "too late".into()));
     upload(&a.http_url(), "lobby", &ta, "audio/wav", wav()).await;
     let t = recv_kind(&mut ws, "lobby", "transcript", wait).await;
@@ -922,7 +865,7 @@ async fn remote_engine_errors_retry_within_bounds_then_fail_with_a_reason() {
         "{err}"
     );
     assert_eq!(stream_kinds(&redis, "lobby", "transcript").await.len(), 4);
-    assert_eq!(xlen(&redis, "voice:jobs").await, 0);
+    assert_eq!(redis.xlen("voice:jobs").await, 0);
 }
 
 #[tokio::test]
@@ -934,8 +877,7 @@ async fn openai_compatible_engine_sends_multipart_and_reads_text() {
     let a = node(s);
     let (ta, tb) = lobby(&a, &a).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&a, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
     // espeak-ng speaks at 22.05 kHz; the engine gets 16 kHz.
     let speech = espeak("A voice message for a compatible server.");
     let secs = wav_shape(&speech).unwrap().2;
@@ -992,8 +934,7 @@ async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_o
     let b = node(sb);
     let (_, tb) = lobby(&a, &b).await;
     wait_transcriber(&a).await;
-    let mut ws = Ws::connect(&b, Some(&tb)).await;
-    subscribe(&mut ws, &["lobby"]).await;
+    let mut ws = Ws::subscribed(&b, &tb, &["lobby"]).await;
     let (status, v) = upload(
         &b.http_url(),
         "lobby",
@@ -1043,11 +984,13 @@ async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_o
         .await
         .unwrap();
     assert!(p.is_empty(), "nothing left pending: {p:?} (was {owner})");
-    // Exactly once: one transcript event, one result, nothing more arrives.
-    assert!(ws
-        .try_recv(Duration::from_secs(4))
-        .await
-        .is_none_or(|v| v["message"]["type"] != "transcript"));
+    // Exactly once: one transcript event, one result, and no second transcript arrives before
+    // a message posted after a claim interval more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    post_message(&b.http_url(), &tb, "lobby", "marker").await;
+    let is_transcript = |v: &Value| v["message"]["type"] == "transcript";
+    ws.read_to_marker(message_with("lobby", "marker"), is_transcript)
+        .await;
     assert_eq!(stream_kinds(&redis, "lobby", "transcript").await.len(), 1);
     assert_eq!(standin.seen().len(), 2);
     drop(c);
@@ -1065,8 +1008,7 @@ async fn search_finds_voice_messages_by_their_transcript() {
         let a = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
         let (ta, tb) = lobby(&a, &a).await;
         wait_transcriber(&a).await;
-        let mut ws = Ws::connect(&a, Some(&tb)).await;
-        subscribe(&mut ws, &["lobby"]).await;
+        let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
         let (_, v) = upload(
             &a.http_url(),
             "lobby",
@@ -1146,16 +1088,23 @@ mod whisper {
 
     pub const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/whisper-base");
 
-    /// The model folder, or None (the test is skipped, unless CHATNODE_REQUIRE_WHISPER=1).
+    /// The model folder. A missing model fails the test: a build with `--features whisper` is
+    /// meant to test Whisper. CHATNODE_SKIP_WHISPER=1 skips these tests instead (and says so),
+    /// unless CHATNODE_REQUIRE_WHISPER=1 asks for them.
     pub fn model() -> Option<String> {
+        if std::env::var("CHATNODE_SKIP_WHISPER").as_deref() == Ok("1")
+            && std::env::var("CHATNODE_REQUIRE_WHISPER").as_deref() != Ok("1")
+        {
+            eprintln!("skipped: CHATNODE_SKIP_WHISPER=1");
+            return None;
+        }
         if std::path::Path::new(MODEL).join("model.bin").is_file() {
             return Some(MODEL.to_string());
         }
-        if std::env::var("CHATNODE_REQUIRE_WHISPER").as_deref() == Ok("1") {
-            panic!("no Whisper model in {MODEL}: run scripts/fetch-whisper-model.sh");
-        }
-        eprintln!("skipped: no Whisper model in {MODEL} (run scripts/fetch-whisper-model.sh)");
-        None
+        panic!(
+            "no Whisper model in {MODEL}: run scripts/fetch-whisper-model.sh \
+             (or set CHATNODE_SKIP_WHISPER=1 to skip the local Whisper tests)"
+        );
     }
 
     pub fn whisper_settings(redis_url: &str, model: &str) -> Settings {
@@ -1183,8 +1132,7 @@ mod whisper {
         let b = node(sb);
         let (ta, tb) = lobby(&a, &b).await;
         wait_transcriber(&a).await;
-        let mut ws = Ws::connect(&b, Some(&tb)).await;
-        subscribe(&mut ws, &["lobby"]).await;
+        let mut ws = Ws::subscribed(&b, &tb, &["lobby"]).await;
         let (mut errors, mut total) = (0, 0);
         for (sentence, allowed) in SENTENCES {
             let (status, v) =
@@ -1312,8 +1260,17 @@ mod whisper {
         kb / 1024.0
     }
 
+    /// Bounds on a queue of clips, with room above what docs/VOICE.md measured on a machine not
+    /// otherwise busy (51-55 s for 102.7 s of audio; 7 MiB between the first clip and the peak,
+    /// 308 MiB at the peak). Under heavy load from other work the time bound can fail.
+    const QUEUE_MAX_REAL_TIME: f64 = 1.0;
+    const QUEUE_MAX_GROWTH_MIB: f64 = 64.0;
+    const QUEUE_MAX_PEAK_MIB: f64 = 600.0;
+
     /// The figures in docs/VOICE.md: 20 clips queued at once on one node, time from upload
-    /// to transcript on a socket, and memory. Slow: run it by name with `--ignored`.
+    /// to transcript on a socket, and memory; every clip is transcribed once and well, the queue
+    /// takes no longer than the audio lasts, and memory does not grow from clip to clip. Slow:
+    /// run it by name with `--ignored`.
     #[tokio::test]
     #[ignore]
     async fn queue_of_twenty_clips_latency_and_memory() {
@@ -1324,27 +1281,27 @@ mod whisper {
         let (ta, tb) = lobby(&a, &a).await;
         wait_transcriber(&a).await;
         let rss_loaded = rss_mib();
-        let mut ws = Ws::connect(&a, Some(&tb)).await;
-        subscribe(&mut ws, &["lobby"]).await;
-        let mut sentences: Vec<String> = Vec::new();
+        let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
+        // (sentence, word errors allowed)
+        let mut sentences: Vec<(String, usize)> = Vec::new();
         for i in 0..20 {
-            let (s, _) = SENTENCES[i % SENTENCES.len()];
+            let (s, allowed) = SENTENCES[i % SENTENCES.len()];
             sentences.push(if i % 4 == 3 {
-                format!("{s} {s} {s}")
+                (format!("{s} {s} {s}"), 3 * allowed)
             } else {
-                s.to_string()
+                (s.to_string(), allowed)
             });
         }
-        let clips: Vec<Vec<u8>> = sentences.iter().map(|s| espeak(s)).collect();
+        let clips: Vec<Vec<u8>> = sentences.iter().map(|(s, _)| espeak(s)).collect();
         let audio_s: f64 = clips.iter().map(|c| wav_shape(c).unwrap().2).sum();
-        let mut sent: HashMap<String, Instant> = HashMap::new();
+        let mut sent: HashMap<String, (Instant, (String, usize))> = HashMap::new();
         let start = Instant::now();
-        for c in clips {
+        for (c, sentence) in clips.into_iter().zip(sentences) {
             let (status, v) = upload(&a.http_url(), "lobby", &ta, "audio/wav", c).await;
             assert_eq!(status, 202);
             sent.insert(
                 v["message"]["id"].as_str().unwrap().to_string(),
-                Instant::now(),
+                (Instant::now(), sentence),
             );
         }
         let mut latencies = Vec::new();
@@ -1353,7 +1310,14 @@ mod whisper {
         while latencies.len() < 20 {
             let t = recv_kind(&mut ws, "lobby", "transcript", Duration::from_secs(600)).await;
             let id = t["voice"]["message_id"].as_str().unwrap();
-            latencies.push(sent[id].elapsed().as_secs_f64());
+            let (at, (sentence, allowed)) = sent
+                .remove(id)
+                .unwrap_or_else(|| panic!("a second or unknown transcript: {t}"));
+            latencies.push(at.elapsed().as_secs_f64());
+            assert_eq!(t["voice"]["state"], "done", "{t}");
+            let heard = t["text"].as_str().unwrap();
+            let (e, _) = word_errors(&sentence, heard);
+            assert!(e <= allowed, "{sentence:?} was heard as {heard:?}");
             peak = peak.max(rss_mib());
             if latencies.len() == 1 {
                 rss_first = rss_mib();
@@ -1372,5 +1336,14 @@ mod whisper {
             latencies[19],
             rss_mib()
         );
+        assert!(
+            total <= QUEUE_MAX_REAL_TIME * audio_s,
+            "{total:.1} s for {audio_s:.1} s of audio"
+        );
+        assert!(
+            peak - rss_first <= QUEUE_MAX_GROWTH_MIB,
+            "memory grew from {rss_first:.0} to {peak:.0} MiB over the queue"
+        );
+        assert!(peak <= QUEUE_MAX_PEAK_MIB, "peak {peak:.0} MiB");
     }
 }

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startCluster, launchBrowser, person, shot, waitFor } from './harness.mjs';
-import { signUp, openChannel, go, messages } from './ui.mjs';
+import { signUp, openChannel, go, messages, send, seeMessage } from './ui.mjs';
 
 const SENTENCE = 'Please bring the blue umbrella to the railway station tomorrow morning.';
 const WORDS = ['bring', 'blue', 'umbrella', 'railway', 'station', 'tomorrow', 'morning'];
@@ -196,9 +196,16 @@ test('a cancelled recording sends nothing', { timeout: 60000 }, async () => {
   await a.click('#rec-cancel');
   await a.locator('.rec-bar').waitFor({ state: 'detached' });
   await a.locator('#compose').waitFor({ state: 'visible' });
-  await a.waitForTimeout(1500);
-  assert.equal((await messages(a)).length, before);
-  // The channel's history on the server has no second voice message either.
+  // A text message sent after the cancel is the marker: whatever the recording had sent would
+  // show before it, on both pages and in the server's history.
+  await send(a, 'after the cancel');
+  await seeMessage(a, 'after the cancel');
+  await seeMessage(bob.page, 'after the cancel');
+  const now = await messages(a);
+  assert.equal(now.length, before + 1);
+  assert.equal(now[now.length - 1].text, 'after the cancel');
+  assert.equal((await voiceMessages(bob.page)).length, 1);
   const page = await a.evaluate(async () => (await (await fetch('/api/channels/voices/messages?limit=50')).json()));
   assert.equal(page.messages.filter((m) => m.voice && m.type === 'message').length, 1);
+  assert.equal(page.messages[page.messages.length - 1].text, 'after the cancel');
 });

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use chatnode::redis_server::{RedisOptions, RedisProcess};
@@ -71,6 +73,37 @@ impl TestRedis {
         redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// The length of the stream at `key`.
+    pub async fn xlen(&self, key: &str) -> u64 {
+        redis::cmd("XLEN")
+            .arg(key)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+
+    /// The keys matching `pattern`, sorted.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// Every entry of a channel's stream: ID and fields.
+    pub async fn stream(&self, channel: &str) -> Vec<(String, HashMap<String, String>)> {
+        redis::cmd("XRANGE")
+            .arg(format!("channel:{channel}"))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn().await)
             .await
             .unwrap()
     }
@@ -188,6 +221,108 @@ pub async fn send(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Signs in over HTTP; returns the status and the token, if one was given.
+pub async fn login(base: &str, username: &str, password: &str) -> (u16, Option<String>) {
+    let res = http()
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let v: Value = res.json().await.unwrap_or(Value::Null);
+    (status, v["token"].as_str().map(str::to_string))
+}
+
+/// Creates channel `name` as the owner of `token`.
+pub async fn create_channel(base: &str, token: &str, name: &str) {
+    let (s, v) = post(base, "/api/channels", token, json!({"name": name})).await;
+    assert_eq!(s, 201, "create {name}: {v}");
+}
+
+/// Joins channel `name`.
+pub async fn join(base: &str, token: &str, name: &str) {
+    let (s, v) = post(
+        base,
+        &format!("/api/channels/{name}/join"),
+        token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 204, "join {name}: {v}");
+}
+
+/// Posts `text` to `channel` over REST and returns the stored message.
+pub async fn post_message(base: &str, token: &str, channel: &str, text: &str) -> Value {
+    let (s, v) = post(
+        base,
+        &format!("/api/channels/{channel}/messages"),
+        token,
+        json!({"text": text}),
+    )
+    .await;
+    assert_eq!(s, 201, "post to {channel}: {v}");
+    v["message"].clone()
+}
+
+/// A node's /readyz answer (whatever its status).
+pub async fn readyz(base: &str) -> Value {
+    http()
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Two nodes on one Redis, and a channel with two people: `owner` signed up on node a and
+/// created it, `member` signed up on node b and joined it.
+pub struct ChannelOnTwoNodes {
+    pub a: NodeHandle,
+    pub b: NodeHandle,
+    /// The owner's token.
+    pub owner: String,
+    /// The member's token.
+    pub member: String,
+}
+
+/// Starts two nodes with `settings` and sets up `channel` with `owner` and `member` (see
+/// [`ChannelOnTwoNodes`]).
+pub async fn two_nodes_one_channel(
+    settings: Settings,
+    channel: &str,
+    owner: &str,
+    member: &str,
+) -> ChannelOnTwoNodes {
+    let a = node(settings.clone());
+    let b = node(settings);
+    let (owner, member) = channel_with_member(&a, &b, channel, owner, member).await;
+    ChannelOnTwoNodes {
+        a,
+        b,
+        owner,
+        member,
+    }
+}
+
+/// `owner` signs up on `a` and creates `channel`, `member` signs up on `b` and joins it (`a`
+/// and `b` may be the same node); returns their tokens.
+pub async fn channel_with_member(
+    a: &NodeHandle,
+    b: &NodeHandle,
+    channel: &str,
+    owner: &str,
+    member: &str,
+) -> (String, String) {
+    let to = register(&a.http_url(), owner).await;
+    let tm = register(&b.http_url(), member).await;
+    create_channel(&a.http_url(), &to, channel).await;
+    join(&b.http_url(), &tm, channel).await;
+    (to, tm)
+}
+
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -199,6 +334,20 @@ pub struct Ws {
 /// How long a test waits for one frame.
 pub const FRAME_WAIT: Duration = Duration::from_secs(10);
 
+/// What a socket gave within a wait. A socket that closed or failed is told apart from one that
+/// is merely quiet, so a dead socket cannot pass a check that something did not arrive.
+#[derive(Debug)]
+pub enum Received {
+    /// A JSON text frame.
+    Frame(Value),
+    /// Nothing within the wait; the socket is still open.
+    Quiet,
+    /// The server closed the socket (with this close code, if it sent one), or the stream ended.
+    Closed(Option<u16>),
+    /// The socket failed.
+    Failed(String),
+}
+
 impl Ws {
     /// Connects to a node's /ws, optionally with a token.
     pub async fn connect(node: &NodeHandle, token: Option<&str>) -> Ws {
@@ -209,11 +358,49 @@ impl Ws {
         Self::connect_url(&url).await
     }
 
+    /// Connects with a token and waits until the socket is signed in.
+    pub async fn signed_in(node: &NodeHandle, token: &str) -> Ws {
+        let mut ws = Self::connect(node, Some(token)).await;
+        ws.recv_type("authorized").await;
+        ws
+    }
+
+    /// Connects with a token and subscribes to `channels`.
+    pub async fn subscribed(node: &NodeHandle, token: &str, channels: &[&str]) -> Ws {
+        let mut ws = Self::connect(node, Some(token)).await;
+        subscribe(&mut ws, channels).await;
+        ws
+    }
+
     pub async fn connect_url(url: &str) -> Ws {
         let (inner, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connects");
-        let mut ws = Ws { inner };
+        Self::ready(Ws { inner }).await
+    }
+
+    /// Connects with a token over a TCP socket whose receive buffer is fixed at `bytes` (the
+    /// kernel doubles it, and does not grow it), so a test knows how much the client side can
+    /// hold.
+    pub async fn connect_with_receive_buffer(node: &NodeHandle, token: &str, bytes: u32) -> Ws {
+        let addr: std::net::SocketAddr = node
+            .http_url()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = socket.connect(addr).await.expect("tcp connects");
+        let url = format!("{}?token={token}", node.ws_url());
+        let (inner, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+                .await
+                .expect("ws connects");
+        Self::ready(Ws { inner }).await
+    }
+
+    /// Waits for the `ready` frame every new socket gets first.
+    async fn ready(mut ws: Ws) -> Ws {
         let ready = ws.recv_type("ready").await;
         assert!(ready["ready"]["sessionUUID"].is_string());
         ws
@@ -227,30 +414,42 @@ impl Ws {
         self.inner.send(m).await.unwrap();
     }
 
-    /// The next JSON frame (pings are answered by the library).
-    pub async fn recv(&mut self) -> Value {
-        self.try_recv(FRAME_WAIT)
-            .await
-            .expect("a frame arrives in time")
-    }
-
-    /// The next JSON frame within `wait`, or None.
-    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+    /// The next JSON frame, a close, a failure, or nothing within `wait` (pings are answered by
+    /// the library).
+    pub async fn next_received(&mut self, wait: Duration) -> Received {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, self.inner.next()).await {
-                Err(_) => return None,
-                Ok(None) => return None,
-                Ok(Some(Err(_))) => return None,
+                Err(_) => return Received::Quiet,
+                Ok(None) => return Received::Closed(None),
+                Ok(Some(Err(e))) => return Received::Failed(e.to_string()),
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    return Some(serde_json::from_str(&t).expect("JSON frame"))
+                    return Received::Frame(serde_json::from_str(&t).expect("JSON frame"))
                 }
                 Ok(Some(Ok(Message::Close(c)))) => {
-                    return Some(json!({"type": "__close", "code": c.map(|c| u16::from(c.code))}))
+                    return Received::Closed(c.map(|c| u16::from(c.code)))
                 }
                 Ok(Some(Ok(_))) => continue,
             }
+        }
+    }
+
+    /// The next JSON frame; fails the test if none arrives in time or the socket closes.
+    pub async fn recv(&mut self) -> Value {
+        match self.next_received(FRAME_WAIT).await {
+            Received::Frame(v) => v,
+            other => panic!("a frame was expected within {FRAME_WAIT:?}, got {other:?}"),
+        }
+    }
+
+    /// The next JSON frame within `wait`, or None if the socket stayed quiet; fails the test if
+    /// the socket closes or fails.
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        match self.next_received(wait).await {
+            Received::Frame(v) => Some(v),
+            Received::Quiet => None,
+            other => panic!("the socket ended while frames were awaited: {other:?}"),
         }
     }
 
@@ -261,10 +460,6 @@ impl Ws {
             if v["type"] == kind {
                 return v;
             }
-            assert_ne!(
-                v["type"], "__close",
-                "socket closed while waiting for {kind}: {v}"
-            );
         }
     }
 
@@ -275,6 +470,29 @@ impl Ws {
             if v["message"]["channel"] == channel {
                 return v["message"].clone();
             }
+        }
+    }
+
+    /// Reads frames up to the first that `is_marker` accepts and returns those before it. Fails
+    /// the test on any frame `forbidden` accepts, and on a socket that closes, fails or stays
+    /// quiet before the marker: the check that something did not arrive needs a live socket
+    /// that did receive what came after it.
+    pub async fn read_to_marker(
+        &mut self,
+        is_marker: impl Fn(&Value) -> bool,
+        forbidden: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let mut before = Vec::new();
+        loop {
+            let v = match self.next_received(FRAME_WAIT).await {
+                Received::Frame(v) => v,
+                other => panic!("the marker never arrived: {other:?} after {before:?}"),
+            };
+            if is_marker(&v) {
+                return before;
+            }
+            assert!(!forbidden(&v), "a forbidden frame arrived: {v}");
+            before.push(v);
         }
     }
 
@@ -290,6 +508,31 @@ impl Ws {
             }
         }
     }
+}
+
+/// Subscribes a socket to `channels` and waits for each `subscribed` answer.
+pub async fn subscribe(ws: &mut Ws, channels: &[&str]) {
+    ws.send(json!({"type": "subscribe", "subscribe": {"channels": channels}}))
+        .await;
+    for _ in channels {
+        ws.recv_type("subscribed").await;
+    }
+}
+
+/// Accepts the `message` frame of `channel` whose text is `text` (a marker).
+pub fn message_with(channel: &str, text: &str) -> impl Fn(&Value) -> bool {
+    let (channel, text) = (channel.to_string(), text.to_string());
+    move |v: &Value| {
+        v["type"] == "message"
+            && v["message"]["channel"] == *channel
+            && v["message"]["text"] == *text
+    }
+}
+
+/// Accepts `message` frames of `channel`.
+pub fn any_message_of(channel: &str) -> impl Fn(&Value) -> bool {
+    let channel = channel.to_string();
+    move |v: &Value| v["type"] == "message" && v["message"]["channel"] == *channel
 }
 
 /// Polls `f` until it returns Some, for up to `wait`.
@@ -355,4 +598,65 @@ pub fn wav_from_pcm(rate: u32, channels: u16, pcm: &[u8]) -> Vec<u8> {
 /// `secs` seconds of mono 16-bit silence at `rate` as a WAV.
 pub fn silence_wav(rate: u32, secs: u32) -> Vec<u8> {
     wav_from_pcm(rate, 1, &vec![0u8; (rate * secs * 2) as usize])
+}
+
+/// What the nodes of this test process log, at every level: each record as `LEVEL target:
+/// message`. Installed as the process's logger on first use, before the node to be watched
+/// starts. Records of the test's own HTTP and WebSocket clients are left out: they are not the
+/// node's.
+pub struct CapturedLog;
+
+/// Log targets of the clients tests use (which the node does not).
+const TEST_CLIENT_TARGETS: [&str; 5] = [
+    "reqwest",
+    "hyper",
+    "cookie_store",
+    "tungstenite",
+    "tokio_tungstenite",
+];
+
+static LOG_LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+struct CaptureLogger;
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        !TEST_CLIENT_TARGETS
+            .iter()
+            .any(|client| m.target().starts_with(client))
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+            LOG_LINES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap()
+                .push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+impl CapturedLog {
+    /// Starts capturing (once per process).
+    pub fn start() -> CapturedLog {
+        static INSTALLED: OnceLock<()> = OnceLock::new();
+        INSTALLED.get_or_init(|| {
+            log::set_boxed_logger(Box::new(CaptureLogger)).expect("no other logger in tests");
+            log::set_max_level(log::LevelFilter::Trace);
+        });
+        CapturedLog
+    }
+
+    /// Every line logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        LOG_LINES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .clone()
+    }
 }
