@@ -1,5 +1,6 @@
 //! Frames a client sends: [`Inbound`], read by [`decode`] and written by its `Serialize`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
@@ -84,70 +85,73 @@ fn bad(code: ErrorCode, message: impl Into<String>) -> DecodeError {
     }
 }
 
+// Payloads as they sit in a frame. They borrow when a frame is written (no copies per frame) and
+// own what they read.
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Recipient {
+struct Recipient<'a> {
     #[serde(rename = "recipientUUID", default)]
-    recipient_uuid: String,
+    recipient_uuid: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ChannelMessagePayload {
+struct ChannelMessagePayload<'a> {
     #[serde(rename = "recipientUUID", default)]
-    recipient_uuid: String,
-    message: String,
+    recipient_uuid: Cow<'a, str>,
+    message: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuthPayload {
-    token: String,
+struct AuthPayload<'a> {
+    token: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ChannelsPayload {
-    channels: Vec<String>,
+struct ChannelsPayload<'a> {
+    channels: Cow<'a, [String]>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ResumePayload {
-    channels: BTreeMap<String, String>,
+struct ResumePayload<'a> {
+    channels: Cow<'a, BTreeMap<String, String>>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PostPayload {
-    channel: String,
-    text: String,
+struct PostPayload<'a> {
+    channel: Cow<'a, str>,
+    text: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_id: Option<String>,
+    client_id: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HistoryPayload {
-    channel: String,
+struct HistoryPayload<'a> {
+    channel: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    before: Option<String>,
+    before: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    after: Option<String>,
+    after: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     limit: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReadPayload {
-    channel: String,
-    last_id: String,
+struct ReadPayload<'a> {
+    channel: Cow<'a, str>,
+    last_id: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TypingPayload {
-    channel: String,
+struct TypingPayload<'a> {
+    channel: Cow<'a, str>,
 }
 
 /// Decodes one text frame. Fields outside the payload (`userUUID`, `SUUID`, …) are ignored:
@@ -176,48 +180,52 @@ pub fn decode_value(value: Value) -> Result<Inbound, DecodeError> {
         "channelMessage" => {
             let p: ChannelMessagePayload = take(&kind, payload)?;
             Inbound::ChannelMessage {
-                recipient_uuid: p.recipient_uuid,
-                message: p.message,
+                recipient_uuid: p.recipient_uuid.into_owned(),
+                message: p.message.into_owned(),
             }
         }
         "auth" => Inbound::Auth {
-            token: take::<AuthPayload>(&kind, payload)?.token,
+            token: take::<AuthPayload>(&kind, payload)?.token.into_owned(),
         },
         "subscribe" => Inbound::Subscribe {
-            channels: take::<ChannelsPayload>(&kind, payload)?.channels,
+            channels: take::<ChannelsPayload>(&kind, payload)?
+                .channels
+                .into_owned(),
         },
         "unsubscribe" => Inbound::Unsubscribe {
-            channels: take::<ChannelsPayload>(&kind, payload)?.channels,
+            channels: take::<ChannelsPayload>(&kind, payload)?
+                .channels
+                .into_owned(),
         },
         "resume" => Inbound::Resume {
-            channels: take::<ResumePayload>(&kind, payload)?.channels,
+            channels: take::<ResumePayload>(&kind, payload)?.channels.into_owned(),
         },
         "post" => {
             let p: PostPayload = take(&kind, payload)?;
             Inbound::Post {
-                channel: p.channel,
-                text: p.text,
-                client_id: p.client_id,
+                channel: p.channel.into_owned(),
+                text: p.text.into_owned(),
+                client_id: p.client_id.map(Cow::into_owned),
             }
         }
         "history" => {
             let p: HistoryPayload = take(&kind, payload)?;
             Inbound::History {
-                channel: p.channel,
-                before: p.before,
-                after: p.after,
+                channel: p.channel.into_owned(),
+                before: p.before.map(Cow::into_owned),
+                after: p.after.map(Cow::into_owned),
                 limit: p.limit,
             }
         }
         "read" => {
             let p: ReadPayload = take(&kind, payload)?;
             Inbound::Read {
-                channel: p.channel,
-                last_id: p.last_id,
+                channel: p.channel.into_owned(),
+                last_id: p.last_id.into_owned(),
             }
         }
         "typing" => Inbound::Typing {
-            channel: take::<TypingPayload>(&kind, payload)?.channel,
+            channel: take::<TypingPayload>(&kind, payload)?.channel.into_owned(),
         },
         other => {
             return Err(bad(
@@ -244,7 +252,7 @@ fn recipient(kind: &str, v: Value) -> Result<String, DecodeError> {
     if v.is_null() {
         return Ok(String::new());
     }
-    Ok(take::<Recipient>(kind, v)?.recipient_uuid)
+    Ok(take::<Recipient>(kind, v)?.recipient_uuid.into_owned())
 }
 
 impl Inbound {
@@ -278,41 +286,37 @@ impl Inbound {
 impl Serialize for Inbound {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.kind();
-        let recipient = |r: &String| Recipient {
-            recipient_uuid: r.clone(),
-        };
-        let channels = |c: &Vec<String>| ChannelsPayload {
-            channels: c.clone(),
-        };
         match self {
             Inbound::SignIn(c) | Inbound::SignUp(c) => envelope::serialize(s, kind, Some(c)),
             Inbound::SignOut | Inbound::Users => envelope::serialize::<_, ()>(s, kind, None),
             Inbound::ChannelJoin { recipient_uuid } | Inbound::ChannelLeave { recipient_uuid } => {
-                envelope::serialize(s, kind, Some(&recipient(recipient_uuid)))
+                let p = Recipient {
+                    recipient_uuid: b(recipient_uuid),
+                };
+                envelope::serialize(s, kind, Some(&p))
             }
             Inbound::ChannelMessage {
                 recipient_uuid,
                 message,
             } => {
                 let p = ChannelMessagePayload {
-                    recipient_uuid: recipient_uuid.clone(),
-                    message: message.clone(),
+                    recipient_uuid: b(recipient_uuid),
+                    message: b(message),
                 };
                 envelope::serialize(s, kind, Some(&p))
             }
-            Inbound::Auth { token } => envelope::serialize(
-                s,
-                kind,
-                Some(&AuthPayload {
-                    token: token.clone(),
-                }),
-            ),
-            Inbound::Subscribe { channels: c } | Inbound::Unsubscribe { channels: c } => {
-                envelope::serialize(s, kind, Some(&channels(c)))
+            Inbound::Auth { token } => {
+                envelope::serialize(s, kind, Some(&AuthPayload { token: b(token) }))
+            }
+            Inbound::Subscribe { channels } | Inbound::Unsubscribe { channels } => {
+                let p = ChannelsPayload {
+                    channels: Cow::Borrowed(channels),
+                };
+                envelope::serialize(s, kind, Some(&p))
             }
             Inbound::Resume { channels } => {
                 let p = ResumePayload {
-                    channels: channels.clone(),
+                    channels: Cow::Borrowed(channels),
                 };
                 envelope::serialize(s, kind, Some(&p))
             }
@@ -322,9 +326,9 @@ impl Serialize for Inbound {
                 client_id,
             } => {
                 let p = PostPayload {
-                    channel: channel.clone(),
-                    text: text.clone(),
-                    client_id: client_id.clone(),
+                    channel: b(channel),
+                    text: b(text),
+                    client_id: bo(client_id),
                 };
                 envelope::serialize(s, kind, Some(&p))
             }
@@ -335,28 +339,36 @@ impl Serialize for Inbound {
                 limit,
             } => {
                 let p = HistoryPayload {
-                    channel: channel.clone(),
-                    before: before.clone(),
-                    after: after.clone(),
+                    channel: b(channel),
+                    before: bo(before),
+                    after: bo(after),
                     limit: *limit,
                 };
                 envelope::serialize(s, kind, Some(&p))
             }
             Inbound::Read { channel, last_id } => {
                 let p = ReadPayload {
-                    channel: channel.clone(),
-                    last_id: last_id.clone(),
+                    channel: b(channel),
+                    last_id: b(last_id),
                 };
                 envelope::serialize(s, kind, Some(&p))
             }
             Inbound::Typing { channel } => {
                 let p = TypingPayload {
-                    channel: channel.clone(),
+                    channel: b(channel),
                 };
                 envelope::serialize(s, kind, Some(&p))
             }
         }
     }
+}
+
+fn b(v: &str) -> Cow<'_, str> {
+    Cow::Borrowed(v)
+}
+
+fn bo(v: &Option<String>) -> Option<Cow<'_, str>> {
+    v.as_deref().map(Cow::Borrowed)
 }
 
 impl<'de> Deserialize<'de> for Inbound {
