@@ -5,6 +5,8 @@
 //! are logged, never sent. This module knows no transport: it must never import the web
 //! framework, so the store and the voice engines can use it without one.
 
+use crate::protocol::ErrorCode;
+
 /// Everything a request or a frame can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -60,30 +62,30 @@ pub enum Error {
 
 impl Error {
     /// The stable code clients switch on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::InvalidBody(_) => "invalid_body",
-            Error::InvalidUsername(_) => "invalid_username",
-            Error::WeakPassword => "weak_password",
-            Error::UsernameTaken => "username_taken",
-            Error::InvalidCredentials => "invalid_credentials",
-            Error::TooManyAttempts { .. } => "too_many_attempts",
-            Error::Unauthorized => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
-            Error::UserNotFound => "user_not_found",
-            Error::ChannelNotFound => "channel_not_found",
-            Error::NotFound(_) => "not_found",
-            Error::ChannelExists => "channel_exists",
-            Error::InvalidChannelName => "invalid_channel_name",
-            Error::InvalidMessage(_) => "invalid_message",
-            Error::RateLimited | Error::TooManyPosts { .. } => "rate_limited",
-            Error::SearchUnavailable => "search_unavailable",
-            Error::Unavailable(_) => "unavailable",
-            Error::Busy { .. } => "busy",
-            Error::AudioTooLarge(_) => "audio_too_large",
-            Error::UnsupportedAudio(_) => "unsupported_audio",
-            Error::RedisUnavailable(_) => "redis_unavailable",
-            Error::Internal(_) => "internal",
+            Error::InvalidBody(_) => ErrorCode::InvalidBody,
+            Error::InvalidUsername(_) => ErrorCode::InvalidUsername,
+            Error::WeakPassword => ErrorCode::WeakPassword,
+            Error::UsernameTaken => ErrorCode::UsernameTaken,
+            Error::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Error::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            Error::Unauthorized => ErrorCode::Unauthorized,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::UserNotFound => ErrorCode::UserNotFound,
+            Error::ChannelNotFound => ErrorCode::ChannelNotFound,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::ChannelExists => ErrorCode::ChannelExists,
+            Error::InvalidChannelName => ErrorCode::InvalidChannelName,
+            Error::InvalidMessage(_) => ErrorCode::InvalidMessage,
+            Error::RateLimited | Error::TooManyPosts { .. } => ErrorCode::RateLimited,
+            Error::SearchUnavailable => ErrorCode::SearchUnavailable,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::Busy { .. } => ErrorCode::Busy,
+            Error::AudioTooLarge(_) => ErrorCode::AudioTooLarge,
+            Error::UnsupportedAudio(_) => ErrorCode::UnsupportedAudio,
+            Error::RedisUnavailable(_) => ErrorCode::RedisUnavailable,
+            Error::Internal(_) => ErrorCode::Internal,
         }
     }
 

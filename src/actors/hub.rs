@@ -18,7 +18,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_ws::CloseCode;
 use bytestring::ByteString;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::bridge::Bridge;
 use super::outbox::Outbox;
@@ -26,7 +26,9 @@ use super::presence::Presence;
 use super::room::{self, Member, Prelude, Replay, Room};
 use super::{Dialect, SessionId};
 use crate::metrics::Metrics;
-use crate::protocol::{envelope, legacy_user};
+use crate::protocol::outbound::{self, ChannelAdded, Outbound};
+use crate::protocol::seed004::{self, Sys};
+use crate::protocol::ChatEvent;
 use crate::store::Store;
 
 /// A socket opened.
@@ -146,7 +148,7 @@ pub struct Hub {
     /// Channel → signed-in users of this node who belong to it.
     channel_users: HashMap<String, HashSet<String>>,
     /// Signed-in seed 004 sockets: they hear of everyone.
-    legacy: HashSet<SessionId>,
+    seed004_sockets: HashSet<SessionId>,
 }
 
 impl Hub {
@@ -160,7 +162,7 @@ impl Hub {
             rooms: HashMap::new(),
             users: HashMap::new(),
             channel_users: HashMap::new(),
-            legacy: HashSet::new(),
+            seed004_sockets: HashSet::new(),
         }
     }
 
@@ -194,14 +196,14 @@ impl Hub {
         }
     }
 
-    /// Keeps `legacy` in step with a session's user and dialect.
+    /// Keeps `seed004_sockets` in step with a session's user and dialect.
     fn index_dialect(&mut self, id: SessionId) {
         match self.sessions.get(&id) {
-            Some(s) if s.username.is_some() && s.dialect == Dialect::Legacy => {
-                self.legacy.insert(id);
+            Some(s) if s.username.is_some() && s.dialect == Dialect::Seed004 => {
+                self.seed004_sockets.insert(id);
             }
             _ => {
-                self.legacy.remove(&id);
+                self.seed004_sockets.remove(&id);
             }
         }
     }
@@ -292,13 +294,13 @@ impl Hub {
 
     /// Sends a frame to every chatnode-family socket of a signed-in user of this node (seed 004
     /// sockets hear of everyone anyway).
-    fn to_native_sockets(&self, username: &str, frame: &ByteString) {
+    fn to_chatnode_sockets(&self, username: &str, frame: &ByteString) {
         let Some(user) = self.users.get(username) else {
             return;
         };
         for id in &user.sessions {
             if let Some(s) = self.sessions.get(id) {
-                if s.dialect == Dialect::Native {
+                if s.dialect == Dialect::Chatnode {
                     s.outbox.send(frame.clone());
                 }
             }
@@ -326,7 +328,7 @@ impl Handler<Connect> for Hub {
                 outbox: msg.outbox,
                 username: None,
                 token_hash: None,
-                dialect: Dialect::Native,
+                dialect: Dialect::Chatnode,
                 rooms: HashSet::new(),
                 announced: false,
             },
@@ -442,38 +444,43 @@ impl Handler<PresencePayload> for Hub {
             Value::Object(o) if o.is_empty() => Some(Vec::new()),
             _ => None,
         };
-        let native: ByteString =
-            envelope("presence", json!({"username": username, "online": online})).into();
-        let kind = if online { "online" } else { "offline" };
-        let legacy: ByteString = envelope(
-            "sys",
-            json!({"type": kind, kind: legacy_user(uuid, username, online)}),
-        )
+        let chatnode_frame: ByteString = Outbound::Presence(outbound::Presence {
+            online,
+            username: username.into(),
+        })
+        .to_json()
         .into();
+        let user = seed004::User::new(uuid, username, online);
+        let sys = if online {
+            Sys::Online(user)
+        } else {
+            Sys::Offline(user)
+        };
+        let seed004_frame: ByteString = Outbound::Sys(sys).to_json().into();
         let Some(channels) = channels else {
             for s in self.sessions.values() {
                 if s.username.is_some() {
                     s.outbox.send(match s.dialect {
-                        Dialect::Native => native.clone(),
-                        Dialect::Legacy => legacy.clone(),
+                        Dialect::Chatnode => chatnode_frame.clone(),
+                        Dialect::Seed004 => seed004_frame.clone(),
                     });
                 }
             }
             return;
         };
-        for id in &self.legacy {
+        for id in &self.seed004_sockets {
             if let Some(s) = self.sessions.get(id) {
-                s.outbox.send(legacy.clone());
+                s.outbox.send(seed004_frame.clone());
             }
         }
         // The user's own sockets and those of everyone sharing a channel, each user once.
         let mut told: HashSet<&str> = HashSet::new();
         told.insert(username);
-        self.to_native_sockets(username, &native);
+        self.to_chatnode_sockets(username, &chatnode_frame);
         for c in channels {
             for u in self.channel_users.get(c).into_iter().flatten() {
                 if told.insert(u.as_str()) {
-                    self.to_native_sockets(u, &native);
+                    self.to_chatnode_sockets(u, &chatnode_frame);
                 }
             }
         }
@@ -522,15 +529,35 @@ impl Handler<UserPayload> for Hub {
                     .sessions
                     .values()
                     .filter(|s| s.username.as_deref() == Some(username));
-                let frame: ByteString = envelope(kind, v["payload"].clone()).into();
+                let Some(frame) = notice_frame(kind, v["payload"].clone()) else {
+                    return;
+                };
+                let frame: ByteString = frame.to_json().into();
                 for s in targets {
-                    if s.dialect == Dialect::Native {
+                    if s.dialect == Dialect::Chatnode {
                         s.outbox.send(frame.clone());
                     }
                 }
             }
         }
     }
+}
+
+/// The frame a per-user notice becomes (`mention`, `channel_added`).
+fn notice_frame(kind: &str, payload: Value) -> Option<Outbound> {
+    let frame = match kind {
+        "mention" => serde_json::from_value::<ChatEvent>(payload).map(Outbound::Mention),
+        "channel_added" => {
+            serde_json::from_value::<ChannelAdded>(payload).map(Outbound::ChannelAdded)
+        }
+        other => {
+            log::warn!("hub: unknown user notice `{other}`");
+            return None;
+        }
+    };
+    frame
+        .map_err(|e| log::warn!("hub: unreadable `{kind}` notice: {e}"))
+        .ok()
 }
 
 impl Handler<CloseAll> for Hub {

@@ -11,9 +11,10 @@ pub mod session;
 /// Identifies a session on this node.
 pub type SessionId = u64;
 
-/// Which frame family a socket speaks: seed 004's (`channelMessage`) or chatnode's (`message`).
+/// Which frame family a socket speaks: chatnode's own (`message`) or seed 004's
+/// (`channelMessage`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dialect {
-    Native,
-    Legacy,
+    Chatnode,
+    Seed004,
 }

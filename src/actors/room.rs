@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytestring::ByteString;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::outbox::Outbox;
 use super::{Dialect, SessionId};
 use crate::metrics::Metrics;
-use crate::protocol::{envelope, legacy_message, ChatEvent};
+use crate::protocol::outbound::{self, Outbound, Typing};
+use crate::protocol::{seed004, ChatEvent};
 use crate::store::ids::id_after;
 use crate::store::Store;
 
@@ -86,12 +87,24 @@ pub struct CatchUp;
 #[rtype(result = "()")]
 pub struct Close;
 
-/// An ephemeral event (typing), published but never stored.
-#[derive(serde::Deserialize)]
-struct Ephemeral {
-    ephemeral: String,
-    channel: String,
-    username: String,
+/// An ephemeral event (typing), published to a channel's rooms on every node but never stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Ephemeral {
+    pub channel: String,
+    /// What it is: `typing`.
+    pub ephemeral: String,
+    pub username: String,
+}
+
+impl Ephemeral {
+    /// `username` is typing in `channel`.
+    pub fn typing(channel: String, username: String) -> Self {
+        Ephemeral {
+            channel,
+            ephemeral: "typing".into(),
+            username,
+        }
+    }
 }
 
 /// The room actor.
@@ -126,8 +139,9 @@ impl Room {
         if id_after(&ev.id, &self.last_id) {
             self.last_id = ev.id.clone();
         }
-        let mut native: Option<ByteString> = None;
-        let mut legacy: HashMap<String, ByteString> = HashMap::new();
+        let mut chatnode_frame: Option<ByteString> = None;
+        // Seed 004 frames differ by receiver: `RecipientUUID` is their peer in a DM.
+        let mut seed004_frames: HashMap<String, ByteString> = HashMap::new();
         let mut delivered = 0u64;
         for m in self.members.values_mut() {
             if !id_after(&ev.id, &m.last_id) {
@@ -135,17 +149,18 @@ impl Room {
             }
             m.last_id = ev.id.clone();
             let frame = match m.dialect {
-                Dialect::Native => native
-                    .get_or_insert_with(|| envelope("message", json!(ev)).into())
+                Dialect::Chatnode => chatnode_frame
+                    .get_or_insert_with(|| outbound::message_json(ev).into())
                     .clone(),
-                Dialect::Legacy => {
+                Dialect::Seed004 => {
                     if ev.kind != "message" {
                         continue;
                     }
-                    legacy
+                    seed004_frames
                         .entry(m.peer_uuid.clone())
                         .or_insert_with(|| {
-                            envelope("channelMessage", legacy_message(ev, &m.peer_uuid)).into()
+                            let message = seed004::Message::from_event(ev, &m.peer_uuid);
+                            Outbound::ChannelMessage(message).to_json().into()
                         })
                         .clone()
                 }
@@ -158,13 +173,19 @@ impl Room {
     }
 
     fn deliver_ephemeral(&self, e: Ephemeral) {
-        let frame: ByteString = envelope(
-            &e.ephemeral,
-            json!({"channel": e.channel, "username": e.username}),
-        )
+        // Typing is the only ephemeral event there is.
+        if e.ephemeral != "typing" {
+            log::warn!("room {}: unknown ephemeral `{}`", self.channel, e.ephemeral);
+            return;
+        }
+        let frame: ByteString = Outbound::Typing(Typing {
+            channel: e.channel,
+            username: e.username.clone(),
+        })
+        .to_json()
         .into();
         for m in self.members.values() {
-            if m.dialect == Dialect::Native && m.username != e.username {
+            if m.dialect == Dialect::Chatnode && m.username != e.username {
                 m.outbox.send(frame.clone());
             }
         }

@@ -17,7 +17,7 @@ pub mod whisper;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use engine::{Clip, Engine, EngineError, Transcript};
 
@@ -33,34 +33,8 @@ pub mod state {
     pub const UNAVAILABLE: &str = "unavailable";
 }
 
-/// What a voice message carries besides its text: on `message` events with audio and on the
-/// `transcript` events that complete them. Absent on every other event.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VoiceInfo {
-    /// Audio ID: `GET /api/audio/{audio}` plays it.
-    pub audio: String,
-    /// `Content-Type` the audio is served with.
-    #[serde(default)]
-    pub content_type: String,
-    #[serde(default)]
-    pub duration_ms: u64,
-    #[serde(default)]
-    pub bytes: u64,
-    /// `pending`, `done`, `failed` or `unavailable`.
-    pub state: String,
-    /// 0..1, when the engine gives one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confidence: Option<f64>,
-    /// The engine that made the transcript (`whisper-base`, `deepgram`, `openai:<model>`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub engine: String,
-    /// Why the transcript failed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub error: String,
-    /// On a `transcript` event: the ID of the voice message it completes.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message_id: String,
-}
+/// What a voice message carries besides its text (a protocol type: events carry it).
+pub use chatnode_protocol::VoiceInfo;
 
 /// Field names in `message:<id>` hashes and in stream entries.
 pub mod fields {
