@@ -6,30 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr};
+use actix::Actor;
 use actix_web::{web, App as WebApp, HttpServer};
 use tokio::sync::oneshot;
 
 use crate::actors::bridge::Bridge;
 use crate::actors::hub::{CloseAll, Hub};
 use crate::actors::presence::Presence;
+use crate::app::App;
 use crate::metrics::Metrics;
 use crate::redis_server::{RedisOptions, RedisProcess};
 use crate::settings::Settings;
 use crate::store::Store;
-
-/// What every handler and actor shares on one node.
-pub struct App {
-    pub store: Store,
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    pub hub: Addr<Hub>,
-    pub presence: Addr<Presence>,
-    pub started: Instant,
-    pub stopping: AtomicBool,
-    /// Voice messages: this node's engine state, as /readyz reports it.
-    pub voice: Arc<crate::voice::Status>,
-}
 
 /// A started node, as `start` returns it.
 struct Started {
@@ -155,24 +143,8 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     actix_rt::System::new().block_on(async move {
         let started = start(settings).await.map_err(std::io::Error::other)?;
         log::info!("chatnode listening on http://{}", started.addr);
-        serve(started, shutdown_signal()).await
+        serve(started, crate::shutdown::signal()).await
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
 }
 
 /// A node running on its own thread, as tests and tools start it.

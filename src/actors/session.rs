@@ -19,8 +19,8 @@ use super::outbox::{Out, Outbox};
 use super::room::{Joined, Member, Prelude, Replay};
 use super::{Dialect, SessionId};
 use crate::accounts::{self, User};
+use crate::app::App;
 use crate::error::{Error, Result};
-use crate::node::App;
 use crate::protocol::{
     self, envelope, error_frame, legacy_message, legacy_user, ChatEvent, Inbound,
 };

@@ -16,8 +16,8 @@ use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde_json::json;
 
 use crate::accounts::User;
+use crate::app::App;
 use crate::error::Error;
-use crate::node::App;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "chatnode_session";
