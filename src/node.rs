@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Actor;
+use actix::{Actor, Addr, AsyncContext, Context};
 use actix_web::{web, App as WebApp, HttpServer};
 use tokio::sync::oneshot;
 
@@ -63,11 +63,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
     crate::store::setup::spawn_backfill(store.clone());
 
     let metrics = Arc::new(Metrics::default());
-    let bridge = Bridge::new(store.clone(), metrics.clone()).start();
-    let hub = Hub::new(store.clone(), metrics.clone(), bridge.clone()).start();
-    bridge.do_send(crate::actors::bridge::SetHub(hub.clone()));
-    let presence = Presence::new(store.clone(), metrics.clone()).start();
-    hub.do_send(crate::actors::hub::SetPresence(presence.clone()));
+    let (hub, presence) = start_actors(&store, &metrics);
     let (voice, _transcriber) = crate::voice::transcriber::start(&store, &settings);
 
     let app = web::Data::new(App {
@@ -108,6 +104,29 @@ async fn start(settings: Settings) -> Result<Started, String> {
         app,
         embedded,
     })
+}
+
+/// Starts the node's long-lived actors: the bridge, the presence tracker and the hub.
+///
+/// The hub needs the bridge's address and the bridge delivers its events to the hub, so the hub's
+/// context is made first: the bridge is built with its address, and whatever the bridge hears
+/// before the hub runs waits in the hub's mailbox.
+fn start_actors(store: &Store, metrics: &Arc<Metrics>) -> (Addr<Hub>, Addr<Presence>) {
+    let hub_context = Context::<Hub>::new();
+    let bridge = Bridge::new(
+        store.clone(),
+        metrics.clone(),
+        hub_context.address().recipient(),
+    )
+    .start();
+    let presence = Presence::new(store.clone(), metrics.clone()).start();
+    let hub = hub_context.run(Hub::new(
+        store.clone(),
+        metrics.clone(),
+        bridge,
+        presence.clone(),
+    ));
+    (hub, presence)
 }
 
 /// Runs the node until `stop` fires (or the server ends), then drains and stops Redis.

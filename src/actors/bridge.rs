@@ -1,9 +1,14 @@
 //! The Redis bridge: this node's one pub/sub connection.
 //!
 //! It subscribes to a room's subject while the node has a room for it, and always to the presence
-//! and user-notice subjects, and turns every message into an actor message for the hub. When the
-//! connection drops it reconnects with backoff, resubscribes, and has every room catch up from
-//! its stream, so nothing published meanwhile is lost.
+//! and user-notice subjects, and turns every message into a [`BridgeEvent`] for the recipient it
+//! was given when it was built (the hub). When the connection drops it reconnects with backoff,
+//! resubscribes, and says so with [`BridgeEvent::Reconnected`], so every room catches up from its
+//! stream and nothing published meanwhile is lost.
+//!
+//! The bridge knows nothing of the actors it serves: rooms ask it to subscribe, and its events go
+//! to a `Recipient`, so data flows one way (session → hub → room → bridge for requests, bridge →
+//! recipient for events) and a test can stand in for the hub.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,7 +19,6 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 
-use super::hub::{Hub, PresencePayload, Resync, RoomPayload, UserPayload};
 use crate::metrics::Metrics;
 use crate::store::{keys, Store};
 
@@ -29,10 +33,20 @@ pub struct Subscribe(pub String);
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub String);
 
-/// Wires the hub in after both actors exist.
-#[derive(Message)]
+/// What the bridge hears from Redis, as it delivers it.
+#[derive(Message, Debug, Clone, PartialEq)]
 #[rtype(result = "()")]
-pub struct SetHub(pub Addr<Hub>);
+pub enum BridgeEvent {
+    /// A payload published on a room's subject: a stream entry of that channel, as JSON.
+    Room { channel: String, payload: Arc<str> },
+    /// A presence transition published by some node: `{"username","uuid","online","channels"}`.
+    Presence(Arc<str>),
+    /// A per-user notice published by some node: `{"username", "kind", …}`.
+    User(Arc<str>),
+    /// The pub/sub connection was lost and is back: whatever was published meanwhile was missed,
+    /// so every room catches up from its stream.
+    Reconnected,
+}
 
 /// A connection attempt finished.
 #[derive(Message)]
@@ -43,7 +57,7 @@ struct Connected(Result<(PubSubSink, redis::aio::PubSubStream), String>);
 pub struct Bridge {
     store: Store,
     metrics: Arc<Metrics>,
-    hub: Option<Addr<Hub>>,
+    events: Recipient<BridgeEvent>,
     sink: Option<PubSubSink>,
     rooms: HashSet<String>,
     connected_once: bool,
@@ -53,11 +67,12 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+    /// A bridge that delivers what it hears to `events`. It connects when started.
+    pub fn new(store: Store, metrics: Arc<Metrics>, events: Recipient<BridgeEvent>) -> Self {
         Bridge {
             store,
             metrics,
-            hub: None,
+            events,
             sink: None,
             rooms: HashSet::new(),
             connected_once: false,
@@ -99,13 +114,6 @@ impl Actor for Bridge {
     }
 }
 
-impl Handler<SetHub> for Bridge {
-    type Result = ();
-    fn handle(&mut self, msg: SetHub, _: &mut Self::Context) {
-        self.hub = Some(msg.0);
-    }
-}
-
 impl Handler<Connected> for Bridge {
     type Result = ();
     fn handle(&mut self, msg: Connected, ctx: &mut Self::Context) {
@@ -124,9 +132,7 @@ impl Handler<Connected> for Bridge {
                 if self.connected_once {
                     self.metrics.bridge_reconnects.fetch_add(1, Relaxed);
                     log::info!("bridge: pub/sub reconnected; rooms catch up from their streams");
-                    if let Some(hub) = &self.hub {
-                        hub.do_send(Resync);
-                    }
+                    self.events.do_send(BridgeEvent::Reconnected);
                 }
                 self.connected_once = true;
             }
@@ -148,23 +154,32 @@ impl StreamHandler<(u64, Option<redis::Msg>)> for Bridge {
             }
             return;
         };
-        let Some(hub) = &self.hub else { return };
-        let subject = msg.get_channel_name();
-        let payload: Arc<str> = String::from_utf8_lossy(msg.get_payload_bytes()).into();
-        if let Some(channel) = keys::room_from_events(subject) {
-            hub.do_send(RoomPayload {
-                channel: channel.to_string(),
-                payload,
-            });
-        } else if subject == keys::PRESENCE_EVENTS {
-            hub.do_send(PresencePayload(payload));
-        } else if subject == keys::USER_EVENTS {
-            hub.do_send(UserPayload(payload));
+        if let Some(event) = event_of(&msg) {
+            self.events.do_send(event);
         }
     }
 
     fn finished(&mut self, _: &mut Self::Context) {
         // The end of a stream is handled as the `None` item; the bridge keeps running.
+    }
+}
+
+/// The event a pub/sub message stands for, by its subject (`None` for a subject the bridge does
+/// not know).
+fn event_of(msg: &redis::Msg) -> Option<BridgeEvent> {
+    let subject = msg.get_channel_name();
+    let payload: Arc<str> = String::from_utf8_lossy(msg.get_payload_bytes()).into();
+    if let Some(channel) = keys::room_from_events(subject) {
+        Some(BridgeEvent::Room {
+            channel: channel.to_string(),
+            payload,
+        })
+    } else if subject == keys::PRESENCE_EVENTS {
+        Some(BridgeEvent::Presence(payload))
+    } else if subject == keys::USER_EVENTS {
+        Some(BridgeEvent::User(payload))
+    } else {
+        None
     }
 }
 
