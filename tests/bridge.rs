@@ -69,15 +69,20 @@ fn marker(text: &str) -> BridgeEvent {
 }
 
 /// Waits until the bridge listens on its standing subjects (its first connection is made when it
-/// starts), and takes the notices that showed it.
+/// starts), takes the notice that showed it, and answers the events that came before it.
 async fn until_listening(
     conn: &mut MultiplexedConnection,
     events: &mut mpsc::UnboundedReceiver<BridgeEvent>,
-) {
+) -> Vec<BridgeEvent> {
     for _ in 0..500 {
         if publish(conn, keys::USER_EVENTS, "listening").await == 1 {
-            assert_eq!(next_event(events).await, marker("listening"));
-            return;
+            let mut before = Vec::new();
+            loop {
+                match next_event(events).await {
+                    e if e == marker("listening") => return before,
+                    e => before.push(e),
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -89,7 +94,7 @@ async fn published_payloads_arrive_as_typed_events_for_followed_rooms_only() {
     let redis = TestRedis::start_plain().await;
     let mut conn = redis.conn().await;
     let (bridge, mut events) = bridge_on(&redis).await;
-    until_listening(&mut conn, &mut events).await;
+    assert_eq!(until_listening(&mut conn, &mut events).await, []);
 
     bridge.send(Subscribe("general".into())).await.unwrap();
     let room_payload = r#"{"id":"1-0","type":"message","message":"hi"}"#;
@@ -134,11 +139,11 @@ async fn published_payloads_arrive_as_typed_events_for_followed_rooms_only() {
 }
 
 #[actix_rt::test]
-async fn after_a_lost_connection_the_bridge_resubscribes_then_reports_reconnected() {
+async fn after_a_lost_connection_the_bridge_resubscribes_then_says_so() {
     let redis = TestRedis::start_plain().await;
     let mut conn = redis.conn().await;
     let (bridge, mut events) = bridge_on(&redis).await;
-    until_listening(&mut conn, &mut events).await;
+    assert_eq!(until_listening(&mut conn, &mut events).await, []);
     bridge.send(Subscribe("general".into())).await.unwrap();
 
     let killed: i64 = redis::cmd("CLIENT")
@@ -150,8 +155,8 @@ async fn after_a_lost_connection_the_bridge_resubscribes_then_reports_reconnecte
         .unwrap();
     assert_eq!(killed, 1, "the bridge holds one pub/sub connection");
 
-    assert_eq!(next_event(&mut events).await, BridgeEvent::Reconnected);
-    // Reconnected comes after the new connection subscribed to everything again.
+    assert_eq!(next_event(&mut events).await, BridgeEvent::Resubscribed);
+    // Resubscribed comes after the new connection subscribed to everything again.
     assert_eq!(
         publish(&mut conn, &keys::room_events("general"), "again").await,
         1
@@ -168,4 +173,37 @@ async fn after_a_lost_connection_the_bridge_resubscribes_then_reports_reconnecte
         next_event(&mut events).await,
         BridgeEvent::Presence("p".into())
     );
+}
+
+#[actix_rt::test]
+async fn a_room_followed_while_the_bridge_connects_is_subscribed_once_it_is_connected() {
+    let redis = TestRedis::start_plain().await;
+    let mut conn = redis.conn().await;
+    let (bridge, mut events) = bridge_on(&redis).await;
+    // Asked at once: the bridge's first connection is still being made.
+    bridge.send(Subscribe("early".into())).await.unwrap();
+    let mut got = until_listening(&mut conn, &mut events).await;
+
+    assert_eq!(
+        publish(&mut conn, &keys::room_events("early"), "live").await,
+        1,
+        "the room's subject is subscribed on the connection made meanwhile"
+    );
+    // The room may have missed something before its subject was subscribed: it catches up.
+    while got.len() < 2 {
+        got.push(next_event(&mut events).await);
+    }
+    got.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(
+        got,
+        [
+            BridgeEvent::Resubscribed,
+            BridgeEvent::Room {
+                channel: "early".into(),
+                payload: "live".into(),
+            }
+        ]
+    );
+    assert_eq!(publish(&mut conn, keys::USER_EVENTS, "end").await, 1);
+    assert_eq!(next_event(&mut events).await, marker("end"));
 }

@@ -3,8 +3,9 @@
 //! It subscribes to a room's subject while the node has a room for it, and always to the presence
 //! and user-notice subjects, and turns every message into a [`BridgeEvent`] for the recipient it
 //! was given when it was built (the hub). When the connection drops it reconnects with backoff,
-//! resubscribes, and says so with [`BridgeEvent::Reconnected`], so every room catches up from its
-//! stream and nothing published meanwhile is lost.
+//! resubscribes, and says so with [`BridgeEvent::Resubscribed`], so every room catches up from its
+//! stream and nothing published meanwhile is lost. A room followed while a connection is being
+//! made is subscribed as soon as it is made, and caught up the same way.
 //!
 //! The bridge knows nothing of the actors it serves: rooms ask it to subscribe, and its events go
 //! to a `Recipient`, so data flows one way (session → hub → room → bridge for requests, bridge →
@@ -22,8 +23,9 @@ use redis::aio::PubSubSink;
 use crate::metrics::Metrics;
 use crate::store::{keys, Store};
 
-/// Subscribe to a room's subject; answers once Redis confirmed (or the bridge is reconnecting,
-/// in which case the room catches up after the reconnect).
+/// Subscribe to a room's subject; answers once Redis confirmed (or at once while the bridge is
+/// connecting: the subject is then subscribed as soon as the connection is made, and
+/// [`BridgeEvent::Resubscribed`] has the room catch up).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Subscribe(pub String);
@@ -43,15 +45,16 @@ pub enum BridgeEvent {
     Presence(Arc<str>),
     /// A per-user notice published by some node: `{"username", "kind", …}`.
     User(Arc<str>),
-    /// The pub/sub connection was lost and is back: whatever was published meanwhile was missed,
-    /// so every room catches up from its stream.
-    Reconnected,
+    /// Rooms were subscribed after a gap (the connection was lost and is back, or a room was
+    /// followed while the connection was being made): what was published meanwhile was not
+    /// heard, so every room catches up from its stream.
+    Resubscribed,
 }
 
-/// A connection attempt finished.
+/// A connection attempt finished: the connection, and the rooms it subscribed to.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Connected(Result<(PubSubSink, redis::aio::PubSubStream), String>);
+struct Connected(Result<(PubSubSink, redis::aio::PubSubStream, HashSet<String>), String>);
 
 /// The bridge actor.
 pub struct Bridge {
@@ -83,20 +86,48 @@ impl Bridge {
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let client = self.store.client.clone();
+        let rooms = self.rooms.clone();
         let mut subjects: Vec<String> =
             vec![keys::PRESENCE_EVENTS.into(), keys::USER_EVENTS.into()];
-        subjects.extend(self.rooms.iter().map(|r| keys::room_events(r)));
+        subjects.extend(rooms.iter().map(|r| keys::room_events(r)));
         let addr = ctx.address();
         actix_rt::spawn(async move {
             let result = async {
                 let pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
                 let (mut sink, stream) = pubsub.split();
                 sink.subscribe(&subjects).await.map_err(|e| e.to_string())?;
-                Ok((sink, stream))
+                Ok((sink, stream, rooms))
             }
             .await;
             addr.do_send(Connected(result));
         });
+    }
+
+    /// Sets right, on a connection that subscribed the rooms in `subscribed`, the rooms followed
+    /// or left while it was being made. Answers whether some room was not subscribed (it may
+    /// have missed events), and the work to do.
+    fn settle_rooms(
+        &self,
+        subscribed: &HashSet<String>,
+        mut sink: PubSubSink,
+    ) -> (bool, impl std::future::Future<Output = ()>) {
+        let subjects = |rooms: HashSet<&String>| -> Vec<String> {
+            rooms.into_iter().map(|r| keys::room_events(r)).collect()
+        };
+        let missed = subjects(self.rooms.difference(subscribed).collect());
+        let left = subjects(subscribed.difference(&self.rooms).collect());
+        let missed_some = !missed.is_empty();
+        let work = async move {
+            if !missed.is_empty() {
+                if let Err(e) = sink.subscribe(&missed).await {
+                    log::warn!("bridge: subscribe {missed:?}: {e}");
+                }
+            }
+            if !left.is_empty() {
+                let _ = sink.unsubscribe(&left).await;
+            }
+        };
+        (missed_some, work)
     }
 
     fn reconnect_later(&mut self, ctx: &mut Context<Self>) {
@@ -114,33 +145,43 @@ impl Actor for Bridge {
     }
 }
 
+// Like Subscribe, this holds the mailbox until the rooms followed or left meanwhile are set right
+// on the new connection, so Resubscribed is sent only once every room's subject is subscribed.
 impl Handler<Connected> for Bridge {
-    type Result = ();
-    fn handle(&mut self, msg: Connected, ctx: &mut Self::Context) {
-        match msg.0 {
-            Ok((sink, stream)) => {
-                self.generation += 1;
-                let generation = self.generation;
-                self.sink = Some(sink);
-                self.backoff = Duration::from_millis(100);
-                self.metrics
-                    .subscriptions
-                    .store(self.rooms.len() as i64, Relaxed);
-                ctx.add_stream(stream.map(move |m| (generation, Some(m))).chain(
-                    futures_util::stream::once(async move { (generation, None) }),
-                ));
-                if self.connected_once {
-                    self.metrics.bridge_reconnects.fetch_add(1, Relaxed);
-                    log::info!("bridge: pub/sub reconnected; rooms catch up from their streams");
-                    self.events.do_send(BridgeEvent::Reconnected);
-                }
-                self.connected_once = true;
-            }
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Connected, ctx: &mut Self::Context) -> Self::Result {
+        let (sink, stream, subscribed) = match msg.0 {
+            Ok(connection) => connection,
             Err(e) => {
                 log::warn!("bridge: pub/sub connection failed: {e}; retrying");
                 self.reconnect_later(ctx);
+                return AtomicResponse::new(Box::pin(fut::ready(())));
             }
-        }
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        self.sink = Some(sink.clone());
+        self.backoff = Duration::from_millis(100);
+        self.metrics
+            .subscriptions
+            .store(self.rooms.len() as i64, Relaxed);
+        ctx.add_stream(stream.map(move |m| (generation, Some(m))).chain(
+            futures_util::stream::once(async move { (generation, None) }),
+        ));
+        let reconnected = std::mem::replace(&mut self.connected_once, true);
+        let (missed_some, settle) = self.settle_rooms(&subscribed, sink);
+        let catch_up = reconnected || missed_some;
+        AtomicResponse::new(Box::pin(settle.into_actor(self).map(
+            move |(), bridge, _| {
+                if reconnected {
+                    bridge.metrics.bridge_reconnects.fetch_add(1, Relaxed);
+                    log::info!("bridge: pub/sub reconnected; rooms catch up from their streams");
+                }
+                if catch_up {
+                    bridge.events.do_send(BridgeEvent::Resubscribed);
+                }
+            },
+        )))
     }
 }
 

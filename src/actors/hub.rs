@@ -393,7 +393,7 @@ impl Handler<BridgeEvent> for Hub {
             }
             BridgeEvent::Presence(payload) => self.presence_changed(&payload),
             BridgeEvent::User(payload) => self.user_notice(&payload),
-            BridgeEvent::Reconnected => {
+            BridgeEvent::Resubscribed => {
                 for entry in self.rooms.values() {
                     entry.addr.do_send(room::CatchUp);
                 }
