@@ -1,8 +1,8 @@
 //! What every handler and actor of one node shares: the store, the settings, the figures, and the
 //! addresses of the long-lived actors.
 //!
-//! The node builds it at start-up (`node.rs`); HTTP handlers, sessions and the transcriber read
-//! it. It depends on what it holds and on nothing that uses it, so it sits below them all.
+//! The node builds it at start-up (`node.rs`); HTTP handlers and WebSocket sessions read it. It
+//! depends on what it holds and on nothing that uses it, so it sits below them all.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
