@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod actors;
+pub mod app;
 pub mod cli;
 pub mod error;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod node;
 pub mod protocol;
 pub mod redis_server;
 pub mod settings;
+pub mod shutdown;
 pub mod store;
 pub mod voice;
 

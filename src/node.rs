@@ -6,30 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, AsyncContext, Context};
 use actix_web::{web, App as WebApp, HttpServer};
 use tokio::sync::oneshot;
 
 use crate::actors::bridge::Bridge;
 use crate::actors::hub::{CloseAll, Hub};
 use crate::actors::presence::Presence;
+use crate::app::App;
 use crate::metrics::Metrics;
 use crate::redis_server::{RedisOptions, RedisProcess};
 use crate::settings::Settings;
 use crate::store::Store;
-
-/// What every handler and actor shares on one node.
-pub struct App {
-    pub store: Store,
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    pub hub: Addr<Hub>,
-    pub presence: Addr<Presence>,
-    pub started: Instant,
-    pub stopping: AtomicBool,
-    /// Voice messages: this node's engine state, as /readyz reports it.
-    pub voice: Arc<crate::voice::Status>,
-}
 
 /// A started node, as `start` returns it.
 struct Started {
@@ -77,11 +65,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
     crate::store::setup::spawn_backfill(store.clone());
 
     let metrics = Arc::new(Metrics::default());
-    let bridge = Bridge::new(store.clone(), metrics.clone()).start();
-    let hub = Hub::new(store.clone(), metrics.clone(), bridge.clone()).start();
-    bridge.do_send(crate::actors::bridge::SetHub(hub.clone()));
-    let presence = Presence::new(store.clone(), metrics.clone()).start();
-    hub.do_send(crate::actors::hub::SetPresence(presence.clone()));
+    let (hub, presence) = start_actors(&store, &metrics);
     let (voice, _transcriber) = crate::voice::transcriber::start(&store, &settings);
 
     let app = web::Data::new(App {
@@ -149,6 +133,29 @@ fn metrics_listener(
     Ok(Some(server.run()))
 }
 
+/// Starts the node's long-lived actors: the bridge, the presence tracker and the hub.
+///
+/// The hub needs the bridge's address and the bridge delivers its events to the hub, so the hub's
+/// context is made first: the bridge is built with its address, and whatever the bridge hears
+/// before the hub runs waits in the hub's mailbox.
+fn start_actors(store: &Store, metrics: &Arc<Metrics>) -> (Addr<Hub>, Addr<Presence>) {
+    let hub_context = Context::<Hub>::new();
+    let bridge = Bridge::new(
+        store.clone(),
+        metrics.clone(),
+        hub_context.address().recipient(),
+    )
+    .start();
+    let presence = Presence::new(store.clone(), metrics.clone()).start();
+    let hub = hub_context.run(Hub::new(
+        store.clone(),
+        metrics.clone(),
+        bridge,
+        presence.clone(),
+    ));
+    (hub, presence)
+}
+
 /// Runs the node until `stop` fires (or the server ends), then drains and stops Redis.
 async fn serve(
     started: Started,
@@ -191,24 +198,8 @@ pub fn run(settings: Settings) -> std::io::Result<()> {
     actix_rt::System::new().block_on(async move {
         let started = start(settings).await.map_err(std::io::Error::other)?;
         log::info!("chatnode listening on http://{}", started.addr);
-        serve(started, shutdown_signal()).await
+        serve(started, crate::shutdown::signal()).await
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
 }
 
 /// A node running on its own thread, as tests and tools start it.

@@ -1,9 +1,15 @@
 //! The Redis bridge: this node's one pub/sub connection.
 //!
 //! It subscribes to a room's subject while the node has a room for it, and always to the presence
-//! and user-notice subjects, and turns every message into an actor message for the hub. When the
-//! connection drops it reconnects with backoff, resubscribes, and has every room catch up from
-//! its stream, so nothing published meanwhile is lost.
+//! and user-notice subjects, and turns every message into a [`BridgeEvent`] for the recipient it
+//! was given when it was built (the hub). When the connection drops it reconnects with backoff,
+//! resubscribes, and says so with [`BridgeEvent::Resubscribed`], so every room catches up from its
+//! stream and nothing published meanwhile is lost. A room followed while a connection is being
+//! made is subscribed as soon as it is made, and caught up the same way.
+//!
+//! The bridge knows nothing of the actors it serves: rooms ask it to subscribe, and its events go
+//! to a `Recipient`, so data flows one way (session → hub → room → bridge for requests, bridge →
+//! recipient for events) and a test can stand in for the hub.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,12 +20,12 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 
-use super::hub::{Hub, PresencePayload, Resync, RoomPayload, UserPayload};
 use crate::metrics::Metrics;
 use crate::store::{keys, Store};
 
-/// Subscribe to a room's subject; answers once Redis confirmed (or the bridge is reconnecting,
-/// in which case the room catches up after the reconnect).
+/// Subscribe to a room's subject; answers once Redis confirmed (or at once while the bridge is
+/// connecting: the subject is then subscribed as soon as the connection is made, and
+/// [`BridgeEvent::Resubscribed`] has the room catch up).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Subscribe(pub String);
@@ -29,21 +35,32 @@ pub struct Subscribe(pub String);
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub String);
 
-/// Wires the hub in after both actors exist.
-#[derive(Message)]
+/// What the bridge hears from Redis, as it delivers it.
+#[derive(Message, Debug, Clone, PartialEq)]
 #[rtype(result = "()")]
-pub struct SetHub(pub Addr<Hub>);
+pub enum BridgeEvent {
+    /// A payload published on a room's subject: a stream entry of that channel, as JSON.
+    Room { channel: String, payload: Arc<str> },
+    /// A presence transition published by some node: `{"username","uuid","online","channels"}`.
+    Presence(Arc<str>),
+    /// A per-user notice published by some node: `{"username", "kind", …}`.
+    User(Arc<str>),
+    /// Rooms were subscribed after a gap (the connection was lost and is back, or a room was
+    /// followed while the connection was being made): what was published meanwhile was not
+    /// heard, so every room catches up from its stream.
+    Resubscribed,
+}
 
-/// A connection attempt finished.
+/// A connection attempt finished: the connection, and the rooms it subscribed to.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Connected(Result<(PubSubSink, redis::aio::PubSubStream), String>);
+struct Connected(Result<(PubSubSink, redis::aio::PubSubStream, HashSet<String>), String>);
 
 /// The bridge actor.
 pub struct Bridge {
     store: Store,
     metrics: Arc<Metrics>,
-    hub: Option<Addr<Hub>>,
+    events: Recipient<BridgeEvent>,
     sink: Option<PubSubSink>,
     rooms: HashSet<String>,
     connected_once: bool,
@@ -53,11 +70,12 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+    /// A bridge that delivers what it hears to `events`. It connects when started.
+    pub fn new(store: Store, metrics: Arc<Metrics>, events: Recipient<BridgeEvent>) -> Self {
         Bridge {
             store,
             metrics,
-            hub: None,
+            events,
             sink: None,
             rooms: HashSet::new(),
             connected_once: false,
@@ -68,20 +86,48 @@ impl Bridge {
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let client = self.store.client.clone();
+        let rooms = self.rooms.clone();
         let mut subjects: Vec<String> =
             vec![keys::PRESENCE_EVENTS.into(), keys::USER_EVENTS.into()];
-        subjects.extend(self.rooms.iter().map(|r| keys::room_events(r)));
+        subjects.extend(rooms.iter().map(|r| keys::room_events(r)));
         let addr = ctx.address();
         actix_rt::spawn(async move {
             let result = async {
                 let pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
                 let (mut sink, stream) = pubsub.split();
                 sink.subscribe(&subjects).await.map_err(|e| e.to_string())?;
-                Ok((sink, stream))
+                Ok((sink, stream, rooms))
             }
             .await;
             addr.do_send(Connected(result));
         });
+    }
+
+    /// Sets right, on a connection that subscribed the rooms in `subscribed`, the rooms followed
+    /// or left while it was being made. Answers whether some room was not subscribed (it may
+    /// have missed events), and the work to do.
+    fn settle_rooms(
+        &self,
+        subscribed: &HashSet<String>,
+        mut sink: PubSubSink,
+    ) -> (bool, impl std::future::Future<Output = ()>) {
+        let subjects = |rooms: HashSet<&String>| -> Vec<String> {
+            rooms.into_iter().map(|r| keys::room_events(r)).collect()
+        };
+        let missed = subjects(self.rooms.difference(subscribed).collect());
+        let left = subjects(subscribed.difference(&self.rooms).collect());
+        let missed_some = !missed.is_empty();
+        let work = async move {
+            if !missed.is_empty() {
+                if let Err(e) = sink.subscribe(&missed).await {
+                    log::warn!("bridge: subscribe {missed:?}: {e}");
+                }
+            }
+            if !left.is_empty() {
+                let _ = sink.unsubscribe(&left).await;
+            }
+        };
+        (missed_some, work)
     }
 
     fn reconnect_later(&mut self, ctx: &mut Context<Self>) {
@@ -99,42 +145,43 @@ impl Actor for Bridge {
     }
 }
 
-impl Handler<SetHub> for Bridge {
-    type Result = ();
-    fn handle(&mut self, msg: SetHub, _: &mut Self::Context) {
-        self.hub = Some(msg.0);
-    }
-}
-
+// Like Subscribe, this holds the mailbox until the rooms followed or left meanwhile are set right
+// on the new connection, so Resubscribed is sent only once every room's subject is subscribed.
 impl Handler<Connected> for Bridge {
-    type Result = ();
-    fn handle(&mut self, msg: Connected, ctx: &mut Self::Context) {
-        match msg.0 {
-            Ok((sink, stream)) => {
-                self.generation += 1;
-                let generation = self.generation;
-                self.sink = Some(sink);
-                self.backoff = Duration::from_millis(100);
-                self.metrics
-                    .subscriptions
-                    .store(self.rooms.len() as i64, Relaxed);
-                ctx.add_stream(stream.map(move |m| (generation, Some(m))).chain(
-                    futures_util::stream::once(async move { (generation, None) }),
-                ));
-                if self.connected_once {
-                    self.metrics.bridge_reconnects.fetch_add(1, Relaxed);
-                    log::info!("bridge: pub/sub reconnected; rooms catch up from their streams");
-                    if let Some(hub) = &self.hub {
-                        hub.do_send(Resync);
-                    }
-                }
-                self.connected_once = true;
-            }
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Connected, ctx: &mut Self::Context) -> Self::Result {
+        let (sink, stream, subscribed) = match msg.0 {
+            Ok(connection) => connection,
             Err(e) => {
                 log::warn!("bridge: pub/sub connection failed: {e}; retrying");
                 self.reconnect_later(ctx);
+                return AtomicResponse::new(Box::pin(fut::ready(())));
             }
-        }
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        self.sink = Some(sink.clone());
+        self.backoff = Duration::from_millis(100);
+        self.metrics
+            .subscriptions
+            .store(self.rooms.len() as i64, Relaxed);
+        ctx.add_stream(stream.map(move |m| (generation, Some(m))).chain(
+            futures_util::stream::once(async move { (generation, None) }),
+        ));
+        let reconnected = std::mem::replace(&mut self.connected_once, true);
+        let (missed_some, settle) = self.settle_rooms(&subscribed, sink);
+        let catch_up = reconnected || missed_some;
+        AtomicResponse::new(Box::pin(settle.into_actor(self).map(
+            move |(), bridge, _| {
+                if reconnected {
+                    bridge.metrics.bridge_reconnects.fetch_add(1, Relaxed);
+                    log::info!("bridge: pub/sub reconnected; rooms catch up from their streams");
+                }
+                if catch_up {
+                    bridge.events.do_send(BridgeEvent::Resubscribed);
+                }
+            },
+        )))
     }
 }
 
@@ -148,23 +195,32 @@ impl StreamHandler<(u64, Option<redis::Msg>)> for Bridge {
             }
             return;
         };
-        let Some(hub) = &self.hub else { return };
-        let subject = msg.get_channel_name();
-        let payload: Arc<str> = String::from_utf8_lossy(msg.get_payload_bytes()).into();
-        if let Some(channel) = keys::room_from_events(subject) {
-            hub.do_send(RoomPayload {
-                channel: channel.to_string(),
-                payload,
-            });
-        } else if subject == keys::PRESENCE_EVENTS {
-            hub.do_send(PresencePayload(payload));
-        } else if subject == keys::USER_EVENTS {
-            hub.do_send(UserPayload(payload));
+        if let Some(event) = event_of(&msg) {
+            self.events.do_send(event);
         }
     }
 
     fn finished(&mut self, _: &mut Self::Context) {
         // The end of a stream is handled as the `None` item; the bridge keeps running.
+    }
+}
+
+/// The event a pub/sub message stands for, by its subject (`None` for a subject the bridge does
+/// not know).
+fn event_of(msg: &redis::Msg) -> Option<BridgeEvent> {
+    let subject = msg.get_channel_name();
+    let payload: Arc<str> = String::from_utf8_lossy(msg.get_payload_bytes()).into();
+    if let Some(channel) = keys::room_from_events(subject) {
+        Some(BridgeEvent::Room {
+            channel: channel.to_string(),
+            payload,
+        })
+    } else if subject == keys::PRESENCE_EVENTS {
+        Some(BridgeEvent::Presence(payload))
+    } else if subject == keys::USER_EVENTS {
+        Some(BridgeEvent::User(payload))
+    } else {
+        None
     }
 }
 

@@ -20,7 +20,7 @@ use actix_ws::CloseCode;
 use bytestring::ByteString;
 use serde_json::Value;
 
-use super::bridge::Bridge;
+use super::bridge::{Bridge, BridgeEvent};
 use super::outbox::Outbox;
 use super::presence::Presence;
 use super::room::{self, Member, Prelude, Replay, Room};
@@ -75,38 +75,10 @@ pub struct LeaveRoom {
     pub id: SessionId,
 }
 
-/// A pub/sub payload for a room (from the bridge).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RoomPayload {
-    pub channel: String,
-    pub payload: Arc<str>,
-}
-
-/// A presence transition published by some node: `{"username","uuid","online"}`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PresencePayload(pub Arc<str>);
-
-/// A per-user notice published by some node: `{"username", "kind", …}`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UserPayload(pub Arc<str>);
-
-/// The bridge reconnected: every room catches up from its stream.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Resync;
-
 /// Close every socket with 1001 (the node is stopping).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CloseAll;
-
-/// Wires the presence tracker in after both actors exist.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetPresence(pub Addr<Presence>);
 
 struct SessionEntry {
     outbox: Outbox,
@@ -140,7 +112,7 @@ pub struct Hub {
     store: Store,
     metrics: Arc<Metrics>,
     bridge: Addr<Bridge>,
-    presence: Option<Addr<Presence>>,
+    presence: Addr<Presence>,
     sessions: HashMap<SessionId, SessionEntry>,
     rooms: HashMap<String, RoomEntry>,
     /// Signed-in users of this node.
@@ -152,12 +124,20 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(store: Store, metrics: Arc<Metrics>, bridge: Addr<Bridge>) -> Self {
+    /// A hub whose rooms subscribe through `bridge` and whose users are announced to `presence`.
+    /// The bridge's events come back to the hub as [`BridgeEvent`]s: build the bridge with the
+    /// address of the hub's context before the hub runs (as `node.rs` does).
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        bridge: Addr<Bridge>,
+        presence: Addr<Presence>,
+    ) -> Self {
         Hub {
             store,
             metrics,
             bridge,
-            presence: None,
+            presence,
             sessions: HashMap::new(),
             rooms: HashMap::new(),
             users: HashMap::new(),
@@ -231,8 +211,8 @@ impl Hub {
         entry.username = username.clone();
         let announced = std::mem::take(&mut entry.announced);
         if let Some(old) = old {
-            if let (true, Some(p)) = (announced, &self.presence) {
-                p.do_send(super::presence::Offline(old.clone()));
+            if announced {
+                self.presence.do_send(super::presence::Offline(old.clone()));
             }
             let last = self.users.get_mut(&old).is_some_and(|u| {
                 u.sessions.remove(&id);
@@ -285,9 +265,9 @@ impl Hub {
         let Some(entry) = self.sessions.get_mut(&id) else {
             return;
         };
-        if let (false, Some(username), Some(p)) = (entry.announced, &entry.username, &self.presence)
-        {
-            p.do_send(super::presence::Online(username.clone()));
+        if let (false, Some(username)) = (entry.announced, &entry.username) {
+            self.presence
+                .do_send(super::presence::Online(username.clone()));
             entry.announced = true;
         }
     }
@@ -310,13 +290,6 @@ impl Hub {
 
 impl Actor for Hub {
     type Context = Context<Self>;
-}
-
-impl Handler<SetPresence> for Hub {
-    type Result = ();
-    fn handle(&mut self, msg: SetPresence, _: &mut Self::Context) {
-        self.presence = Some(msg.0);
-    }
 }
 
 impl Handler<Connect> for Hub {
@@ -411,28 +384,31 @@ impl Handler<LeaveRoom> for Hub {
     }
 }
 
-impl Handler<RoomPayload> for Hub {
+impl Handler<BridgeEvent> for Hub {
     type Result = ();
-    fn handle(&mut self, msg: RoomPayload, _: &mut Self::Context) {
-        if let Some(entry) = self.rooms.get(&msg.channel) {
-            entry.addr.do_send(room::RoomEvent(msg.payload));
+    fn handle(&mut self, event: BridgeEvent, _: &mut Self::Context) {
+        match event {
+            BridgeEvent::Room { channel, payload } => {
+                if let Some(entry) = self.rooms.get(&channel) {
+                    entry.addr.do_send(room::RoomEvent(payload));
+                }
+            }
+            BridgeEvent::Presence(payload) => self.presence_changed(&payload),
+            BridgeEvent::User(payload) => self.user_notice(&payload),
+            BridgeEvent::Resubscribed => {
+                for entry in self.rooms.values() {
+                    entry.addr.do_send(room::CatchUp);
+                }
+            }
         }
     }
 }
 
-impl Handler<Resync> for Hub {
-    type Result = ();
-    fn handle(&mut self, _: Resync, _: &mut Self::Context) {
-        for entry in self.rooms.values() {
-            entry.addr.do_send(room::CatchUp);
-        }
-    }
-}
-
-impl Handler<PresencePayload> for Hub {
-    type Result = ();
-    fn handle(&mut self, msg: PresencePayload, _: &mut Self::Context) {
-        let Ok(v) = serde_json::from_str::<Value>(&msg.0) else {
+/// What the hub does with the bridge's presence and user events.
+impl Hub {
+    /// Tells the sockets that should hear of it of a presence transition published by some node.
+    fn presence_changed(&self, payload: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(payload) else {
             return;
         };
         let username = v["username"].as_str().unwrap_or_default();
@@ -485,12 +461,10 @@ impl Handler<PresencePayload> for Hub {
             }
         }
     }
-}
 
-impl Handler<UserPayload> for Hub {
-    type Result = ();
-    fn handle(&mut self, msg: UserPayload, _: &mut Self::Context) {
-        let Ok(v) = serde_json::from_str::<Value>(&msg.0) else {
+    /// Delivers a per-user notice published by some node to that user's sockets here.
+    fn user_notice(&mut self, payload: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(payload) else {
             return;
         };
         let Some(username) = v["username"].as_str() else {

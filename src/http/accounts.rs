@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::{client_addr, Authed, SESSION_COOKIE};
 use crate::accounts::{self, SignedIn};
+use crate::app::App;
 use crate::error::{Error, Result};
-use crate::node::App;
 use crate::store::search::UserQuery;
 use crate::store::users::{normalize_username, Location, ProfileUpdate};
 

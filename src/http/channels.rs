@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Authed;
+use crate::app::App;
 use crate::error::{Error, Result};
-use crate::node::App;
 use crate::store::channels::{validate_channel_name, Kind};
 use crate::store::users::normalize_username;
 

@@ -18,8 +18,8 @@ use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde_json::json;
 
 use crate::accounts::User;
+use crate::app::App;
 use crate::error::Error;
-use crate::node::App;
 use crate::settings::{canonical_ip, Cidr};
 
 /// Name of the session cookie.

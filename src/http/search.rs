@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Authed;
+use crate::app::App;
 use crate::error::Result;
-use crate::node::App;
 use crate::store::search::{channel_list, MessageQuery, UserQuery};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Authed;
+use crate::app::App;
 use crate::error::{Error, Result};
-use crate::node::App;
 use crate::store::channels::dm_pair;
 use crate::voice::audio::{self, AudioError};
 use crate::voice::state;

@@ -9,8 +9,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::actors::outbox;
 use crate::actors::session::Session;
+use crate::app::App;
 use crate::error::Error;
-use crate::node::App;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 

@@ -398,7 +398,7 @@ pub fn run_command(settings: Settings) -> ExitCode {
                 _ => return Err(format!("no engine: {}", s.detail)),
             }
         }
-        crate::node::shutdown_signal().await;
+        crate::shutdown::signal().await;
         log::info!("chatnode transcriber: stopping");
         let _ = tokio::time::timeout(Duration::from_secs(5), addr.send(Stop)).await;
         Ok::<_, String>(())

@@ -28,7 +28,7 @@ use super::outbox::{Out, Outbox};
 use super::{Dialect, SessionId};
 use crate::accounts::User;
 use crate::error::{Error, Result};
-use crate::node::App;
+use crate::app::App;
 use crate::protocol::outbound::Ready;
 use crate::protocol::{self, ErrorAbout, ErrorCode, ErrorFrame, Inbound, Outbound};
 use reply::Reply;

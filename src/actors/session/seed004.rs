@@ -9,7 +9,7 @@ use super::Caller;
 use crate::accounts::User;
 use crate::actors::room::{Joined, Prelude, Replay};
 use crate::error::{Error, Result};
-use crate::node::App;
+use crate::app::App;
 use crate::protocol::outbound::{ChannelJoined, ChannelLeft, UserList};
 use crate::protocol::{seed004, Outbound};
 use crate::store::channels::GENERAL;
