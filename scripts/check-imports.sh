@@ -5,8 +5,8 @@
 # comments left out) and draws a graph of modules: each top-level module is one node (a folder
 # module such as `store/` counts as one), except the actors, where each file is a node of its own
 # (`actors/hub`, `actors/bridge`, …; `actors/mod.rs` is `actors`). It fails, printing the cycle,
-# when modules depend on each other in a circle that takes in an actor, `app` or `node`.
-# Other circles are printed as notes. `-v` prints the whole graph.
+# when modules depend on each other in a circle; a circle through an actor, `app` or `node` is
+# printed loop by loop. `-v` prints the whole graph.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -181,8 +181,9 @@ for group in cycle_groups():
     members = ", ".join(sorted(group))
     if not any(watched(m) for m in group):
         loop = shortest_loop(group, min(group))
-        print("note, import cycle: " + " -> ".join(loop) + f" (the circle takes in: {members})")
+        print("import cycle: " + " -> ".join(loop) + f" (the circle takes in: {members})")
         show(loop)
+        failed = True
         continue
     failed = True
     seen = set()
@@ -196,5 +197,5 @@ for group in cycle_groups():
     print(f"    (the circle takes in: {members})")
 if failed:
     sys.exit(1)
-print("check-imports: no import cycle among the actors or through app/node")
+print("check-imports: no import cycle")
 PY

@@ -90,7 +90,7 @@ pub fn load_demo(settings: Settings) -> ExitCode {
                 "demo data loaded: {} new users, {} new messages (password for every demo user: {})",
                 l.users,
                 l.messages,
-                crate::store::demo::DEMO_PASSWORD
+                crate::demo::DEMO_PASSWORD
             );
             ExitCode::SUCCESS
         }

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod actors;
 pub mod app;
 pub mod cli;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod metrics;

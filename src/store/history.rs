@@ -175,7 +175,7 @@ impl Store {
                     username: get("username"),
                     text: get("message"),
                     uuid: get("uuid"),
-                    voice: crate::voice::info_from_fields(&f),
+                    voice: super::voice::info_from_fields(&f),
                     id,
                 }
             })

@@ -300,7 +300,7 @@ pub fn event_from_hash(id: &str, h: &HashMap<String, String>) -> ChatEvent {
         text: get("message"),
         created_at: parse_id(id).map(|(ms, _)| ms as i64).unwrap_or(0),
         uuid: get("uuid"),
-        voice: crate::voice::info_from_fields(h),
+        voice: super::voice::info_from_fields(h),
     }
 }
 

@@ -3,7 +3,6 @@
 //! Handlers and actors call these functions; none of them builds a Redis key or command itself.
 
 pub mod channels;
-pub mod demo;
 pub mod history;
 pub mod ids;
 pub mod insights;

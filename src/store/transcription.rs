@@ -13,9 +13,9 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
 use super::ids::ADD_ENTRY_LUA;
+use super::voice::{fields, state};
 use super::{keys, Store};
 use crate::error::{Error, Result};
-use crate::voice::{fields, state};
 
 static FINISH_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{ADD_ENTRY_LUA}{FINISH_LUA}")));

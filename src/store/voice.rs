@@ -17,7 +17,54 @@ use super::posting::{Guarded, Posted, GUARD_LUA};
 use super::{keys, Store};
 use crate::error::Result;
 use crate::protocol::ChatEvent;
-use crate::voice::{info_from_fields, state, VoiceInfo};
+use crate::protocol::VoiceInfo;
+
+/// Transcript states, as the message hash and the `voice.state` field carry them.
+pub mod state {
+    /// Queued or being transcribed.
+    pub const PENDING: &str = "pending";
+    /// Transcribed: the message text is the transcript.
+    pub const DONE: &str = "done";
+    /// Given up after the allowed tries; `error` says why.
+    pub const FAILED: &str = "failed";
+    /// No transcriber was running when the message was sent.
+    pub const UNAVAILABLE: &str = "unavailable";
+}
+
+/// Field names in `message:<id>` hashes and in stream entries.
+pub mod fields {
+    pub const AUDIO: &str = "audio";
+    pub const AUDIO_TYPE: &str = "audio_type";
+    pub const DURATION_MS: &str = "duration_ms";
+    pub const AUDIO_BYTES: &str = "audio_bytes";
+    pub const STATE: &str = "transcript_state";
+    pub const CONFIDENCE: &str = "confidence";
+    pub const ENGINE: &str = "engine";
+    pub const ERROR: &str = "transcript_error";
+    /// On `transcript` stream entries: the voice message's ID.
+    pub const REF: &str = "ref";
+}
+
+/// The voice details of a hash or stream entry, if it is a voice message or a transcript.
+pub fn info_from_fields(f: &HashMap<String, String>) -> Option<VoiceInfo> {
+    let audio = f.get(fields::AUDIO).filter(|a| !a.is_empty())?;
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
+    Some(VoiceInfo {
+        audio: audio.clone(),
+        content_type: get(fields::AUDIO_TYPE),
+        duration_ms: num(fields::DURATION_MS).unwrap_or(0.0) as u64,
+        bytes: num(fields::AUDIO_BYTES).unwrap_or(0.0) as u64,
+        state: f
+            .get(fields::STATE)
+            .cloned()
+            .unwrap_or_else(|| state::PENDING.into()),
+        confidence: num(fields::CONFIDENCE),
+        engine: get(fields::ENGINE),
+        error: get(fields::ERROR),
+        message_id: get(fields::REF),
+    })
+}
 
 /// Runs after [`GUARD_LUA`], which answers repeated client_ids and counts the user's budget.
 const POST_VOICE_LUA: &str = r#"

@@ -14,62 +14,17 @@ pub mod transcriber;
 #[cfg(feature = "whisper")]
 pub mod whisper;
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use serde::Serialize;
 
 pub use engine::{Clip, Engine, EngineError, Transcript};
 
-/// Transcript states, as the message hash and the `voice.state` field carry them.
-pub mod state {
-    /// Queued or being transcribed.
-    pub const PENDING: &str = "pending";
-    /// Transcribed: the message text is the transcript.
-    pub const DONE: &str = "done";
-    /// Given up after the allowed tries; `error` says why.
-    pub const FAILED: &str = "failed";
-    /// No transcriber was running when the message was sent.
-    pub const UNAVAILABLE: &str = "unavailable";
-}
-
 /// What a voice message carries besides its text (a protocol type: events carry it).
 pub use chatnode_protocol::VoiceInfo;
 
-/// Field names in `message:<id>` hashes and in stream entries.
-pub mod fields {
-    pub const AUDIO: &str = "audio";
-    pub const AUDIO_TYPE: &str = "audio_type";
-    pub const DURATION_MS: &str = "duration_ms";
-    pub const AUDIO_BYTES: &str = "audio_bytes";
-    pub const STATE: &str = "transcript_state";
-    pub const CONFIDENCE: &str = "confidence";
-    pub const ENGINE: &str = "engine";
-    pub const ERROR: &str = "transcript_error";
-    /// On `transcript` stream entries: the voice message's ID.
-    pub const REF: &str = "ref";
-}
-
-/// The voice details of a hash or stream entry, if it is a voice message or a transcript.
-pub fn info_from_fields(f: &HashMap<String, String>) -> Option<VoiceInfo> {
-    let audio = f.get(fields::AUDIO).filter(|a| !a.is_empty())?;
-    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
-    let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
-    Some(VoiceInfo {
-        audio: audio.clone(),
-        content_type: get(fields::AUDIO_TYPE),
-        duration_ms: num(fields::DURATION_MS).unwrap_or(0.0) as u64,
-        bytes: num(fields::AUDIO_BYTES).unwrap_or(0.0) as u64,
-        state: f
-            .get(fields::STATE)
-            .cloned()
-            .unwrap_or_else(|| state::PENDING.into()),
-        confidence: num(fields::CONFIDENCE),
-        engine: get(fields::ENGINE),
-        error: get(fields::ERROR),
-        message_id: get(fields::REF),
-    })
-}
+/// How a voice message is stored belongs to the store; these names are kept here for callers.
+pub use crate::store::voice::{fields, info_from_fields, state};
 
 /// The voice side of a node, as `/readyz` reports it.
 #[derive(Debug, Default)]
@@ -109,6 +64,8 @@ impl Status {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]

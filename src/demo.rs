@@ -3,9 +3,9 @@
 
 use redis::AsyncCommands;
 
-use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::store::users::ProfileUpdate;
+use crate::store::{keys, Store};
 
 /// The password every demo user signs in with.
 pub const DEMO_PASSWORD: &str = "password123";
