@@ -452,7 +452,7 @@ test('screenshots at phone and desktop sizes', { timeout: 90000 }, async () => {
   await visitor.context.close();
 });
 
-test('keyboard: every control is reachable and labelled', { timeout: 30000 }, async () => {
+test('keyboard: every visible control is labelled, focus leaves the message box visibly, Alt+Down changes conversation', { timeout: 30000 }, async () => {
   const a = alice.page;
   await openChannel(a, 'lobby');
   const unlabelled = await a.evaluate(() => [...document.querySelectorAll('input, select, textarea, button, a[href]')]
@@ -491,7 +491,7 @@ test('sign out, a wrong password, and back in', { timeout: 60000 }, async () => 
   await seeMessage(a, 'Hello Bob! 👋');
 });
 
-test('no script errors and no Content-Security-Policy violations', () => {
+test('alice and bob met no uncaught script error and no Content-Security-Policy refusal', () => {
   assert.deepEqual(alice.problems, []);
   assert.deepEqual(bob.problems, []);
 });
