@@ -3,12 +3,12 @@
 # sockets (with the local Whisper engine and its model), the deployment checks, and the browser
 # tests. CI runs exactly this. Each step prints how long it took.
 #
-# CTranslate2 (the C++ library behind `--features whisper`) is compiled once: the Whisper build
-# is linted while it is built, with clippy-driver as the workspace's compiler wrapper (the way
-# `cargo clippy` runs it, but in build mode), and every later cargo command of this script runs
-# with the same wrapper, so the browser tests and nextest reuse that build. `cargo clippy
-# --features whisper` would build CTranslate2 a second time: check mode runs build scripts under
-# another unit hash.
+# Dependencies, CTranslate2 (the C++ library behind `--features whisper`) among them, are compiled
+# once: the workspace is linted while it is built, with clippy-driver as the workspace's compiler
+# wrapper (the way `cargo clippy` runs it, but in build mode), and every later cargo command of
+# this script runs with the same wrapper, so the browser tests and nextest reuse that build.
+# `cargo clippy` would compile every dependency a second time in check mode, CTranslate2 included
+# (check mode runs build scripts under another unit hash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,14 +35,18 @@ cargo fmt --all -- --check
 step "import cycles"
 scripts/check-imports.sh
 
-step "cargo clippy (without whisper)"
-cargo clippy --locked --workspace --all-targets -- -D warnings
-
-# From here on every cargo command builds through clippy-driver with warnings denied.
+# Every cargo command from here on compiles the workspace's crates with clippy-driver, warnings
+# denied; dependencies are compiled once, in build mode, and shared by every step below.
 RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 export RUSTC_WORKSPACE_WRAPPER
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
+# Without the Whisper engine first (its `cfg(not(feature = "whisper"))` side), so that the
+# binaries left in target/debug for the browser tests are the Whisper build's.
+step "cargo build + clippy (without whisper)"
+cargo build --locked --workspace --all-targets
+
+# The Whisper build adds CTranslate2 and recompiles only chatnode's own crates.
 step "cargo build + clippy (with whisper)"
 cargo build --locked --workspace --all-targets --features whisper
 
