@@ -95,6 +95,9 @@ pub struct ErrorFrame {
     pub message: String,
     /// What failed, when the frame named several things or may be one of many (`null` else).
     pub payload: Option<ErrorAbout>,
+    /// `busy` only: milliseconds to wait before sending the same frame again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorFrame {
@@ -106,6 +109,7 @@ impl ErrorFrame {
             error: text.clone(),
             message: text,
             payload: about,
+            retry_after_ms: None,
         }
     }
 }
