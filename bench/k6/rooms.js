@@ -15,7 +15,7 @@
 
 import http from 'k6/http';
 import exec from 'k6/execution';
-import { WebSocket } from 'k6/websockets';
+import { WebSocket } from 'k6/experimental/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 import { Counter, Trend } from 'k6/metrics';
 
