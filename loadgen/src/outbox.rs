@@ -124,7 +124,13 @@ mod tests {
         assert_eq!(a.unanswered, 1, "post 0 got no answer of its own");
         assert_eq!(o.posted(None).post, Some(first(2, 20)));
         assert_eq!(o.open(), 0);
-        assert_eq!(o.posted(Some(9)), Acked { post: None, unanswered: 0 });
+        assert_eq!(
+            o.posted(Some(9)),
+            Acked {
+                post: None,
+                unanswered: 0
+            }
+        );
     }
 
     #[test]

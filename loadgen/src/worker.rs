@@ -587,8 +587,8 @@ async fn socket(
     let why: String = loop {
         let retry_at = state.borrow().socks[li].outbox.next_retry_us();
         let retrying = retry_at.is_some() && t0.is_some_and(|t| now_us() < last_retry(t));
-        let next_retry = Instant::now()
-            + Duration::from_micros(retry_at.unwrap_or(0).saturating_sub(now_us()));
+        let next_retry =
+            Instant::now() + Duration::from_micros(retry_at.unwrap_or(0).saturating_sub(now_us()));
         tokio::select! {
             biased;
             _ = stop.changed() => {
