@@ -155,3 +155,23 @@ impl<'de> Deserialize<'de> for ErrorAbout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_frame_with_a_wait_carries_retry_after_ms() {
+        let mut e = ErrorFrame::new(ErrorCode::Forbidden, "no", None);
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            r#"{"code":"forbidden","error":"no","message":"no","payload":null}"#
+        );
+        e.code = ErrorCode::Busy;
+        e.retry_after_ms = Some(40);
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.ends_with(r#","retry_after_ms":40}"#), "{text}");
+        assert_eq!(serde_json::from_str::<ErrorFrame>(&text).unwrap(), e);
+    }
+}
