@@ -9,8 +9,8 @@
 //
 // Environment (all optional): URL (node or proxy, http:// or https://), ROOMS, MEMBERS, RATE
 // (messages/s, all rooms together), DURATION (s of sending), DRAIN (s the sockets stay open after
-// sending), START_DELAY (s from the end of set-up to the first post, for the sockets to open),
-// MESSAGE_BYTES, PASSWORD, PREFIX (user and room names), SUMMARY (path of a JSON summary).
+// sending), RAMP (sockets opened per second), START_DELAY (s from the end of set-up to the
+// first post; default: the ramp's length plus 10 s), MESSAGE_BYTES, PASSWORD, PREFIX (user and room names), SUMMARY (path of a JSON summary).
 // docs/LOADGEN.md describes the figures.
 
 import http from 'k6/http';
@@ -18,6 +18,7 @@ import exec from 'k6/execution';
 import { WebSocket } from 'k6/experimental/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 import { Counter, Trend } from 'k6/metrics';
+import { sleep } from 'k6';
 
 const URL = (__ENV.URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
 const WS_URL = URL.replace(/^http/, 'ws');
@@ -26,13 +27,19 @@ const MEMBERS = int('MEMBERS', 100);
 const RATE = Number(__ENV.RATE || 1000);
 const DURATION = Number(__ENV.DURATION || 30);
 const DRAIN = Number(__ENV.DRAIN || 10);
-const START_DELAY = Number(__ENV.START_DELAY || 10);
+const RAMP = Number(__ENV.RAMP || 500);
 const MESSAGE_BYTES = int('MESSAGE_BYTES', 64);
 const PASSWORD = __ENV.PASSWORD || 'k6-bench-password';
 const PREFIX = __ENV.PREFIX || 'k6';
 const SOCKETS = ROOMS * MEMBERS;
+const START_DELAY = Number(__ENV.START_DELAY || Math.ceil(SOCKETS / RAMP) + 10);
 // Each text starts with this tag and the run's id: other traffic in the rooms is not counted.
 const TAG = 'k6';
+
+const userName = (i) => `${PREFIX}-user-${i}`;
+function roomName(r) {
+  return `${PREFIX}-room-${r}`;
+}
 
 function int(name, fallback) {
   const v = parseInt(__ENV[name] || '', 10);
@@ -51,8 +58,17 @@ const duplicates = new Counter('chat_duplicates');
 const socketsReady = new Counter('chat_sockets_ready');
 const socketFailures = new Counter('chat_socket_failures');
 
+// Per-room counts of acknowledged posts and subscribed members (loss is counted per room).
+// k6 reports a tagged count only for a metric with a threshold on it.
+const thresholds = {};
+for (let r = 0; r < ROOMS; r++) {
+  thresholds[`chat_posts_acked{room:${roomName(r)}}`] = ['count>=0'];
+  thresholds[`chat_sockets_ready{room:${roomName(r)}}`] = ['count>=0'];
+}
+
 export const options = {
   setupTimeout: '600s',
+  thresholds,
   summaryTrendStats: ['avg', 'med', 'p(90)', 'p(99)', 'p(99.9)', 'max', 'count'],
   scenarios: {
     rooms: {
@@ -64,8 +80,6 @@ export const options = {
   },
 };
 
-const userName = (i) => `${PREFIX}-user-${i}`;
-const roomName = (r) => `${PREFIX}-room-${r}`;
 const json = { headers: { 'Content-Type': 'application/json' } };
 const auth = (token) => ({ headers: { Authorization: `Bearer ${token}` } });
 
@@ -135,7 +149,10 @@ export default function (data) {
   let seq = 0;
   let ready = false;
   let timer = null;
+  const tags = { room };
 
+  // Sockets open at RAMP per second, as chatnode-loadgen's do: not all at one instant.
+  sleep(i / RAMP);
   const ws = new WebSocket(`${WS_URL}/ws?token=${data.tokens[i]}`);
 
   const frame = (id, sentMs, n) => {
@@ -171,7 +188,7 @@ export default function (data) {
       case 'subscribed':
         if (!ready) {
           ready = true;
-          socketsReady.add(1);
+          socketsReady.add(1, tags);
           timer = setTimeout(sendNext, Math.max(0, data.startMs + offsetMs - Date.now()));
         }
         break;
@@ -193,7 +210,7 @@ export default function (data) {
           ackMs.add(Date.now() - waiting.get(id));
           waiting.delete(id);
           texts.delete(id);
-          postsAcked.add(1);
+          postsAcked.add(1, tags);
         }
         break;
       }
@@ -216,7 +233,11 @@ export default function (data) {
       }
     }
   };
-  ws.onerror = (e) => { if (!ready) socketFailures.add(1, { reason: String(e.error) }); };
+  ws.onerror = (e) => {
+    if (ready) return;
+    socketFailures.add(1);
+    if (i % 100 === 0) console.warn(`socket ${i}: ${e.error}`);
+  };
   ws.onclose = () => { if (timer) clearTimeout(timer); };
   setTimeout(() => ws.close(), Math.max(0, closeMs - Date.now()));
 }
@@ -233,13 +254,17 @@ function trend(m) {
 export function handleSummary(data) {
   const count = (name) => (data.metrics[name] ? data.metrics[name].values.count : 0);
   const acked = count('chat_posts_acked');
-  // Every acknowledged post reaches every member of its room, its sender included.
-  const expected = acked * MEMBERS;
+  // Every acknowledged post reaches every subscribed member of its room, its sender included.
+  let expected = 0;
+  for (let r = 0; r < ROOMS; r++) {
+    const tag = `{room:${roomName(r)}}`;
+    expected += count(`chat_posts_acked${tag}`) * count(`chat_sockets_ready${tag}`);
+  }
   const received = count('chat_deliveries');
   const summary = {
     tool: 'k6',
     config: { url: URL, rooms: ROOMS, members_per_room: MEMBERS, sockets: SOCKETS,
-      rate_per_sec: RATE, duration_secs: DURATION, message_bytes: MESSAGE_BYTES },
+      rate_per_sec: RATE, duration_secs: DURATION, message_bytes: MESSAGE_BYTES, ramp_per_sec: RAMP },
     connects: { succeeded: count('chat_sockets_ready'), failed: count('chat_socket_failures') },
     messages: { sent: count('chat_posts_sent'), acked, refused: count('chat_posts_refused'),
       busy: count('chat_busy_answers'), errors: count('chat_post_errors'),
