@@ -19,27 +19,36 @@ if [ -z "${K6:-}" ]; then
 fi
 log "$("$K6" version | head -1)"
 
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+timed=()
+command -v /usr/bin/time >/dev/null && timed=(/usr/bin/time -f '%U %S' -o "$BENCH_OUT/rooms-k6.time")
+
 build
 start_redis
 start_node node
 
 log "k6: $ROOMS rooms × $MEMBERS members, $RATE msg/s for $DURATION s"
-"$K6" run --quiet --no-usage-report \
+NODE_CPU0=$(cpu_secs "$NODE_PID")
+"${timed[@]}" "$K6" run --quiet --no-usage-report \
   -e URL="http://127.0.0.1:$NODE_PORT" -e ROOMS="$ROOMS" -e MEMBERS="$MEMBERS" -e RATE="$RATE" \
   -e DURATION="$DURATION" -e SUMMARY="$BENCH_OUT/rooms-k6.json" \
   "$BENCH_DIR/k6/rooms.js" > "$BENCH_OUT/rooms-k6.log" 2>&1 || log "k6 exited with $?"
 tail -1 "$BENCH_OUT/rooms-k6.log" >&2
 LOAD_K6=$(cut -d' ' -f1-3 /proc/loadavg)
+NODE_CPU1=$(cpu_secs "$NODE_PID")
+K6_CPU=$(awk '{printf "%.1f", $1 + $2}' "$BENCH_OUT/rooms-k6.time" 2>/dev/null || echo)
 
 loadgen rooms-loadgen --url "http://127.0.0.1:$NODE_PORT" --pid node="$NODE_PID" --pid redis="$REDIS_PID" \
   --sockets "$SOCKETS" --ramp "${RAMP:-500}" --rooms "$ROOMS" --members "$MEMBERS" \
   --rate "$RATE" --duration "$DURATION" --drain 30 --workers "${WORKERS:-2}" || log "loadgen exited with $?"
 LOAD_LG=$(cut -d' ' -f1-3 /proc/loadavg)
+NODE_CPU2=$(cpu_secs "$NODE_PID")
 
 python3 - "$BENCH_OUT/rooms-k6.json" "$BENCH_OUT/rooms-loadgen.json" "$LOAD_K6" "$LOAD_LG" \
-  "${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}" "$ROOT" <<'PY'
+  "${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}" "$ROOT" "$NODE_CPU0" "$NODE_CPU1" "$NODE_CPU2" "$K6_CPU" <<'PY'
 import datetime, json, subprocess, sys
-k6_path, lg_path, load_k6, load_lg, results, root = sys.argv[1:]
+k6_path, lg_path, load_k6, load_lg, results, root, n0, n1, n2, k6_cpu = sys.argv[1:]
 def read(p):
     try:
         return json.load(open(p))
@@ -68,6 +77,15 @@ rows = [
 for q in ("p50", "p90", "p99", "max"):
     rows.append((f"send → receive {q} (ms)", get(k6, "latency_ms", q), get(lg, "latency_ms", q), 2))
 rows.append(("post → posted p99 (ms)", get(k6, "ack_latency_ms", "p99"), get(lg, "ack_latency_ms", "p99"), 2))
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return None
+node_k6 = num(n1) - num(n0) if num(n1) is not None and num(n0) is not None else None
+node_lg = num(n2) - num(n1) if num(n2) is not None and num(n1) is not None else None
+rows.append(("load tool CPU seconds (whole run)", num(k6_cpu), get(lg, "loadgen_cpu_secs"), 1))
+rows.append(("node CPU seconds (whole run, set-up included)", node_k6, node_lg, 1))
 def cell(v, d):
     return v if d is None else f(v, d)
 table = ["| figure | k6 | chatnode-loadgen |", "| --- | --- | --- |"]
