@@ -72,6 +72,15 @@ pub struct SentReport {
     pub sent: u64,
     pub acked: u64,
     pub unacked: u64,
+    /// `busy` answers: sends the node refused for now.
+    #[serde(default)]
+    pub busy: u64,
+    /// Posts refused at least once.
+    #[serde(default)]
+    pub refused: u64,
+    /// Sends of refused posts (same post, same `client_id`).
+    #[serde(default)]
+    pub resent: u64,
     pub errors: BTreeMap<String, u64>,
 }
 

@@ -432,6 +432,9 @@ fn run(cfg: &Config) -> Result<i32, String> {
             sent.sent += s.sent;
             sent.acked += s.acked;
             sent.unacked += s.unacked;
+            sent.busy += s.busy;
+            sent.refused += s.refused;
+            sent.resent += s.resent;
             add_map(&mut sent.errors, &s.errors);
         }
         if let Some(f) = &w.fin {
@@ -494,6 +497,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         },
         "messages": {
             "sent": sent.sent, "acked": sent.acked, "unacked": sent.unacked,
+            "refused": sent.refused, "busy": sent.busy, "resent": sent.resent,
             "errors": sent.errors,
             "in_per_sec": (sent.acked as f64 / send_secs).round(),
         },
@@ -546,13 +550,23 @@ fn run(cfg: &Config) -> Result<i32, String> {
             .map_err(|e| format!("{path}: {e}"))?;
     }
     if !cfg.quiet {
+        // Refusals only when there were any, so runs without them read as before.
+        let refused = if sent.busy > 0 {
+            format!(
+                " refused {} ({} busy, {} re-sent)",
+                sent.refused, sent.busy, sent.resent
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "connects {}/{} ({} failed) · sent {} acked {} · deliveries {}/{} lost {} dup {} ooo {} · {}/s in, {}/s out · p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms",
+            "connects {}/{} ({} failed) · sent {} acked {}{} · deliveries {}/{} lost {} dup {} ooo {} · {}/s in, {}/s out · p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms",
             connects.succeeded,
             connects.attempted,
             connects.failed,
             sent.sent,
             sent.acked,
+            refused,
             fin.received,
             fin.expected,
             fin.lost,

@@ -11,6 +11,7 @@ mod coord;
 mod frames;
 mod hist;
 mod http;
+mod outbox;
 mod svg;
 mod sys;
 mod worker;

@@ -108,10 +108,7 @@ pub fn scrape(base: &str) -> Result<BTreeMap<String, f64>, String> {
 
 /// RFC 3339 UTC time of unix seconds, with milliseconds as the node writes its dates.
 pub fn rfc3339(secs: u64) -> String {
-    match jiff::Timestamp::from_second(secs as i64) {
-        Ok(t) => format!("{t:.3}"),
-        Err(_) => String::new(),
-    }
+    chatnode_protocol::rfc3339((secs as i64).saturating_mul(1000))
 }
 
 #[cfg(test)]

@@ -19,9 +19,10 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::args::Config;
 use crate::control::{Cmd, ConnectReport, Event, FinalReport, Init, Progress, SentReport};
-use crate::frames::{self, Delivery, Inbound};
+use crate::frames::{self, Delivery, Received};
 use crate::hist::Histogram;
 use crate::http;
+use crate::outbox::{Outbox, Post};
 use crate::sys::now_us;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -58,8 +59,8 @@ struct Sock {
     closed: bool,
     unique: u64,
     senders: HashMap<u32, Track>,
-    /// Posts waiting for their `posted` (or error): (seq, sent µs).
-    pending: VecDeque<(u64, u64)>,
+    /// Posts waiting for their `posted` (or error), or for their retry after `busy`.
+    outbox: Outbox,
 }
 
 #[derive(Default)]
@@ -72,6 +73,12 @@ struct Counters {
     open: u64,
     sent: u64,
     acked: u64,
+    /// `busy` answers: sends the node refused.
+    busy: u64,
+    /// Posts refused at least once.
+    refused: u64,
+    /// Sends of refused posts.
+    resent: u64,
     delivered: u64,
     duplicated: u64,
     out_of_order: u64,
@@ -169,7 +176,7 @@ async fn run(init: Init, mut rx: mpsc::UnboundedReceiver<Option<Cmd>>) -> Result
                 closed: false,
                 unique: 0,
                 senders: HashMap::new(),
-                pending: VecDeque::new(),
+                outbox: Outbox::default(),
             })
             .collect(),
         room_acked: vec![0; cfg.rooms],
@@ -293,18 +300,21 @@ async fn run(init: Init, mut rx: mpsc::UnboundedReceiver<Option<Cmd>>) -> Result
             .borrow()
             .socks
             .iter()
-            .any(|s| !s.closed && !s.pending.is_empty())
+            .any(|s| !s.closed && s.outbox.open() > 0)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     {
         let s = state.borrow();
-        let unacked: u64 = s.socks.iter().map(|k| k.pending.len() as u64).sum();
+        let unacked: u64 = s.socks.iter().map(|k| k.outbox.open() as u64).sum();
         emit(&Event::Sent(SentReport {
             rooms: s.room_acked.clone(),
             sent: s.c.sent,
             acked: s.c.acked,
             unacked,
+            busy: s.c.busy,
+            refused: s.c.refused,
+            resent: s.c.resent,
             errors: s.post_errors.clone(),
         }));
     }
@@ -522,7 +532,7 @@ enum Stage {
 /// A `post` frame of socket `g`.
 fn post_frame(cfg: &Config, run: &str, g: usize, room: usize, seq: u64, sent_us: u64) -> String {
     let text = frames::message_text(run, g, seq, sent_us, cfg.message_bytes);
-    frames::post(&cfg.room_name(room), &text, &frames::client_id(run, g, seq))
+    frames::post(&cfg.room_name(room), text, frames::client_id(run, g, seq))
 }
 
 /// One socket from connect to close.
@@ -571,8 +581,14 @@ async fn socket(
     let mut next_send = far;
     let mut sending = false;
     let end = |t0: u64| t0 + (cfg.duration * 1e6) as u64;
+    // Refused posts go out again until the drain time is up.
+    let last_retry = |t0: u64| end(t0) + (cfg.drain * 1e6) as u64;
 
     let why: String = loop {
+        let retry_at = state.borrow().socks[li].outbox.next_retry_us();
+        let retrying = retry_at.is_some() && t0.is_some_and(|t| now_us() < last_retry(t));
+        let next_retry =
+            Instant::now() + Duration::from_micros(retry_at.unwrap_or(0).saturating_sub(now_us()));
         tokio::select! {
             biased;
             _ = stop.changed() => {
@@ -609,7 +625,7 @@ async fn socket(
                 let frame = post_frame(&cfg, &run, g, room.unwrap_or(0), seq, sent_us);
                 {
                     let mut s = state.borrow_mut();
-                    s.socks[li].pending.push_back((seq, sent_us));
+                    s.socks[li].outbox.sent(Post { seq, first_sent_us: sent_us, sends: 1 });
                     s.c.sent += 1;
                 }
                 seq += 1;
@@ -617,6 +633,29 @@ async fn socket(
                 next_send = Instant::now() + Duration::from_micros(next_due.saturating_sub(now_us()));
                 if let Err(e) = ws.send(Message::Text(frame)).await {
                     break format!("send: {}", reason(e));
+                }
+            }
+            _ = tokio::time::sleep_until(next_retry), if retrying => {
+                let frames: Vec<String> = {
+                    let mut s = state.borrow_mut();
+                    let s = &mut *s;
+                    let mut frames = Vec::new();
+                    while let Some(p) = s.socks[li].outbox.due(now_us()) {
+                        frames.push(post_frame(&cfg, &run, g, room.unwrap_or(0), p.seq, p.first_sent_us));
+                        s.socks[li].outbox.sent(p);
+                        s.c.resent += 1;
+                    }
+                    frames
+                };
+                let mut failed = None;
+                for frame in frames {
+                    if let Err(e) = ws.send(Message::Text(frame)).await {
+                        failed = Some(format!("send: {}", reason(e)));
+                        break;
+                    }
+                }
+                if let Some(why) = failed {
+                    break why;
                 }
             }
             m = ws.next() => {
@@ -680,7 +719,7 @@ fn on_frame(
     let st = &mut *s;
     st.c.frames_in += 1;
     match frames::parse(text) {
-        Inbound::Delivery(Delivery {
+        Received::Delivery(Delivery {
             run: r,
             sender,
             seq,
@@ -708,30 +747,45 @@ fn on_frame(
             }
             st.c.last_delivery_us = now;
         }
-        Inbound::Posted(q) => {
-            let now = now_us();
-            while let Some((p, sent_us)) = st.socks[li].pending.pop_front() {
-                if Some(p) == q || q.is_none() {
-                    st.c.acked += 1;
-                    st.ack_latency.record(now.saturating_sub(sent_us));
-                    if let Some(r) = room {
-                        st.room_acked[r] += 1;
-                    }
-                    break;
+        Received::Posted(q) => {
+            let acked = st.socks[li].outbox.posted(q);
+            if acked.unanswered > 0 {
+                // Earlier posts that got no answer of their own.
+                *st.post_errors.entry("no answer".into()).or_default() += acked.unanswered;
+            }
+            if let Some(post) = acked.post {
+                st.c.acked += 1;
+                // From the first send: a refused post's wait counts.
+                st.ack_latency
+                    .record(now_us().saturating_sub(post.first_sent_us));
+                if let Some(r) = room {
+                    st.room_acked[r] += 1;
                 }
-                // An earlier post that got no answer of its own.
-                *st.post_errors.entry("no answer".into()).or_default() += 1;
             }
         }
-        Inbound::Error(code) => {
+        Received::Busy {
+            seq,
+            retry_after_ms,
+        } => {
+            if *stage != Stage::Ready {
+                return After::Refused("busy".into());
+            }
+            if let Some(post) = st.socks[li].outbox.refused(seq, now_us(), retry_after_ms) {
+                st.c.busy += 1;
+                if post.sends == 1 {
+                    st.c.refused += 1;
+                }
+            }
+        }
+        Received::Error { code, seq } => {
             if *stage != Stage::Ready {
                 return After::Refused(code);
             }
-            if st.socks[li].pending.pop_front().is_some() {
+            if st.socks[li].outbox.failed(seq).is_some() {
                 *st.post_errors.entry(code).or_default() += 1;
             }
         }
-        Inbound::Authorized if *stage == Stage::Authorizing => match room {
+        Received::Authorized if *stage == Stage::Authorizing => match room {
             Some(r) => {
                 *stage = Stage::Subscribing;
                 return After::Subscribe(r);
@@ -741,7 +795,7 @@ fn on_frame(
                 ready(st, li);
             }
         },
-        Inbound::Subscribed if *stage == Stage::Subscribing => {
+        Received::Subscribed if *stage == Stage::Subscribing => {
             *stage = Stage::Ready;
             ready(st, li);
         }

@@ -95,6 +95,9 @@ pub struct ErrorFrame {
     pub message: String,
     /// What failed, when the frame named several things or may be one of many (`null` else).
     pub payload: Option<ErrorAbout>,
+    /// `busy` only: milliseconds to wait before sending the same frame again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorFrame {
@@ -106,6 +109,7 @@ impl ErrorFrame {
             error: text.clone(),
             message: text,
             payload: about,
+            retry_after_ms: None,
         }
     }
 }
@@ -149,5 +153,25 @@ impl<'de> Deserialize<'de> for ErrorAbout {
             ))),
             None => Ok(about),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_frame_with_a_wait_carries_retry_after_ms() {
+        let mut e = ErrorFrame::new(ErrorCode::Forbidden, "no", None);
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            r#"{"code":"forbidden","error":"no","message":"no","payload":null}"#
+        );
+        e.code = ErrorCode::Busy;
+        e.retry_after_ms = Some(40);
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.ends_with(r#","retry_after_ms":40}"#), "{text}");
+        assert_eq!(serde_json::from_str::<ErrorFrame>(&text).unwrap(), e);
     }
 }
