@@ -59,9 +59,10 @@ local id, ms = add_entry(KEYS[4], KEYS[1], tonumber(ARGV[6]) or 0,
   {'type', ARGV[2], 'username', ARGV[3], 'message', ARGV[4], 'uuid', ARGV[5]},
   ARGV[2] == 'message' and ARGV[8] or nil)
 if ARGV[2] == 'message' or ARGV[2] == 'join' then
-  redis.call('ZADD', KEYS[3], ms, ARGV[3])
-  -- Keep the most recent 1000 people per channel.
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
+  -- Keep the most recent 1000 people per channel; only a newcomer can take it past that.
+  if redis.call('ZADD', KEYS[3], ms, ARGV[3]) == 1 then
+    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
+  end
 end
 if ARGV[2] == 'message' then
   local key = ARGV[8] .. id
