@@ -359,5 +359,8 @@ async fn posting_goes_on_after_redis_drops_every_connection() {
         .filter(|(_, f)| f.get("type").map(String::as_str) == Some("message"))
         .map(|(_, f)| f["message"].clone())
         .collect();
-    assert_eq!(texts, ["before", "after 1", "after 2", "after 1", "after 2"]);
+    assert_eq!(
+        texts,
+        ["before", "after 1", "after 2", "after 1", "after 2"]
+    );
 }

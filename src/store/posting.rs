@@ -79,9 +79,7 @@ return {'ok', id}
 "#;
 
 static POST_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{MEMBER_LUA}{GUARD_LUA}{ADD_ENTRY_LUA}{POST_LUA}"
-    ))
+    redis::Script::new(&format!("{MEMBER_LUA}{GUARD_LUA}{ADD_ENTRY_LUA}{POST_LUA}"))
 });
 
 /// The guard's keys and values for one post ([`GUARD_LUA`]).
@@ -181,7 +179,15 @@ impl Store {
         uuid: &str,
     ) -> Result<ChatEvent> {
         let id = match self
-            .append_guarded(channel, kind, username, text, uuid, &PostGuard::none(), false)
+            .append_guarded(
+                channel,
+                kind,
+                username,
+                text,
+                uuid,
+                &PostGuard::none(),
+                false,
+            )
             .await?
         {
             Some(Guarded::Stored(id) | Guarded::Duplicate(id)) => id,
