@@ -326,7 +326,7 @@ async fn posting_goes_on_after_redis_drops_every_connection() {
     assert_eq!(v["type"], "posted", "{v}");
 
     let mut admin = redis.conn().await;
-    for _ in 0..2 {
+    for round in 0..2 {
         let killed: i64 = redis::cmd("CLIENT")
             .arg("KILL")
             .arg("TYPE")
@@ -339,7 +339,7 @@ async fn posting_goes_on_after_redis_drops_every_connection() {
         assert!(killed >= 1, "the node's connections were dropped");
         // Each client_id is re-sent until it is answered with `posted`.
         for (i, (text, client_id)) in [("after 1", "c-1"), ("after 2", "c-2")].iter().enumerate() {
-            let client_id = format!("{client_id}-{i}-{killed}");
+            let client_id = format!("{client_id}-{i}-{round}");
             let mut tries = 0;
             loop {
                 let v = ws_post(&mut ws, "general", text, Some(&client_id)).await;
