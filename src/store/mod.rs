@@ -126,8 +126,8 @@ fn client_for(url: &str, ca_file: &Path) -> Result<redis::Client, String> {
 
 /// How the shared connection behaves: the same reply timeout (500 ms) and connect timeout (1 s)
 /// as the pool's connections, and a short reconnect: a dropped connection is replaced at once,
-/// and while Redis is away commands fail within about a second, as pooled ones do, instead of
-/// waiting through a long backoff.
+/// and while Redis is away a command fails after one retried connect (at most about two
+/// seconds) instead of waiting through the default six-step backoff.
 fn shared_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_response_timeout(Some(std::time::Duration::from_millis(500)))
