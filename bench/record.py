@@ -168,6 +168,12 @@ def main():
             figures.append(("acknowledged posts per second, steady-state median", fmt(rate)))
             figures.append(("persisted over send window + drain", f"{fmt(overall)}/s"))
             goals.append(("persisted messages per second", "≥ 20,000", fmt(rate), distance(rate, 20000, False)))
+            for depth in ("pipelined", "unpipelined"):
+                raw = float(extra.get(f"raw_xadd_{depth}") or 0)
+                if raw and rate:
+                    goals.append((f"persisted / raw XADD of the same Redis ({depth}: {fmt(raw)}/s)",
+                                  "≥ 1/3", f"{rate / raw:.3f}",
+                                  "met" if rate / raw >= 1 / 3 else f"{rate / raw * 3:.0%} of the goal"))
     frames_out = node_metric(s["server"]["after"], "chatnode_frames_out_total")
     writes = node_metric(s["server"]["after"], "chatnode_socket_writes_total")
     if frames_out and writes:

@@ -310,3 +310,57 @@ async fn a_resent_voice_upload_is_stored_once() {
     );
     assert_eq!(redis.xlen("channel:general").await, before + 1);
 }
+
+/// Posts share one multiplexed Redis connection: when Redis drops every client connection, a
+/// post in flight may fail with a retryable error, but the connection is made again and posting
+/// goes on, with nothing stored twice.
+#[tokio::test]
+async fn posting_goes_on_after_redis_drops_every_connection() {
+    let redis = TestRedis::start().await;
+    let a = node(settings(&redis.url()));
+    let base = a.http_url();
+    let t = register(&base, "steady").await;
+    join(&base, &t, "general").await;
+    let mut ws = Ws::connect(&a, Some(&t)).await;
+    let v = ws_post(&mut ws, "general", "before", Some("c-before")).await;
+    assert_eq!(v["type"], "posted", "{v}");
+
+    let mut admin = redis.conn().await;
+    for round in 0..2 {
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed >= 1, "the node's connections were dropped");
+        // Each client_id is re-sent until it is answered with `posted`.
+        for (i, (text, client_id)) in [("after 1", "c-1"), ("after 2", "c-2")].iter().enumerate() {
+            let client_id = format!("{client_id}-{i}-{round}");
+            let mut tries = 0;
+            loop {
+                let v = ws_post(&mut ws, "general", text, Some(&client_id)).await;
+                if v["type"] == "posted" {
+                    break;
+                }
+                tries += 1;
+                assert!(tries < 20, "posting is wedged: {v}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let texts: Vec<String> = redis
+        .stream("general")
+        .await
+        .into_iter()
+        .filter(|(_, f)| f.get("type").map(String::as_str) == Some("message"))
+        .map(|(_, f)| f["message"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        ["before", "after 1", "after 2", "after 1", "after 2"]
+    );
+}

@@ -55,7 +55,7 @@ pub fn dm_pair(name: &str) -> Option<(&str, &str)> {
 impl Store {
     /// Whether a public channel exists.
     pub async fn channel_exists(&self, name: &str) -> Result<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.shared();
         Ok(conn.sismember(keys::CHANNELS, name).await?)
     }
 
@@ -102,7 +102,7 @@ impl Store {
         if a != username && b != username {
             return Ok(false);
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.shared();
         Ok(conn.sismember(keys::members(channel), username).await?)
     }
 
@@ -111,7 +111,7 @@ impl Store {
         if dm_pair(channel).is_some() {
             return self.in_dm(username, channel).await;
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.shared();
         Ok(conn.sismember(keys::members(channel), username).await?)
     }
 

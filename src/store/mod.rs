@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deadpool_redis::{Pool, PoolConfig, Runtime};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::Result;
 use crate::settings::Settings;
@@ -46,10 +47,16 @@ impl SearchVersion {
     }
 }
 
-/// Shared handle to Redis: the command pool, a client for dedicated connections, and facts.
+/// Shared handle to Redis: the command pool, the shared connection of the posting path, a client
+/// for dedicated connections, and facts.
 #[derive(Clone)]
 pub struct Store {
     pub pool: Pool,
+    /// One multiplexed connection every node task shares for short commands on the hot path
+    /// (posts above all): concurrent commands are pipelined on it, with no pool checkout and no
+    /// recycle check (`UNWATCH` + `PING`) per command. Reconnects by itself when the connection
+    /// drops. Never for blocking reads or long scripts: they would hold up everyone's replies.
+    pub shared: ConnectionManager,
     pub client: redis::Client,
     pub search: Option<SearchVersion>,
     pub settings: Arc<Settings>,
@@ -116,6 +123,18 @@ fn client_for(url: &str, ca_file: &Path) -> Result<redis::Client, String> {
     redis::Client::build_with_tls(url, certs).map_err(|e| format!("redis.tls_ca_file: {e}"))
 }
 
+/// How the shared connection behaves: the same reply timeout (500 ms) and connect timeout (1 s)
+/// as the pool's connections, and a short reconnect: a dropped connection is replaced at once,
+/// and while Redis is away a command fails after one retried connect (at most about two
+/// seconds) instead of waiting through the default six-step backoff.
+fn shared_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_millis(500)))
+        .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+        .set_number_of_retries(1)
+        .set_max_delay(std::time::Duration::from_millis(200))
+}
+
 impl Store {
     /// Connects to `url` and detects the search module.
     pub async fn connect(url: &str, settings: Arc<Settings>) -> Result<Self, String> {
@@ -129,8 +148,11 @@ impl Store {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| format!("redis pool: {e}"))?;
+        let shared = ConnectionManager::new_lazy_with_config(client.clone(), shared_config())
+            .map_err(|e| format!("redis shared connection: {e}"))?;
         let mut store = Store {
             pool,
+            shared,
             client,
             search: None,
             settings,
@@ -146,6 +168,11 @@ impl Store {
     /// A pooled connection.
     pub async fn conn(&self) -> Result<deadpool_redis::Connection> {
         Ok(self.pool.get().await?)
+    }
+
+    /// The shared multiplexed connection ([`Store::shared`]); cloning it is cheap.
+    pub fn shared(&self) -> ConnectionManager {
+        self.shared.clone()
     }
 
     /// Reads `MODULE LIST` and finds RediSearch (`ft` in 1.x, `search` in 2.x).
@@ -207,7 +234,7 @@ pub fn flatten_pairs(v: redis::Value) -> Vec<(String, String)> {
 impl Store {
     /// PUBLISH on a pub/sub subject.
     pub async fn publish(&self, subject: &str, payload: &str) -> Result<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.shared();
         let _: i64 = redis::cmd("PUBLISH")
             .arg(subject)
             .arg(payload)

@@ -40,18 +40,29 @@ local function remember(id)
 end
 "#;
 
+/// Runs first in the posting script, before the guard: a post by someone who is not a member
+/// of the channel (`KEYS[5]`, its members set; `''` for a join or a leave, which are not checked)
+/// is refused with nothing written and nothing counted. In the script, so that a post costs one
+/// round trip to Redis, not one for the check and one for the write.
+const MEMBER_LUA: &str = r#"
+if KEYS[5] ~= '' and redis.call('SISMEMBER', KEYS[5], ARGV[3]) == 0 then
+  return {'not_member', ''}
+end
+"#;
+
 const POST_LUA: &str = r#"
 -- KEYS[1] stream channel:<c>, KEYS[2] pub/sub subject room:<c>, KEYS[3] activity zset active:<c>,
---   KEYS[4] the stream ID generator, then the guard's two keys
+--   KEYS[4] the stream ID generator, KEYS[5] members:<c> (or ''), then the guard's two keys
 -- ARGV: channel, type, username, text, uuid, maxlen (0 = none), addhash (1 = FT.ADDHASH),
 --       message-hash prefix, index name, then the guard's three values
 local id, ms = add_entry(KEYS[4], KEYS[1], tonumber(ARGV[6]) or 0,
   {'type', ARGV[2], 'username', ARGV[3], 'message', ARGV[4], 'uuid', ARGV[5]},
   ARGV[2] == 'message' and ARGV[8] or nil)
 if ARGV[2] == 'message' or ARGV[2] == 'join' then
-  redis.call('ZADD', KEYS[3], ms, ARGV[3])
-  -- Keep the most recent 1000 people per channel.
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
+  -- Keep the most recent 1000 people per channel; only a newcomer can take it past that.
+  if redis.call('ZADD', KEYS[3], ms, ARGV[3]) == 1 then
+    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
+  end
 end
 if ARGV[2] == 'message' then
   local key = ARGV[8] .. id
@@ -67,8 +78,9 @@ remember(id)
 return {'ok', id}
 "#;
 
-static POST_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{ADD_ENTRY_LUA}{POST_LUA}")));
+static POST_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!("{MEMBER_LUA}{GUARD_LUA}{ADD_ENTRY_LUA}{POST_LUA}"))
+});
 
 /// The guard's keys and values for one post ([`GUARD_LUA`]).
 pub(crate) struct PostGuard {
@@ -167,16 +179,27 @@ impl Store {
         uuid: &str,
     ) -> Result<ChatEvent> {
         let id = match self
-            .append_guarded(channel, kind, username, text, uuid, &PostGuard::none())
+            .append_guarded(
+                channel,
+                kind,
+                username,
+                text,
+                uuid,
+                &PostGuard::none(),
+                false,
+            )
             .await?
         {
-            Guarded::Stored(id) | Guarded::Duplicate(id) => id,
+            Some(Guarded::Stored(id) | Guarded::Duplicate(id)) => id,
+            None => return Err(Error::Internal("event script refused a member".into())),
         };
         Ok(event_of(channel, kind, username, text, uuid, id))
     }
 
-    /// Runs the posting script: stores, indexes and publishes the event unless the guard says
-    /// it was stored before or the budget is spent.
+    /// Runs the posting script on the shared connection, one round trip: stores, indexes and
+    /// publishes the event unless `check_member` finds `username` is not a member of `channel`
+    /// (`None`), or the guard says it was stored before or the budget is spent.
+    #[allow(clippy::too_many_arguments)]
     async fn append_guarded(
         &self,
         channel: &str,
@@ -185,12 +208,19 @@ impl Store {
         text: &str,
         uuid: &str,
         guard: &PostGuard,
-    ) -> Result<Guarded> {
+        check_member: bool,
+    ) -> Result<Option<Guarded>> {
         let addhash = self.search.is_some_and(|v| v.needs_addhash());
+        let members = if check_member {
+            keys::members(channel)
+        } else {
+            String::new()
+        };
         let mut inv = POST_SCRIPT.key(keys::channel(channel));
         inv.key(keys::room_events(channel))
             .key(keys::activity(channel))
             .key(keys::STREAM_IDS)
+            .key(members)
             .arg(channel)
             .arg(kind)
             .arg(username)
@@ -201,9 +231,23 @@ impl Store {
             .arg(keys::MESSAGE_PREFIX)
             .arg(keys::IDX_MESSAGES);
         guard.apply(&mut inv);
-        let mut conn = self.conn().await?;
+        let mut conn = self.shared();
         let reply: (String, String) = inv.invoke_async(&mut conn).await?;
-        Guarded::from_reply(reply)
+        if reply.0 == "not_member" {
+            return Ok(None);
+        }
+        Guarded::from_reply(reply).map(Some)
+    }
+
+    /// Why a post to `channel` by someone who is not a member of it is refused.
+    async fn not_member_error(&self, channel: &str) -> Result<Error> {
+        Ok(match dm_pair(channel) {
+            Some(_) => Error::Forbidden("that private chat is not yours".into()),
+            None if self.channel_exists(channel).await? => {
+                Error::Forbidden("join the channel before posting".into())
+            }
+            None => Error::ChannelNotFound,
+        })
     }
 
     /// Posts a message after checking membership and length; nothing is written on error.
@@ -240,21 +284,17 @@ impl Store {
                 "messages are at most {max} characters"
             )));
         }
-        if !self.is_member(username, channel).await? {
-            return Err(if dm_pair(channel).is_some() {
-                Error::Forbidden("that private chat is not yours".into())
-            } else if self.channel_exists(channel).await? {
-                Error::Forbidden("join the channel before posting".into())
-            } else {
-                Error::ChannelNotFound
-            });
+        // Only its two people may post to a DM; whether it was opened the script checks.
+        if dm_pair(channel).is_some_and(|(a, b)| a != username && b != username) {
+            return Err(self.not_member_error(channel).await?);
         }
         let guard = self.post_guard(username, channel, client_id);
         match self
-            .append_guarded(channel, "message", username, text, uuid, &guard)
+            .append_guarded(channel, "message", username, text, uuid, &guard, true)
             .await?
         {
-            Guarded::Stored(id) => {
+            None => Err(self.not_member_error(channel).await?),
+            Some(Guarded::Stored(id)) => {
                 let ev = event_of(channel, "message", username, text, uuid, id);
                 if text.contains('@') {
                     if let Err(e) = self.record_mentions(&ev).await {
@@ -266,7 +306,7 @@ impl Store {
                     duplicate: false,
                 })
             }
-            Guarded::Duplicate(id) => {
+            Some(Guarded::Duplicate(id)) => {
                 let event = match self.stored_event(channel, &id).await? {
                     Some(ev) => ev,
                     None => event_of(channel, "message", username, text, uuid, id),

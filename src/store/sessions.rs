@@ -55,7 +55,7 @@ impl Store {
         }
         let ttl = self.settings.auth.session_ttl_secs;
         let key = keys::session(&token_hash(token));
-        let mut conn = self.conn().await?;
+        let mut conn = self.shared();
         let value: Option<String> = redis::cmd("GETEX")
             .arg(&key)
             .arg("EX")
