@@ -32,6 +32,9 @@ scripts/fetch-whisper-model.sh
 step "cargo fmt"
 cargo fmt --all -- --check
 
+step "vendored crates"
+scripts/check-vendored.sh
+
 step "cargo clippy (without whisper)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
