@@ -106,6 +106,9 @@ async fn plain_http_requests_reuse_one_connection_with_large_bodies() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let body = res.text().await.unwrap();
-    assert!(body.len() > 2 * large.len(), "history page carries both large texts");
+    assert!(
+        body.len() > 2 * large.len(),
+        "history page carries both large texts"
+    );
     assert_eq!(body.matches("small").count(), 1, "{body}");
 }
