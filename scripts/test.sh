@@ -35,6 +35,9 @@ cargo fmt --all -- --check
 step "import cycles"
 scripts/check-imports.sh
 
+step "vendored crates"
+scripts/check-vendored.sh
+
 # Every cargo command from here on compiles the workspace's crates with clippy-driver, warnings
 # denied; dependencies are compiled once, in build mode, and shared by every step below.
 RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
