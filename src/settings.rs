@@ -76,6 +76,11 @@ pub struct Http {
     pub trusted_proxies: Vec<Cidr>,
     /// Port of a separate listener for `/metrics` (0 = served on `port`).
     pub metrics_port: u16,
+    /// Origins besides the node's own whose pages may open `/ws` (`https://chat.example.com`; a
+    /// TOML array or a comma-separated string in the environment). Kept lower-case, without a
+    /// trailing slash.
+    #[serde(deserialize_with = "origin_list")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Loopback and private networks: where an ingress in front of the node usually sits.
@@ -172,21 +177,48 @@ impl Serialize for Cidr {
 }
 
 /// A CIDR list from a TOML array, or from one comma-separated string (an environment variable).
-fn cidr_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+/// A list setting: a TOML array, or one comma-separated string (as environment variables give
+/// it); blank items are dropped.
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
         One(String),
         Many(Vec<String>),
     }
-    let items = match Raw::deserialize(d)? {
+    let items: Vec<String> = match Raw::deserialize(d)? {
         Raw::One(s) => s.split(',').map(str::to_string).collect(),
         Raw::Many(v) => v,
     };
-    items
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn cidr_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    string_list(d)?
         .iter()
-        .filter(|s| !s.trim().is_empty())
         .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn origin_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    string_list(d)?
+        .into_iter()
+        .map(|s| {
+            let origin = s.trim_end_matches('/').to_ascii_lowercase();
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            match host {
+                Some(h) if !h.is_empty() && !h.contains('/') => Ok(origin),
+                _ => Err(serde::de::Error::custom(format!(
+                    "{s:?} is not an origin such as https://chat.example.com"
+                ))),
+            }
+        })
         .collect()
 }
 

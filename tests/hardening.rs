@@ -385,3 +385,62 @@ async fn metrics_can_move_to_a_listener_of_their_own() {
         "port 0: on the main port"
     );
 }
+
+/// Opens /ws with a token and, optionally, an `Origin` header: `Ok` when the upgrade succeeds,
+/// else the HTTP status it was refused with.
+async fn upgrade_from(
+    node: &chatnode::NodeHandle,
+    token: &str,
+    origin: Option<&str>,
+) -> Result<(), u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}?token={token}", node.ws_url())
+        .into_client_request()
+        .unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
+        Err(e) => panic!("the upgrade failed otherwise: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_socket_opens_only_from_its_own_origin_a_listed_one_or_none() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.http.allowed_origins = vec!["https://chat.example.com".into()];
+    let node = node(s);
+    let base = node.http_url();
+    let token = register(&base, "olga").await;
+    // Not a browser: no Origin at all.
+    assert_eq!(upgrade_from(&node, &token, None).await, Ok(()));
+    // The node's own page, and a listed one (case and a trailing slash do not matter).
+    assert_eq!(upgrade_from(&node, &token, Some(&base)).await, Ok(()));
+    assert_eq!(
+        upgrade_from(&node, &token, Some("https://Chat.Example.com/")).await,
+        Ok(())
+    );
+    // Another site, another port of the same host, the listed host over plain http.
+    for origin in [
+        "https://evil.example",
+        "http://127.0.0.1:1",
+        "http://chat.example.com",
+        "null",
+    ] {
+        assert_eq!(
+            upgrade_from(&node, &token, Some(origin)).await,
+            Err(403),
+            "{origin}"
+        );
+    }
+    // The refusals touched nothing: a socket from the node's own page signs in and posts.
+    create_channel(&base, &token, "origins").await;
+    let mut ws = Ws::subscribed(&node, &token, &["origins"]).await;
+    ws.send(json!({"type": "post", "post": {"channel": "origins", "text": "still here"}}))
+        .await;
+    let posted = ws.recv_type("posted").await;
+    assert_eq!(posted["posted"]["channel"], "origins");
+}

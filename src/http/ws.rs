@@ -28,6 +28,9 @@ pub async fn upgrade(
     if app.stopping.load(Ordering::SeqCst) {
         return Err(Error::Unavailable("this node is stopping: connect to another".into()).into());
     }
+    if !origin_allowed(&req, &app.settings.http.allowed_origins) {
+        return Err(Error::Forbidden("this page's origin may not open the socket".into()).into());
+    }
     let token = query.token.clone().or_else(|| super::request_token(&req));
     let user = match token {
         Some(t) => crate::accounts::authenticate(&app.store, &t).await?,
@@ -49,4 +52,30 @@ pub async fn upgrade(
         Session::new(id, app.clone(), outbox, close_rx, user, addr)
     });
     Ok(response)
+}
+
+/// Whether a socket may be opened from the page that asks: no `Origin` (not a browser), the
+/// node's own origin (the `Origin`'s host and port are the request's `Host`), or one listed in
+/// `http.allowed_origins`. Without this check, any site could open a socket with a visitor's
+/// session cookie and read their chats (cross-site WebSocket hijacking).
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed.iter().any(|a| *a == origin) {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    matches!((authority, host), (Some(a), Some(h)) if a == h)
 }
