@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;

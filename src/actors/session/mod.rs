@@ -263,16 +263,13 @@ impl StreamHandler<Result<WsMessage, ProtocolError>> for Session {
                 self.app.metrics.frames_in.fetch_add(1, Relaxed);
                 match protocol::decode(&text) {
                     Ok(frame) => self.admit(frame, ctx),
-                    Err(e) => self.answer_in_turn(
-                        Outbound::Error(ErrorFrame::new(e.code, e.message, None)),
-                        ctx,
-                    ),
+                    Err(e) => self.answer_in_turn(ErrorFrame::new(e.code, e.message, None), ctx),
                 }
             }
             Ok(WsMessage::Binary(_)) | Ok(WsMessage::Continuation(_)) => {
                 let frame =
                     ErrorFrame::new(ErrorCode::BinaryUnsupported, "frames are JSON text", None);
-                self.answer_in_turn(Outbound::Error(frame), ctx);
+                self.answer_in_turn(frame, ctx);
             }
             Ok(WsMessage::Ping(p)) => {
                 self.outbox.push(Out::Pong(p));

@@ -44,8 +44,8 @@ enum Item {
         frame: Inbound,
         slot: Option<PostSlot>,
     },
-    /// An answer known on arrival (a frame that did not decode), sent in its turn.
-    Answer(Outbound),
+    /// An error known on arrival (a frame that did not decode), sent in its turn.
+    Answer(ErrorFrame),
 }
 
 impl Pipeline {
@@ -116,11 +116,11 @@ impl Session {
         self.run_next(ctx);
     }
 
-    /// Sends an answer known on arrival in its turn, after the answers to earlier frames. When
+    /// Sends an error known on arrival in its turn, after the answers to earlier frames. When
     /// the queue is full it goes at once rather than growing the queue.
-    pub(super) fn answer_in_turn(&mut self, frame: Outbound, ctx: &mut Context<Self>) {
+    pub(super) fn answer_in_turn(&mut self, frame: ErrorFrame, ctx: &mut Context<Self>) {
         if self.pipeline.in_flight() >= self.app.settings.ws.max_inflight_per_socket {
-            self.send(frame);
+            self.send(Outbound::Error(frame));
             return;
         }
         self.pipeline.push(Item::Answer(frame));
@@ -157,7 +157,7 @@ impl Session {
                 return;
             };
             match queued.item {
-                Item::Answer(frame) => self.send(frame),
+                Item::Answer(frame) => self.send(Outbound::Error(frame)),
                 Item::Frame { frame, slot } => self.start(frame, slot, ctx),
             }
         }
@@ -183,18 +183,19 @@ impl Session {
             result
         });
         self.pipeline.running = true;
-        ctx.spawn(async move { task.await }.into_actor(self).map(
-            move |joined, act: &mut Session, ctx| {
-                act.pipeline.running = false;
-                act.busy_until = Instant::now();
-                let result: Result<_> =
-                    joined.unwrap_or_else(|e| Err(Error::Internal(format!("frame task: {e}"))));
-                match result {
-                    Ok(reply) => act.apply(reply, ctx),
-                    Err(e) => act.send_error(&e, about),
-                }
-                act.run_next(ctx);
-            },
-        ));
+        ctx.spawn(
+            task.into_actor(self)
+                .map(move |joined, act: &mut Session, ctx| {
+                    act.pipeline.running = false;
+                    act.busy_until = Instant::now();
+                    let result: Result<_> =
+                        joined.unwrap_or_else(|e| Err(Error::Internal(format!("frame task: {e}"))));
+                    match result {
+                        Ok(reply) => act.apply(reply, ctx),
+                        Err(e) => act.send_error(&e, about),
+                    }
+                    act.run_next(ctx);
+                }),
+        );
     }
 }
