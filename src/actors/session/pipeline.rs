@@ -61,6 +61,11 @@ impl Pipeline {
         seq
     }
 
+    /// Whether a frame is still in the queue, not started yet.
+    fn is_waiting(&self, seq: u64) -> bool {
+        self.queue.iter().any(|q| q.seq == seq)
+    }
+
     /// Takes a frame out of the queue if it has not started yet.
     fn take(&mut self, seq: u64) -> Option<Item> {
         let at = self.queue.iter().position(|q| q.seq == seq)?;
@@ -108,12 +113,13 @@ impl Session {
             None
         };
         let post = slot.is_some();
+        let wait = Duration::from_millis(ws.post_queue_timeout_ms);
         let seq = self.pipeline.push(Item::Frame { frame, slot });
-        if post {
-            let wait = Duration::from_millis(ws.post_queue_timeout_ms);
+        self.run_next(ctx);
+        // A post that started at once cannot wait too long; only one left waiting gets a timer.
+        if post && self.pipeline.is_waiting(seq) {
             ctx.run_later(wait, move |act, _| act.expire(seq));
         }
-        self.run_next(ctx);
     }
 
     /// Sends an error known on arrival in its turn, after the answers to earlier frames. When
