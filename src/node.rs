@@ -77,6 +77,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
         started: Instant::now(),
         stopping: AtomicBool::new(false),
         voice,
+        posts_in_flight: crate::app::PostSlots::new(settings.ws.max_inflight_per_node),
     });
     let data = app.clone();
     let routes_settings = settings.clone();

@@ -252,6 +252,14 @@ pub struct Ws {
     pub rate_limit_window_secs: u64,
     /// Seconds a post's `client_id` is remembered, so a re-sent post is stored only once.
     pub post_dedupe_secs: u64,
+    /// Frames one socket may have queued or being handled; more are answered `busy`.
+    pub max_inflight_per_socket: usize,
+    /// Posts (WebSocket, REST and voice) the node may have queued or being stored at once; more
+    /// are answered `busy` (REST: 503).
+    pub max_inflight_per_node: usize,
+    /// Milliseconds a post may wait behind its socket's earlier frames; then it is answered
+    /// `busy` instead of stored. Also the `retry_after_ms` every WebSocket `busy` names.
+    pub post_queue_timeout_ms: u64,
 }
 
 /// `[presence]`: online status.
@@ -460,6 +468,15 @@ impl Settings {
         }
         if self.ws.post_dedupe_secs == 0 {
             return invalid("ws.post_dedupe_secs", "must be at least 1");
+        }
+        if self.ws.max_inflight_per_socket == 0 {
+            return invalid("ws.max_inflight_per_socket", "must be at least 1");
+        }
+        if self.ws.max_inflight_per_node == 0 {
+            return invalid("ws.max_inflight_per_node", "must be at least 1");
+        }
+        if self.ws.post_queue_timeout_ms < 10 {
+            return invalid("ws.post_queue_timeout_ms", "must be at least 10");
         }
         if self.presence.ttl_secs == 0 {
             return invalid("presence.ttl_secs", "must be at least 1");

@@ -95,7 +95,7 @@ pub struct ErrorFrame {
     pub message: String,
     /// What failed, when the frame named several things or may be one of many (`null` else).
     pub payload: Option<ErrorAbout>,
-    /// `busy` only: milliseconds to wait before sending the same frame again.
+    /// For `busy` only: milliseconds to wait before sending the refused frame again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }
@@ -110,6 +110,15 @@ impl ErrorFrame {
             message: text,
             payload: about,
             retry_after_ms: None,
+        }
+    }
+
+    /// A `busy` refusal: nothing was done, and the same frame may be sent again after
+    /// `retry_after_ms`.
+    pub fn busy(text: impl Into<String>, about: Option<ErrorAbout>, retry_after_ms: u64) -> Self {
+        ErrorFrame {
+            retry_after_ms: Some(retry_after_ms),
+            ..ErrorFrame::new(ErrorCode::Busy, text, about)
         }
     }
 }
@@ -159,6 +168,26 @@ impl<'de> Deserialize<'de> for ErrorAbout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Outbound;
+
+    #[test]
+    fn a_busy_frame_names_its_post_and_when_to_retry() {
+        let about = ErrorAbout::Post {
+            channel: "c".into(),
+            client_id: Some("x".into()),
+        };
+        let frame = Outbound::Error(ErrorFrame::busy("wait", Some(about), 250));
+        assert_eq!(
+            frame.to_json(),
+            r#"{"error":{"code":"busy","error":"wait","message":"wait","payload":{"channel":"c","client_id":"x"},"retry_after_ms":250},"type":"error"}"#
+        );
+    }
+
+    #[test]
+    fn only_busy_carries_retry_after_ms() {
+        let frame = Outbound::Error(ErrorFrame::new(ErrorCode::RateLimited, "slow", None));
+        assert!(!frame.to_json().contains("retry_after_ms"));
+    }
 
     #[test]
     fn only_a_frame_with_a_wait_carries_retry_after_ms() {

@@ -1,14 +1,18 @@
 //! # Channels: list, create, join, leave, history, post, read markers and DMs.
 //! The same operations as the socket's frames, delivered live exactly as if sent on a socket.
+//! A post takes one of the node's places for posts in flight first ([`PostPlace`]), before any
+//! Redis work: an overloaded node answers 503 `busy` with `Retry-After` instead of queueing.
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use actix_web::{web, HttpResponse};
+use std::future::{ready, Ready};
+
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Authed;
-use crate::app::App;
+use crate::app::{App, PostSlot};
 use crate::error::{Error, Result};
 use crate::store::channels::{validate_channel_name, Kind};
 use crate::store::users::normalize_username;
@@ -125,8 +129,38 @@ struct PostBody {
     client_id: Option<String>,
 }
 
+/// A place among the node's posts in flight (`ws.max_inflight_per_node`), held until the post
+/// is answered. Taken when the request is extracted, before the sign-in is looked up, so a
+/// refused post costs no Redis round trip.
+pub(super) struct PostPlace {
+    _slot: PostSlot,
+}
+
+impl PostPlace {
+    /// A place, or `busy` when the node already has as many posts in flight as it may.
+    pub(super) fn take(app: &App) -> Result<Self> {
+        app.posts_in_flight
+            .try_take()
+            .map(|slot| PostPlace { _slot: slot })
+            .ok_or(Error::Busy { retry_after: 1 })
+    }
+}
+
+impl FromRequest for PostPlace {
+    type Error = Error;
+    type Future = Ready<Result<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(match req.app_data::<web::Data<App>>() {
+            Some(app) => PostPlace::take(app),
+            None => Err(Error::Internal("no app data".into())),
+        })
+    }
+}
+
 async fn post(
     app: web::Data<App>,
+    _place: PostPlace,
     authed: Authed,
     name: web::Path<String>,
     body: web::Json<PostBody>,

@@ -86,6 +86,9 @@ async fn upload(
     // The body is read (within bounds) before any answer, so every error reaches the client
     // rather than a connection reset; it is only looked at once the sender may post.
     let body = read_body(&req, payload, v.max_bytes).await?;
+    // Counted among the node's posts in flight once the body is in, so a refusal still reaches
+    // the client as 503 `busy` rather than a reset.
+    let _place = super::channels::PostPlace::take(&app)?;
     let query = web::Query::<UploadQuery>::from_query(req.query_string())
         .map_err(|e| Error::body(e.to_string()))?;
     if !app.store.is_member(&u.username, &channel).await? {

@@ -4,12 +4,14 @@
 //! frames) and [`chatnode`] (chatnode's). What a frame changes comes back as a [`Reply`] that
 //! the actor applies ([`reply`]).
 //!
-//! Frames of one socket are handled one after another (the actor waits on each), so its answers
-//! keep their order; live events reach the socket from rooms through the bounded outbox, never
-//! through this actor's mailbox.
+//! Frames of one socket are handled one after another through its [`pipeline`], so its answers
+//! keep their order, while the actor itself stays free for pings, pongs and its heartbeat; live
+//! events reach the socket from rooms through the bounded outbox, never through this actor's
+//! mailbox.
 
 mod chatnode;
 mod identity;
+mod pipeline;
 mod reply;
 mod seed004;
 
@@ -47,6 +49,8 @@ pub struct Session {
     last_pong: Instant,
     /// When the last frame handler finished.
     busy_until: Instant,
+    /// Frames waiting or being handled, in the order sent.
+    pipeline: pipeline::Pipeline,
     peer_addr: String,
     window_start: Instant,
     window_posts: u32,
@@ -86,6 +90,7 @@ impl Session {
             rooms: HashSet::new(),
             last_pong: Instant::now(),
             busy_until: Instant::now(),
+            pipeline: pipeline::Pipeline::default(),
             peer_addr,
             window_start: Instant::now(),
             window_posts: 0,
@@ -112,8 +117,8 @@ impl Session {
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         let every = Duration::from_secs(self.app.settings.ws.heartbeat_interval_secs);
         ctx.run_interval(every, move |act, ctx| {
-            // Two missed pongs: the peer is gone. Time this node itself spent on the socket's
-            // frames does not count against the client, whose pongs wait behind them.
+            // Two missed pongs: the peer is gone. Pongs are read while frames are in flight, and
+            // time up to the last frame's answer still does not count against the client.
             if act.last_pong.max(act.busy_until).elapsed() > every * 2 + every / 2 {
                 act.outbox.close_with(CloseCode::Policy, "no pong");
                 ctx.stop();
@@ -134,10 +139,11 @@ impl Session {
         self.window_posts <= ws.rate_limit_messages
     }
 
-    /// What every frame needs, then the frame's own function.
-    fn dispatch(&mut self, frame: Inbound, ctx: &mut Context<Self>) {
+    /// What every frame needs before its own function: the socket's frame family, the sign-in
+    /// requirement and the post rate limit. False when the frame was answered with an error.
+    fn check(&mut self, frame: &Inbound) -> bool {
         // The last frame family a socket used decides what later deliveries look like.
-        if let Some(d) = dialect_of(&frame).filter(|d| *d != self.dialect) {
+        if let Some(d) = dialect_of(frame).filter(|d| *d != self.dialect) {
             self.dialect = d;
             self.identify();
         }
@@ -147,40 +153,15 @@ impl Session {
         );
         if needs_user && self.user.is_none() {
             self.send_error(&Error::Unauthorized, None);
-            return;
+            return false;
         }
-        // Errors answering a post name it, so a client knows which one failed.
-        let about = match &frame {
-            Inbound::Post {
-                channel, client_id, ..
-            } => Some(ErrorAbout::Post {
-                channel: channel.clone(),
-                client_id: client_id.clone(),
-            }),
-            _ => None,
-        };
         if matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
             && !self.allow_post()
         {
-            self.send_error(&Error::RateLimited, about);
-            return;
+            self.send_error(&Error::RateLimited, pipeline::about(frame));
+            return false;
         }
-        let caller = Caller {
-            app: self.app.clone(),
-            user: self.user.clone(),
-            peer_addr: self.peer_addr.clone(),
-        };
-        ctx.wait(
-            route(frame, caller)
-                .into_actor(self)
-                .map(|result: Result<Reply>, act, ctx| {
-                    act.busy_until = Instant::now();
-                    match result {
-                        Ok(reply) => act.apply(reply, ctx),
-                        Err(e) => act.send_error(&e, about),
-                    }
-                }),
-        );
+        true
     }
 }
 
@@ -281,16 +262,14 @@ impl StreamHandler<Result<WsMessage, ProtocolError>> for Session {
                 self.last_pong = Instant::now();
                 self.app.metrics.frames_in.fetch_add(1, Relaxed);
                 match protocol::decode(&text) {
-                    Ok(frame) => self.dispatch(frame, ctx),
-                    Err(e) => self.send(Outbound::Error(ErrorFrame::new(e.code, e.message, None))),
+                    Ok(frame) => self.admit(frame, ctx),
+                    Err(e) => self.answer_in_turn(ErrorFrame::new(e.code, e.message, None), ctx),
                 }
             }
             Ok(WsMessage::Binary(_)) | Ok(WsMessage::Continuation(_)) => {
-                self.send(Outbound::Error(ErrorFrame::new(
-                    ErrorCode::BinaryUnsupported,
-                    "frames are JSON text",
-                    None,
-                )));
+                let frame =
+                    ErrorFrame::new(ErrorCode::BinaryUnsupported, "frames are JSON text", None);
+                self.answer_in_turn(frame, ctx);
             }
             Ok(WsMessage::Ping(p)) => {
                 self.outbox.push(Out::Pong(p));

@@ -1,0 +1,207 @@
+//! A socket's frames in flight: handled one at a time and answered in the order sent, while the
+//! actor stays free for pings, pongs, its heartbeat and closes.
+//!
+//! A frame that arrives while an earlier one is still being handled waits in the socket's queue;
+//! when a frame's answer is applied, the next one starts. Only one runs at a time, so a socket's
+//! posts are stored in the order sent and each frame sees what the ones before it changed (an
+//! `auth` before a `post`). The work itself runs as its own task, so a socket that closes does
+//! not cut a post off halfway: it is stored or not, as if the socket had stayed.
+//!
+//! The queue is bounded twice: `ws.max_inflight_per_socket` frames per socket, and
+//! `ws.max_inflight_per_node` posts per node (a [`PostSlot`] each, shared with REST posts and
+//! voice uploads). A frame over either bound is answered at once with `busy` and dropped, and a
+//! post still waiting after `ws.post_queue_timeout_ms` is answered `busy` instead of stored, so
+//! every post is answered in bounded time and an overloaded node does not hoard frames.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::{route, Caller, Session};
+use crate::app::PostSlot;
+use crate::error::{Error, Result};
+use crate::protocol::{ErrorAbout, ErrorFrame, Inbound, Outbound};
+
+/// The frames a socket has queued, and whether one is being handled.
+#[derive(Default)]
+pub(super) struct Pipeline {
+    queue: VecDeque<Queued>,
+    /// A frame is being handled: its answer has not been applied yet.
+    running: bool,
+    /// Numbers queued frames, so a post's timeout finds it (or finds it gone).
+    next_seq: u64,
+}
+
+struct Queued {
+    seq: u64,
+    item: Item,
+}
+
+enum Item {
+    /// A frame still to handle; a post holds its place among the node's posts while it waits.
+    Frame {
+        frame: Inbound,
+        slot: Option<PostSlot>,
+    },
+    /// An error known on arrival (a frame that did not decode), sent in its turn.
+    Answer(ErrorFrame),
+}
+
+impl Pipeline {
+    /// Frames queued or being handled.
+    fn in_flight(&self) -> usize {
+        self.queue.len() + usize::from(self.running)
+    }
+
+    fn push(&mut self, item: Item) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Queued { seq, item });
+        seq
+    }
+
+    /// Whether a frame is still in the queue, not started yet.
+    fn is_waiting(&self, seq: u64) -> bool {
+        self.queue.iter().any(|q| q.seq == seq)
+    }
+
+    /// Takes a frame out of the queue if it has not started yet.
+    fn take(&mut self, seq: u64) -> Option<Item> {
+        let at = self.queue.iter().position(|q| q.seq == seq)?;
+        self.queue.remove(at).map(|q| q.item)
+    }
+}
+
+/// Posts take a place among the node's posts in flight and may wait only so long.
+fn is_post(frame: &Inbound) -> bool {
+    matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
+}
+
+/// What an error answering this frame names: a `post` its channel and `client_id`, so a client
+/// knows which one failed.
+pub(super) fn about(frame: &Inbound) -> Option<ErrorAbout> {
+    match frame {
+        Inbound::Post {
+            channel, client_id, ..
+        } => Some(ErrorAbout::Post {
+            channel: channel.clone(),
+            client_id: client_id.clone(),
+        }),
+        _ => None,
+    }
+}
+
+impl Session {
+    /// Takes a decoded frame in: queued behind the socket's earlier frames, or refused `busy` at
+    /// once when this socket or this node already has as many in flight as it may.
+    pub(super) fn admit(&mut self, frame: Inbound, ctx: &mut Context<Self>) {
+        let ws = &self.app.settings.ws;
+        if self.pipeline.in_flight() >= ws.max_inflight_per_socket {
+            self.refuse(&frame, "too many frames in flight on this socket");
+            return;
+        }
+        let slot = if is_post(&frame) {
+            match self.app.posts_in_flight.try_take() {
+                Some(slot) => Some(slot),
+                None => {
+                    self.refuse(&frame, "too many posts in flight on this server");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let post = slot.is_some();
+        let wait = Duration::from_millis(ws.post_queue_timeout_ms);
+        let seq = self.pipeline.push(Item::Frame { frame, slot });
+        self.run_next(ctx);
+        // A post that started at once cannot wait too long; only one left waiting gets a timer.
+        if post && self.pipeline.is_waiting(seq) {
+            ctx.run_later(wait, move |act, _| act.expire(seq));
+        }
+    }
+
+    /// Sends an error known on arrival in its turn, after the answers to earlier frames. When
+    /// the queue is full it goes at once rather than growing the queue.
+    pub(super) fn answer_in_turn(&mut self, frame: ErrorFrame, ctx: &mut Context<Self>) {
+        if self.pipeline.in_flight() >= self.app.settings.ws.max_inflight_per_socket {
+            self.send(Outbound::Error(frame));
+            return;
+        }
+        self.pipeline.push(Item::Answer(frame));
+        self.run_next(ctx);
+    }
+
+    /// A post still waiting when its time is up is answered `busy`, not stored.
+    fn expire(&mut self, seq: u64) {
+        if let Some(Item::Frame { frame, .. }) = self.pipeline.take(seq) {
+            self.refuse(
+                &frame,
+                "the post waited too long behind this socket's earlier frames",
+            );
+        }
+    }
+
+    /// Answers `busy` for a frame that is dropped: nothing of it was done.
+    fn refuse(&self, frame: &Inbound, why: &str) {
+        let retry_after_ms = self.app.settings.ws.post_queue_timeout_ms;
+        let text = format!("the server is busy ({why}); try again in {retry_after_ms} ms");
+        log::debug!("session {}: busy: {why}", self.id);
+        self.send(Outbound::Error(ErrorFrame::busy(
+            text,
+            about(frame),
+            retry_after_ms,
+        )));
+    }
+
+    /// Starts the next queued frame unless one is being handled; answers known already go out
+    /// on the way.
+    fn run_next(&mut self, ctx: &mut Context<Self>) {
+        while !self.pipeline.running {
+            let Some(queued) = self.pipeline.queue.pop_front() else {
+                return;
+            };
+            match queued.item {
+                Item::Answer(frame) => self.send(Outbound::Error(frame)),
+                Item::Frame { frame, slot } => self.start(frame, slot, ctx),
+            }
+        }
+    }
+
+    /// What every frame needs, checked in its turn (an earlier frame may have signed the socket
+    /// in), then the frame's own function as a task of its own; its answer is applied when it is
+    /// done, and the next frame starts.
+    fn start(&mut self, frame: Inbound, slot: Option<PostSlot>, ctx: &mut Context<Self>) {
+        if !self.check(&frame) {
+            return;
+        }
+        let about = about(&frame);
+        let caller = Caller {
+            app: self.app.clone(),
+            user: self.user.clone(),
+            peer_addr: self.peer_addr.clone(),
+        };
+        let task = actix_rt::spawn(async move {
+            let result = route(frame, caller).await;
+            // The post is stored (or failed): its place among the node's posts is free again.
+            drop(slot);
+            result
+        });
+        self.pipeline.running = true;
+        ctx.spawn(
+            task.into_actor(self)
+                .map(move |joined, act: &mut Session, ctx| {
+                    act.pipeline.running = false;
+                    act.busy_until = Instant::now();
+                    let result: Result<_> =
+                        joined.unwrap_or_else(|e| Err(Error::Internal(format!("frame task: {e}"))));
+                    match result {
+                        Ok(reply) => act.apply(reply, ctx),
+                        Err(e) => act.send_error(&e, about),
+                    }
+                    act.run_next(ctx);
+                }),
+        );
+    }
+}
