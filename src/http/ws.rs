@@ -66,7 +66,7 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
         return false;
     };
     let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-    if allowed.iter().any(|a| *a == origin) {
+    if allowed.contains(&origin) {
         return true;
     }
     let authority = origin
