@@ -383,15 +383,24 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
             break;
         }
     }
-    let (_, online) = get(&a.http_url(), "/api/users/online", &ta).await;
-    let names: Vec<&str> = online
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["username"].as_str().unwrap())
-        .collect();
+    // Each node writes its own users' presence: node A may still be writing the watcher's when
+    // the walker's transition arrives from node B, so the list is read until both are in it.
+    let mut names: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        let (_, online) = get(&a.http_url(), "/api/users/online", &ta).await;
+        names = online
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect();
+        if names.iter().any(|n| n == "walker") && names.iter().any(|n| n == "watcher") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
-        names.contains(&"walker") && names.contains(&"watcher"),
+        names.iter().any(|n| n == "walker") && names.iter().any(|n| n == "watcher"),
         "{names:?}"
     );
     let mut conn = redis.conn().await;
