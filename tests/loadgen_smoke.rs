@@ -35,6 +35,22 @@ fn loadgen_binary() -> PathBuf {
     bin
 }
 
+/// Runs chatnode-loadgen with `args` and returns its JSON summary; fails on a non-zero exit.
+async fn run_loadgen(args: Vec<String>) -> Value {
+    let bin = loadgen_binary();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(&args)
+            .output()
+            .expect("chatnode-loadgen runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    serde_json::from_slice(&out.stdout).expect("a JSON summary on stdout")
+}
+
 #[tokio::test]
 async fn loadgen_smoke_run_loses_and_duplicates_nothing() {
     let redis = TestRedis::start().await;
@@ -77,18 +93,7 @@ async fn loadgen_smoke_run_loses_and_duplicates_nothing() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let bin = loadgen_binary();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args(&args)
-            .output()
-            .expect("chatnode-loadgen runs")
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary on stdout");
+    let v = run_loadgen(args).await;
 
     for key in [
         "config",
@@ -136,5 +141,72 @@ async fn loadgen_smoke_run_loses_and_duplicates_nothing() {
     );
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.starts_with("<svg") && picture.contains("p99"));
+    node.stop();
+}
+
+/// A node that takes one post at a time answers the rest `busy`: the load generator counts the
+/// refusals, re-sends each refused post with its `client_id` after `retry_after_ms`, and in the
+/// end every post is acknowledged, stored once and delivered once.
+#[tokio::test]
+async fn loadgen_counts_busy_refusals_and_resends_them_until_stored() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.redis.pool_size = 32;
+    s.ws.rate_limit_messages = 100_000;
+    s.ws.max_inflight_per_node = 1;
+    let node = node(s);
+    let args: Vec<String> = [
+        "--url",
+        &node.http_url(),
+        "--sockets",
+        "40",
+        "--ramp",
+        "200",
+        "--rooms",
+        "4",
+        "--members",
+        "10",
+        "--rate",
+        "800",
+        "--duration",
+        "2",
+        "--drain",
+        "60",
+        "--workers",
+        "1",
+        "--setup-concurrency",
+        "4",
+        "--connect-timeout",
+        "30",
+        "--label",
+        "busy",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let v = run_loadgen(args).await;
+    let m = &v["messages"];
+    let sent = m["sent"].as_u64().unwrap();
+    assert!(sent > 0, "nothing was sent: {m}");
+    assert!(m["busy"].as_u64().unwrap() > 0, "no post was refused: {m}");
+    assert!(m["refused"].as_u64().unwrap() > 0, "{m}");
+    assert!(
+        m["resent"].as_u64().unwrap() >= m["refused"].as_u64().unwrap(),
+        "{m}"
+    );
+    assert_eq!(m["acked"].as_u64(), Some(sent), "{m}");
+    let d = &v["deliveries"];
+    assert_eq!(d["expected"].as_u64(), Some(sent * 10), "{d}");
+    assert_eq!(d["received"], d["expected"], "{d}");
+    assert_eq!(d["lost"], 0, "{d}");
+    assert_eq!(d["duplicated"], 0, "{d}");
+    // Stored once each, whatever the re-sends.
+    let after = &v["server"]["after"]["nodes"][0]["metrics"];
+    assert_eq!(
+        after["chatnode_messages_posted_total"].as_f64(),
+        Some(sent as f64),
+        "{after}"
+    );
     node.stop();
 }
