@@ -18,6 +18,8 @@ pub struct Metrics {
     pub messages_posted: AtomicU64,
     pub deliveries: AtomicU64,
     pub slow_client_closes: AtomicU64,
+    /// Of those, the ones whose queue was past its byte bound (not its frame bound).
+    pub slow_client_closes_bytes: AtomicU64,
     pub bridge_reconnects: AtomicU64,
     pub presence_refresh_micros: AtomicU64,
     pub presence_refreshes: AtomicU64,
@@ -133,6 +135,12 @@ impl Metrics {
             "chatnode_slow_client_closes_total",
             "Sockets closed with 1013 for not reading.",
             self.slow_client_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "chatnode_slow_client_closes_bytes_total",
+            "Of the sockets closed with 1013, those whose queue was past ws.outbound_queue_bytes.",
+            self.slow_client_closes_bytes.load(Relaxed),
         );
         counter(
             &mut out,

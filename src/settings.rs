@@ -248,6 +248,8 @@ pub struct Ws {
     pub max_frame_bytes: usize,
     pub max_message_chars: usize,
     pub outbound_queue: usize,
+    /// Bytes of text frames queued for one socket before it counts as too slow.
+    pub outbound_queue_bytes: usize,
     pub rate_limit_messages: u32,
     pub rate_limit_window_secs: u64,
     /// Seconds a post's `client_id` is remembered, so a re-sent post is stored only once.
@@ -459,6 +461,9 @@ impl Settings {
         }
         if self.ws.max_message_chars == 0 {
             return invalid("ws.max_message_chars", "must be at least 1");
+        }
+        if self.ws.outbound_queue_bytes < 64 * 1024 {
+            return invalid("ws.outbound_queue_bytes", "must be at least 65536");
         }
         if self.ws.outbound_queue < 8 {
             return invalid("ws.outbound_queue", "must be at least 8");

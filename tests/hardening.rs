@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -443,4 +444,77 @@ async fn a_socket_opens_only_from_its_own_origin_a_listed_one_or_none() {
         .await;
     let posted = ws.recv_type("posted").await;
     assert_eq!(posted["posted"]["channel"], "origins");
+}
+
+/// A client that stops reading and asks for page after page of long messages: each page is
+/// hundreds of KiB, far fewer than the queue's 1,024 frames. The node takes pages while the
+/// socket's queue is under `ws.outbound_queue_bytes`, then closes it with 1013; it never holds
+/// the dozens of MiB asked for.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_by_the_byte_bound_of_its_queue() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 10_000;
+    s.ws.max_inflight_per_socket = 1_000;
+    let frames_bound = s.ws.outbound_queue;
+    let n = node(s);
+    let base = n.http_url();
+    let token = register(&base, "pager").await;
+    create_channel(&base, &token, "archive").await;
+    let text = "\u{1}".repeat(4000); // escaped as \u0001: 24,000 bytes a message
+    for _ in 0..50 {
+        let (status, _) = post(
+            &base,
+            "/api/channels/archive/messages",
+            &token,
+            json!({"text": text}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let mut ws = Ws::connect_with_receive_buffer(&n, &token, 16 * 1024).await;
+    ws.recv_type("authorized").await;
+    // About 1.2 MB a page; 200 pages would be 240 MB, in 200 frames.
+    let pages = 200;
+    assert!(pages < frames_bound);
+    for _ in 0..pages {
+        ws.send(json!({"type": "history", "history": {"channel": "archive", "limit": 50}}))
+            .await;
+    }
+    let mut closed_by_bytes = 0;
+    for _ in 0..100 {
+        closed_by_bytes = metric(&base, "chatnode_slow_client_closes_bytes_total").await;
+        if closed_by_bytes > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        closed_by_bytes, 1,
+        "the socket was not closed for its bytes"
+    );
+    let mut received = 0;
+    let code = loop {
+        match ws.inner.next().await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_))) => received += 1,
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => {
+                break c.map(|c| u16::from(c.code))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("the socket failed: {e}"),
+            None => break None,
+        }
+    };
+    assert_eq!(code, Some(1013));
+    assert!(
+        received < pages / 4,
+        "{received} of {pages} pages were sent"
+    );
+    // The owner is unaffected: a new socket reads the channel.
+    let mut again = Ws::subscribed(&n, &token, &["archive"]).await;
+    again
+        .send(json!({"type": "history", "history": {"channel": "archive", "limit": 1}}))
+        .await;
+    let page = again.recv_type("history").await;
+    assert_eq!(page["history"]["messages"].as_array().unwrap().len(), 1);
 }

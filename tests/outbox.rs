@@ -12,6 +12,9 @@ async fn a_burst_arrives_whole_and_in_order_in_at_most_one_write_per_frame() {
     // One user posts the whole burst, beyond the default posting budget.
     let mut s = settings(&redis.url());
     s.ws.rate_limit_messages = 1000;
+    // The replay below is about 330 KB: more than half the default byte bound would make it a
+    // gap to page, so the queue gets room for it.
+    s.ws.outbound_queue_bytes = 4 << 20;
     let a = node(s);
     let base = a.http_url();
     let token = register(&base, "burst").await;

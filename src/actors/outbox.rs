@@ -1,8 +1,12 @@
 //! The bounded outbound queue of one socket, drained straight into the socket's response body.
 //!
 //! Rooms and the hub push frames here directly (no actor mailbox in between, so nothing grows
-//! without bound). When the queue is full the client is too slow: the socket is closed with 1013
-//! (try again later) and the client resumes from its last IDs.
+//! without bound). The queue is bounded twice: in frames, and in the bytes of the text frames it
+//! holds (one history page of long messages can be megabytes, so a client that stops reading and
+//! asks for page after page must not make the node hold them all). A frame is taken while the
+//! queue holds fewer frames and fewer bytes than its bounds, so one large frame still goes out,
+//! but nothing joins it until the client reads. Past either bound the client is too slow: the
+//! socket is closed with 1013 (try again later) and the client resumes from its last IDs.
 //!
 //! There is no writer task: the queue's receiving end is the WebSocket response body
 //! ([`OutboxBody`]), polled by the connection itself. Each poll encodes every frame queued so far
@@ -48,12 +52,15 @@ pub struct Outbox {
 struct Shared {
     queue: Mutex<Queue>,
     capacity: usize,
+    capacity_bytes: usize,
     reason: watch::Sender<Option<CloseReason>>,
     body: AtomicWaker,
 }
 
 struct Queue {
     frames: VecDeque<Out>,
+    /// Bytes of the text frames in `frames`.
+    bytes: usize,
     /// Outbox handles alive; when none is left the session has ended.
     handles: usize,
     /// The body was dropped: the connection is gone.
@@ -97,12 +104,19 @@ impl Outbox {
             if q.body_gone {
                 return false;
             }
-            if q.frames.len() >= self.shared.capacity {
+            let over_frames = q.frames.len() >= self.shared.capacity;
+            if over_frames || q.bytes >= self.shared.capacity_bytes {
                 drop(q);
                 if self.close_with(CloseCode::Again, "too slow: resume from your last IDs") {
                     self.metrics.slow_client_closes.fetch_add(1, Relaxed);
+                    if !over_frames {
+                        self.metrics.slow_client_closes_bytes.fetch_add(1, Relaxed);
+                    }
                 }
                 return false;
+            }
+            if let Out::Text(t) = &item {
+                q.bytes += t.len();
             }
             q.frames.push_back(item);
         }
@@ -137,26 +151,35 @@ impl Outbox {
         self.shared.capacity
     }
 
+    /// How many bytes of text frames the queue takes before it counts as full.
+    pub fn capacity_bytes(&self) -> usize {
+        self.shared.capacity_bytes
+    }
+
     /// Whether a close was asked for.
     pub fn is_closing(&self) -> bool {
         self.shared.reason.borrow().is_some()
     }
 }
 
-/// Makes an outbox of `capacity` frames; the body is what the socket's response sends.
+/// Makes an outbox of `capacity` frames and `capacity_bytes` bytes of text; the body is what the
+/// socket's response sends.
 pub fn start(
     id: SessionId,
     capacity: usize,
+    capacity_bytes: usize,
     metrics: Arc<Metrics>,
 ) -> (Outbox, OutboxBody, watch::Receiver<Option<CloseReason>>) {
     let (reason, close_rx) = watch::channel(None);
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
             frames: VecDeque::new(),
+            bytes: 0,
             handles: 1,
             body_gone: false,
         }),
         capacity: capacity.max(1),
+        capacity_bytes: capacity_bytes.max(1),
         reason,
         body: AtomicWaker::new(),
     });
@@ -193,6 +216,7 @@ impl Drop for OutboxBody {
         let mut q = self.shared.queue.lock().unwrap();
         q.body_gone = true;
         q.frames = VecDeque::new();
+        q.bytes = 0;
     }
 }
 
@@ -215,7 +239,10 @@ impl Stream for OutboxBody {
             let mut q = this.shared.queue.lock().unwrap();
             while this.buf.len() < MAX_CHUNK {
                 match q.frames.pop_front() {
-                    Some(Out::Text(t)) => frame(&mut this.buf, 0x1, t.as_bytes()),
+                    Some(Out::Text(t)) => {
+                        q.bytes -= t.len();
+                        frame(&mut this.buf, 0x1, t.as_bytes())
+                    }
                     Some(Out::Ping) => frame(&mut this.buf, 0x9, b""),
                     Some(Out::Pong(p)) => frame(&mut this.buf, 0xA, &p),
                     None if q.handles == 0 => {
@@ -288,7 +315,7 @@ mod tests {
 
     #[test]
     fn the_queue_holds_no_slots_while_empty_and_ends_with_its_last_handle() {
-        let (outbox, mut body, _close) = start(1, 4, Arc::new(Metrics::default()));
+        let (outbox, mut body, _close) = start(1, 4, 1 << 20, Arc::new(Metrics::default()));
         let slots = |o: &Outbox| o.shared.queue.lock().unwrap().frames.capacity();
         assert_eq!(slots(&outbox), 0);
         assert!(poll(&mut body).is_pending());
@@ -306,7 +333,7 @@ mod tests {
         }
         assert!(!outbox.push(Out::Ping));
         assert!(outbox.is_closing());
-        let (outbox, mut body, _close) = start(2, 4, Arc::new(Metrics::default()));
+        let (outbox, mut body, _close) = start(2, 4, 1 << 20, Arc::new(Metrics::default()));
         let second = outbox.clone();
         drop(outbox);
         assert!(poll(&mut body).is_pending(), "one handle is still alive");
@@ -316,6 +343,36 @@ mod tests {
         };
         assert_eq!(&chunk[..], &[0x88, 0][..]);
         assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too_but_one_large_frame_goes_out() {
+        let metrics = Arc::new(Metrics::default());
+        let (outbox, body, _close) = start(3, 100, 1000, metrics.clone());
+        let big = ByteString::from("x".repeat(5000));
+        assert!(
+            outbox.send(big.clone()),
+            "one frame larger than the bound is taken"
+        );
+        assert!(
+            !outbox.send(ByteString::from("y")),
+            "nothing joins it before it is read"
+        );
+        assert!(outbox.is_closing());
+        assert_eq!(metrics.slow_client_closes.load(Relaxed), 1);
+        assert_eq!(metrics.slow_client_closes_bytes.load(Relaxed), 1);
+        // A reader keeps the queue under its bound: frames go out as they come.
+        let (outbox, mut body2, _close) = start(4, 100, 1000, metrics.clone());
+        for _ in 0..20 {
+            assert!(outbox.send(ByteString::from("z".repeat(600))));
+            let Poll::Ready(Some(Ok(chunk))) = poll(&mut body2) else {
+                panic!("expected a chunk")
+            };
+            assert_eq!(chunk.len(), 604);
+            assert_eq!(outbox.shared.queue.lock().unwrap().bytes, 0);
+        }
+        assert!(!outbox.is_closing());
+        drop(body);
     }
 
     #[test]

@@ -234,8 +234,11 @@ impl Handler<Join> for Room {
         } = msg;
         let store = self.store.clone();
         let channel = self.channel.clone();
-        // A replay may fill at most half the member's queue; more becomes a gap to page.
+        // A replay may fill at most half the member's queue, in frames and in bytes; more becomes
+        // a gap to page with history (a replay past the bound would close the socket with 1013
+        // and the client would resume into the same replay again).
         let cap = (member.outbox.capacity() / 2).max(1);
+        let cap_bytes = member.outbox.capacity_bytes() / 2;
         // The read happens while the room holds its mailbox, so no live event slips between the
         // replay and going live; per-member IDs drop what both paths bring.
         ctx.wait(
@@ -247,7 +250,7 @@ impl Handler<Join> for Room {
                         let v = store
                             .range(&channel, &format!("({id}"), "+", cap + 1)
                             .await?;
-                        Ok(if v.len() > cap {
+                        Ok(if v.len() > cap || replay_bytes(&v) > cap_bytes {
                             (Vec::new(), Some(id))
                         } else {
                             (v, None)
@@ -279,6 +282,14 @@ impl Handler<Join> for Room {
             }),
         );
     }
+}
+
+/// About what `events` take in a socket's queue: each event serialized, as the replay sends it.
+fn replay_bytes(events: &[ChatEvent]) -> usize {
+    events
+        .iter()
+        .map(|e| serde_json::to_string(e).map_or(0, |t| t.len()))
+        .sum()
 }
 
 impl Handler<Leave> for Room {

@@ -41,8 +41,12 @@ pub async fn upgrade(
     let (response, _, stream) = actix_ws::handle(&req, body)?;
     let stream = stream.max_frame_size(app.settings.ws.max_frame_bytes);
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let (outbox, out_body, close_rx) =
-        outbox::start(id, app.settings.ws.outbound_queue, app.metrics.clone());
+    let (outbox, out_body, close_rx) = outbox::start(
+        id,
+        app.settings.ws.outbound_queue,
+        app.settings.ws.outbound_queue_bytes,
+        app.metrics.clone(),
+    );
     let response = response
         .set_body(BodyStream::new(out_body))
         .map_into_boxed_body();
