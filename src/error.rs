@@ -50,6 +50,10 @@ pub enum Error {
     Unavailable(String),
     #[error("the server is busy; try again in {retry_after} s")]
     Busy { retry_after: u64 },
+    /// Redis did not answer a write in time, or the connection dropped while it was sent: it may
+    /// have been done. Sending it again with the same `client_id` is safe.
+    #[error("the post may or may not have been stored: send it again with the same client_id")]
+    UnknownOutcome,
     #[error("{0}")]
     AudioTooLarge(String),
     #[error("{0}")]
@@ -82,6 +86,7 @@ impl Error {
             Error::SearchUnavailable => ErrorCode::SearchUnavailable,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Busy { .. } => ErrorCode::Busy,
+            Error::UnknownOutcome => ErrorCode::UnknownOutcome,
             Error::AudioTooLarge(_) => ErrorCode::AudioTooLarge,
             Error::UnsupportedAudio(_) => ErrorCode::UnsupportedAudio,
             Error::RedisUnavailable(_) => ErrorCode::RedisUnavailable,

@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
@@ -260,4 +261,68 @@ async fn answers_come_in_the_order_the_frames_were_sent() {
         .map(|n| format!("d-{n}"))
         .collect();
     assert_eq!(stored, sent);
+}
+
+/// Redis holds a post longer than the node waits for its answer (500 ms): the post may or may not
+/// be stored, and the client is told exactly that (`unknown_outcome`), not a plain error that
+/// invites a re-send without its `client_id`. Re-sent with the same `client_id` once Redis is
+/// back, it is stored once. (Over REST the same error answers 503 with `Retry-After`; a REST
+/// request cannot be held here the same way, since signing it in already writes.)
+#[tokio::test]
+async fn a_post_whose_answer_timed_out_is_unknown_and_stored_once_when_resent() {
+    let redis = TestRedis::start().await;
+    let n = node(settings(&redis.url()));
+    let base = n.http_url();
+    let token = register(&base, "tortoise").await;
+    create_channel(&base, &token, "slow").await;
+    let mut ws = Ws::subscribed(&n, &token, &["slow"]).await;
+
+    pause_writes(&redis, 1500).await;
+    ws.send(post("slow", "held", "ws-1")).await;
+    let answer = ws.recv_type("error").await;
+    assert_eq!(answer["error"]["code"], "unknown_outcome", "{answer}");
+    assert_eq!(answer["error"]["payload"]["client_id"], "ws-1", "{answer}");
+
+    // Redis is back: the held post went through after all. Re-sending it changes nothing.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    ws.send(post("slow", "held", "ws-1")).await;
+    let posted = ws.recv_type("posted").await;
+    assert_eq!(posted["posted"]["client_id"], "ws-1");
+    assert_eq!(stored_texts(&redis, "slow").await, ["held"]);
+}
+
+/// Over REST the `Idempotency-Key` header is the post's `client_id`: the same key again answers
+/// the stored message (200) and stores nothing; a key that disagrees with the body's `client_id`
+/// is refused, not guessed at.
+#[tokio::test]
+async fn an_idempotency_key_makes_a_rest_post_safe_to_resend() {
+    let redis = TestRedis::start().await;
+    let n = node(settings(&redis.url()));
+    let base = n.http_url();
+    let token = register(&base, "hare").await;
+    create_channel(&base, &token, "fast").await;
+    let send_with_key = |key: &'static str, body: Value| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let res = http()
+                .post(format!("{base}/api/channels/fast/messages"))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+    let (first, a) = send_with_key("k-1", json!({"text": "once"})).await;
+    assert_eq!(first, 201, "{a}");
+    let (second, b) = send_with_key("k-1", json!({"text": "once"})).await;
+    assert_eq!(second, 200, "{b}");
+    assert_eq!(a["message"]["id"], b["message"]["id"]);
+    let (clash, c) = send_with_key("k-2", json!({"text": "which", "client_id": "k-3"})).await;
+    assert_eq!(clash, 400, "{c}");
+    assert_eq!(c["error"]["code"], "invalid_body");
+    assert_eq!(stored_texts(&redis, "fast").await, ["once"]);
 }

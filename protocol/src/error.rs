@@ -39,6 +39,9 @@ pub enum ErrorCode {
     Unavailable,
     /// The node is at a limit of concurrent work; retry after the time it names.
     Busy,
+    /// A post was sent to Redis but its answer never came: it may be stored. Send it again with
+    /// the same `client_id`.
+    UnknownOutcome,
     AudioTooLarge,
     UnsupportedAudio,
     RedisUnavailable,
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::SearchUnavailable => "search_unavailable",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Busy => "busy",
+            ErrorCode::UnknownOutcome => "unknown_outcome",
             ErrorCode::AudioTooLarge => "audio_too_large",
             ErrorCode::UnsupportedAudio => "unsupported_audio",
             ErrorCode::RedisUnavailable => "redis_unavailable",

@@ -159,6 +159,7 @@ impl FromRequest for PostPlace {
 }
 
 async fn post(
+    req: HttpRequest,
     app: web::Data<App>,
     _place: PostPlace,
     authed: Authed,
@@ -166,15 +167,10 @@ async fn post(
     body: web::Json<PostBody>,
 ) -> Result<HttpResponse> {
     let u = &authed.user;
+    let client_id = client_id(&req, body.client_id.as_deref())?;
     let posted = app
         .store
-        .post_message_once(
-            &u.username,
-            &u.uuid,
-            &name,
-            &body.text,
-            body.client_id.as_deref(),
-        )
+        .post_message_once(&u.username, &u.uuid, &name, &body.text, client_id)
         .await?;
     let body = json!({"message": posted.event});
     if posted.duplicate {
@@ -183,6 +179,25 @@ async fn post(
     }
     app.metrics.messages_posted.fetch_add(1, Relaxed);
     Ok(HttpResponse::Created().json(body))
+}
+
+/// The post's `client_id`: the body's, or the `Idempotency-Key` header's (the usual name for it
+/// over HTTP). Both may be given only when they agree.
+fn client_id<'a>(req: &'a HttpRequest, in_body: Option<&'a str>) -> Result<Option<&'a str>> {
+    let header = match req.headers().get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Error::body("Idempotency-Key must be visible ASCII"))?,
+        ),
+        None => None,
+    };
+    match (in_body, header) {
+        (Some(b), Some(h)) if b != h => Err(Error::body(
+            "client_id and Idempotency-Key differ: send one, or the same in both",
+        )),
+        (Some(b), _) => Ok(Some(b)),
+        (None, h) => Ok(h),
+    }
 }
 
 #[derive(Deserialize)]

@@ -31,6 +31,7 @@ impl ResponseError for Error {
             Error::SearchUnavailable
             | Error::Unavailable(_)
             | Error::Busy { .. }
+            | Error::UnknownOutcome
             | Error::RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::AudioTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedAudio(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -49,6 +50,22 @@ impl ResponseError for Error {
         {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
+        if matches!(self, Error::UnknownOutcome) {
+            res.insert_header((header::RETRY_AFTER, "1"));
+        }
         res.json(json!({"error": {"code": self.code(), "message": self.public_message()}}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_outcome_is_a_503_to_retry_with_the_same_client_id() {
+        let res = Error::UnknownOutcome.error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(Error::UnknownOutcome.code().as_str(), "unknown_outcome");
     }
 }

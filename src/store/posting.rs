@@ -232,7 +232,7 @@ impl Store {
             .arg(keys::IDX_MESSAGES);
         guard.apply(&mut inv);
         let mut conn = self.shared();
-        let reply: (String, String) = inv.invoke_async(&mut conn).await?;
+        let reply: (String, String) = inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
         if reply.0 == "not_member" {
             return Ok(None);
         }
@@ -339,5 +339,17 @@ fn event_of(
         created_at,
         uuid: uuid.to_string(),
         voice: None,
+    }
+}
+
+/// The error of a posting script's call. A reply that timed out, or a connection that dropped
+/// once the call was sent, leaves the post maybe stored: the client is told so (`unknown_outcome`)
+/// and re-sends with the same `client_id`, which stores it at most once. A refused connection
+/// means nothing was sent.
+pub(crate) fn write_outcome(e: redis::RedisError) -> Error {
+    if e.is_timeout() || e.is_connection_dropped() {
+        Error::UnknownOutcome
+    } else {
+        e.into()
     }
 }

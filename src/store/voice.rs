@@ -157,7 +157,10 @@ impl Store {
         self.post_guard(username, channel, client_id)
             .apply(&mut inv);
         let mut conn = self.conn().await?;
-        let reply: (String, String) = inv.invoke_async(&mut conn).await?;
+        let reply: (String, String) = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(super::posting::write_outcome)?;
         drop(conn);
         let (id, duplicate) = match Guarded::from_reply(reply)? {
             Guarded::Stored(id) => (id, false),
