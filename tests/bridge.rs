@@ -16,7 +16,7 @@ use chatnode::actors::bridge::{Bridge, BridgeEvent, Subscribe, Unsubscribe};
 use chatnode::metrics::Metrics;
 use chatnode::store::{keys, Store};
 use chatnode::Settings;
-use common::TestRedis;
+use common::{kill_pubsub_clients, TestRedis};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
@@ -146,13 +146,7 @@ async fn after_a_lost_connection_the_bridge_resubscribes_then_says_so() {
     assert_eq!(until_listening(&mut conn, &mut events).await, []);
     bridge.send(Subscribe("general".into())).await.unwrap();
 
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let killed = kill_pubsub_clients(&mut conn).await;
     assert_eq!(killed, 1, "the bridge holds one pub/sub connection");
 
     assert_eq!(next_event(&mut events).await, BridgeEvent::Resubscribed);

@@ -469,14 +469,7 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
         let mut killed = 0;
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(150)).await;
-            let n: i64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("TYPE")
-                .arg("pubsub")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            killed += n;
+            killed += kill_pubsub_clients(&mut conn).await;
         }
         killed
     });

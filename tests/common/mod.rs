@@ -660,3 +660,14 @@ impl CapturedLog {
             .clone()
     }
 }
+
+/// `CLIENT KILL TYPE pubsub`: drops every pub/sub connection (the nodes' bridges); how many.
+pub async fn kill_pubsub_clients(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(conn)
+        .await
+        .unwrap()
+}
