@@ -184,11 +184,7 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
     result
 }
 
-async fn scan_and_add(
-    conn: &mut deadpool_redis::Connection,
-    index: &str,
-    prefix: &str,
-) -> Result<usize> {
+async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Result<usize> {
     let script = redis::Script::new(BACKFILL_LUA);
     let mut cursor: u64 = 0;
     let mut added = 0;

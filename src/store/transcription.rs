@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
 use super::ids::ADD_ENTRY_LUA;
@@ -135,14 +134,9 @@ impl Store {
     }
 
     /// A connection for a transcriber: its blocking reads outlast the pool's reply timeout.
-    pub async fn transcriber_conn(&self, read_block_ms: u64) -> Result<MultiplexedConnection> {
-        let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(
-            std::time::Duration::from_millis(read_block_ms + 5_000),
-        ));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await?)
+    pub async fn transcriber_conn(&self, read_block_ms: u64) -> Result<super::Conn> {
+        self.dedicated(std::time::Duration::from_millis(read_block_ms + 5_000))
+            .await
     }
 
     /// Creates the consumer group (and the stream) unless it exists.
@@ -185,7 +179,7 @@ impl Store {
     /// The next new job for `consumer`, waiting up to `block_ms`.
     pub async fn next_job(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut super::Conn,
         consumer: &str,
         block_ms: u64,
     ) -> Result<Option<Job>> {

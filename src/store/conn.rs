@@ -1,0 +1,347 @@
+//! One connection type for one Redis and for Redis Cluster, and what the node knows of a
+//! cluster's shape.
+//!
+//! Every command of the node goes through a [`Conn`]: a multiplexed connection that pipelines
+//! every concurrent command (one Redis: a reconnecting `ConnectionManager`; a cluster: redis-rs's
+//! `ClusterConnection`, which keeps one multiplexed connection per node, routes each command by
+//! its key's hash slot and follows `MOVED`/`ASK` and failovers). Both implement
+//! `redis::aio::ConnectionLike`, so `query_async(&mut conn)` and `invoke_async(&mut conn)` read
+//! the same in both modes. What ordinary routing cannot express has a method of its own:
+//! [`Conn::query_on_key`] (a command that must reach the master of a given key, such as `WAIT`
+//! after a write) and [`Conn::query_on_master`] (a command for one master named by address:
+//! `SCAN`, `INFO`, `FT.CREATE` of that master's index).
+
+use std::sync::Arc;
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+
+/// A command connection: cheap to clone, shared by every task of the node.
+#[derive(Clone)]
+pub enum Conn {
+    /// One Redis, through the reconnecting manager.
+    Single(ConnectionManager),
+    /// One Redis, a connection of its own (blocking reads, one master of a cluster).
+    Direct(MultiplexedConnection),
+    /// A Redis Cluster: routed by hash slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Direct(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Direct(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `cmd` on the master that owns `key`'s hash slot (on one Redis: on it). For commands
+    /// whose own routing would go elsewhere: `WAIT` (which the cluster client would send to
+    /// every master) after a write to `key`.
+    pub async fn query_on_key<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        key: &str,
+    ) -> RedisResult<T> {
+        match self {
+            Conn::Cluster(c) => {
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                let v = c
+                    .route_command(
+                        cmd.clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(v)?)
+            }
+            other => cmd.query_async(other).await,
+        }
+    }
+
+    /// Runs `cmd` on one master, by address (on one Redis: on it).
+    pub async fn query_on_master<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        master: &Master,
+    ) -> RedisResult<T> {
+        match self {
+            Conn::Cluster(c) => {
+                let v = c
+                    .route_command(
+                        cmd.clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: master.host.clone(),
+                            port: master.port,
+                        }),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(v)?)
+            }
+            other => cmd.query_async(other).await,
+        }
+    }
+}
+
+/// Number of hash slots of a Redis Cluster.
+pub const SLOTS: u16 = 16384;
+
+/// CRC16 (XMODEM), the checksum Redis Cluster maps keys to slots with.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The hash slot of a key: of its hash tag (`{…}`, the first non-empty one) when it has one.
+pub fn slot_of(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    crc16(hashed) % SLOTS
+}
+
+/// One master of the cluster (on one Redis: that Redis) and the slot ranges it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Master {
+    pub host: String,
+    pub port: u16,
+    /// Inclusive slot ranges, sorted.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl Master {
+    /// Whether this master serves `slot`.
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+    }
+
+    /// `host:port`.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The masters of the cluster as last read (`CLUSTER SLOTS`), sorted by address; one Redis is one
+/// master serving every slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    pub masters: Vec<Master>,
+}
+
+impl Topology {
+    /// One Redis at `host:port`.
+    pub fn single(host: &str, port: u16) -> Self {
+        Topology {
+            masters: vec![Master {
+                host: host.to_string(),
+                port,
+                slots: vec![(0, SLOTS - 1)],
+            }],
+        }
+    }
+
+    /// The index (in `masters`) of the master serving `key`.
+    pub fn master_of_key(&self, key: &str) -> Option<usize> {
+        let slot = slot_of(key);
+        self.masters.iter().position(|m| m.serves(slot))
+    }
+
+    /// Parses a `CLUSTER SLOTS` answer.
+    pub fn from_cluster_slots(v: &Value) -> Option<Topology> {
+        let Value::Array(ranges) = v else {
+            return None;
+        };
+        let mut masters: Vec<Master> = Vec::new();
+        for range in ranges {
+            let Value::Array(parts) = range else { continue };
+            let (Some(Value::Int(a)), Some(Value::Int(b)), Some(Value::Array(node))) =
+                (parts.first(), parts.get(1), parts.get(2))
+            else {
+                continue;
+            };
+            let host = match node.first() {
+                Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+                Some(Value::SimpleString(h)) => h.clone(),
+                _ => continue,
+            };
+            let Some(Value::Int(port)) = node.get(1) else {
+                continue;
+            };
+            let (port, a, b) = (*port as u16, *a as u16, *b as u16);
+            match masters
+                .iter_mut()
+                .find(|m| m.host == host && m.port == port)
+            {
+                Some(m) => m.slots.push((a, b)),
+                None => masters.push(Master {
+                    host,
+                    port,
+                    slots: vec![(a, b)],
+                }),
+            }
+        }
+        if masters.is_empty() {
+            return None;
+        }
+        for m in &mut masters {
+            m.slots.sort();
+        }
+        masters.sort_by(|x, y| (x.host.as_str(), x.port).cmp(&(y.host.as_str(), y.port)));
+        Some(Topology { masters })
+    }
+
+    /// The name of an index of `base` whose key lives on master `i`: `base` itself on one Redis,
+    /// else `base:{m<k>}` with the smallest `k` whose hash slot that master serves. Each master
+    /// holds the index of the documents it stores (RediSearch indexes only local keys).
+    pub fn index_on(&self, base: &str, i: usize) -> String {
+        if self.masters.len() == 1 && self.masters[0].slots == [(0, SLOTS - 1)] {
+            return base.to_string();
+        }
+        let master = &self.masters[i];
+        (0u32..)
+            .map(|k| format!("{base}:{{m{k}}}"))
+            .find(|name| master.serves(slot_of(name)))
+            .expect("every master serves some slot")
+    }
+
+    /// The index of `base` that a document stored at `key` belongs in.
+    pub fn index_for_key(&self, base: &str, key: &str) -> String {
+        match self.master_of_key(key) {
+            Some(i) => self.index_on(base, i),
+            None => base.to_string(),
+        }
+    }
+
+    /// Every index of `base`, one per master, in `masters` order.
+    pub fn indexes(&self, base: &str) -> Vec<String> {
+        (0..self.masters.len())
+            .map(|i| self.index_on(base, i))
+            .collect()
+    }
+}
+
+/// What the node knows of a cluster: the connection template of the seeds (password and TLS) and
+/// the topology as last read.
+pub struct ClusterState {
+    /// Connection info of the first seed; other nodes are reached with its settings.
+    pub template: redis::ConnectionInfo,
+    pub topology: std::sync::RwLock<Arc<Topology>>,
+}
+
+/// `info` with its address replaced by `host:port` (same TLS mode and parameters).
+pub fn info_at(info: &redis::ConnectionInfo, host: &str, port: u16) -> redis::ConnectionInfo {
+    use redis::ConnectionAddr;
+    let addr = match info.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_string(), port),
+    };
+    info.clone().set_addr(addr)
+}
+
+/// `host` and `port` of a connection info (`None` for a Unix socket).
+pub fn host_port(info: &redis::ConnectionInfo) -> Option<(String, u16)> {
+    use redis::ConnectionAddr;
+    match info.addr() {
+        ConnectionAddr::Tcp(h, p)
+        | ConnectionAddr::TcpTls {
+            host: h, port: p, ..
+        } => Some((h.clone(), *p)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from CLUSTER KEYSLOT.
+        assert_eq!(slot_of("foo"), 12182);
+        assert_eq!(slot_of("{user1000}.following"), slot_of("user1000"));
+        assert_eq!(slot_of("channel:General"), slot_of("{channel:General}:x"));
+        assert_eq!(slot_of("a{}b"), crc16(b"a{}b") % SLOTS);
+    }
+
+    #[test]
+    fn index_names_land_on_their_master() {
+        let t = Topology {
+            masters: vec![
+                Master {
+                    host: "a".into(),
+                    port: 1,
+                    slots: vec![(0, 5460)],
+                },
+                Master {
+                    host: "b".into(),
+                    port: 1,
+                    slots: vec![(5461, 10922)],
+                },
+                Master {
+                    host: "c".into(),
+                    port: 1,
+                    slots: vec![(10923, 16383)],
+                },
+            ],
+        };
+        let names = t.indexes("idx:messages");
+        assert_eq!(names.len(), 3);
+        for (i, n) in names.iter().enumerate() {
+            assert!(t.masters[i].serves(slot_of(n)), "{n}");
+            assert!(n.starts_with("idx:messages:{m"));
+        }
+        assert_eq!(
+            Topology::single("h", 1).indexes("idx:messages"),
+            vec!["idx:messages"]
+        );
+    }
+}
