@@ -241,6 +241,9 @@ pub struct Redis {
     pub ack_replicas: u32,
     /// Milliseconds the posting path waits for `ack_replicas` replicas.
     pub ack_timeout_ms: u64,
+    /// Seconds between health-check `PING`s on each pub/sub connection; one not answered within
+    /// as long makes the node reconnect (and every room catch up).
+    pub pubsub_health_secs: u64,
     pub data_dir: PathBuf,
     pub module_path: PathBuf,
     pub server_binary: String,
@@ -493,6 +496,9 @@ impl Settings {
                 "redis.tls_ca_file",
                 "needs a rediss:// redis.url or redis.cluster_nodes",
             );
+        }
+        if self.redis.pubsub_health_secs == 0 {
+            return invalid("redis.pubsub_health_secs", "must be at least 1");
         }
         if self.redis.ack_replicas > 0 && self.redis.ack_timeout_ms == 0 {
             return invalid(

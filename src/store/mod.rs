@@ -396,10 +396,16 @@ pub fn flatten_pairs(v: redis::Value) -> Vec<(String, String)> {
 }
 
 impl Store {
-    /// PUBLISH on a pub/sub subject.
+    /// PUBLISH on a pub/sub subject; on a cluster a room's subject is a shard channel
+    /// (`SPUBLISH`, sent to the master of its slot).
     pub async fn publish(&self, subject: &str, payload: &str) -> Result<()> {
         let mut conn = self.shared();
-        let _: i64 = redis::cmd("PUBLISH")
+        let command = if self.is_cluster() && keys::room_from_events(subject).is_some() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let _: i64 = redis::cmd(command)
             .arg(subject)
             .arg(payload)
             .query_async(&mut conn)

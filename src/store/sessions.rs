@@ -231,3 +231,18 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Whether the session of a token hash is still valid (exists and is of the user's current
+    /// generation), without sliding its expiry: a socket's session checked again after the
+    /// bridge reconnected, since a revocation published meanwhile was not heard.
+    pub async fn session_alive(&self, hash: &str) -> Result<bool> {
+        let mut conn = self.shared();
+        let value: Option<String> = conn.get(keys::session(hash)).await?;
+        let Some((user, generation)) = value.as_deref().map(parse_session) else {
+            return Ok(false);
+        };
+        let current: Option<u64> = conn.hget(keys::user(user), SESSION_GENERATION).await?;
+        Ok(generation >= current.unwrap_or(0))
+    }
+}
