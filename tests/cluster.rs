@@ -78,3 +78,189 @@ async fn store_sees_three_masters_and_routes_by_slot() {
     drop(cluster);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// Seed 003's users and messages plus a generated corpus (150 messages by 12 users in 5
+/// channels), written as hashes through the store's own connection and indexed the way the node
+/// indexes them.
+async fn load_corpus(store: &Store) {
+    use redis::AsyncCommands;
+    let users: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("data/seed003_users.json")).unwrap();
+    let messages: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("data/seed003_messages.json")).unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let mut user_rows: Vec<Vec<(String, String)>> = users
+        .iter()
+        .map(|u| {
+            ["firstname", "lastname", "city", "country", "username"]
+                .iter()
+                .map(|f| (f.to_string(), u[*f].as_str().unwrap().to_string()))
+                .collect()
+        })
+        .collect();
+    let cities = ["Lahore", "Leeds", "Paris", "Lima"];
+    for i in 0..12 {
+        user_rows.push(vec![
+            ("firstname".into(), format!("First{i}")),
+            ("lastname".into(), format!("Last{}", i % 4)),
+            ("city".into(), cities[i % 4].to_string()),
+            ("country".into(), "Somewhere".into()),
+            ("username".into(), format!("gen{i}")),
+        ]);
+    }
+    for row in &user_rows {
+        let name = &row[4].1;
+        let key = format!("user:{name}");
+        let _: () = conn.hset_multiple(&key, row).await.unwrap();
+        store
+            .index_hash(chatnode::store::keys::IDX_USERS, &key)
+            .await;
+    }
+    let mut rows: Vec<(String, String, String, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_string(),
+                m["username"].as_str().unwrap().to_string(),
+                m["channel"].as_str().unwrap().to_string(),
+                m["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let words = [
+        "match", "rain", "coffee", "deploy", "cricket", "weekend", "tea",
+    ];
+    for i in 0..150u64 {
+        rows.push((
+            format!("{}-{}", 1_700_000_000_000u64 + i * 7, i % 3),
+            format!("gen{}", i % 12),
+            format!("room{}", i % 5),
+            format!(
+                "{} and {} number {i}",
+                words[(i % 7) as usize],
+                words[((i / 7) % 7) as usize]
+            ),
+        ));
+    }
+    for (id, user, channel, text) in &rows {
+        let key = format!("message:{id}");
+        let created = id.split('-').next().unwrap().to_string();
+        let fields = [
+            ("username", user.as_str()),
+            ("channel", channel.as_str()),
+            ("message", text.as_str()),
+            ("created_at", created.as_str()),
+        ];
+        let _: () = conn.hset_multiple(&key, &fields).await.unwrap();
+        store
+            .index_hash(chatnode::store::keys::IDX_MESSAGES, &key)
+            .await;
+    }
+}
+
+/// Every hit of a query, page by page (`page` at a time), and the total of each page's answer.
+async fn all_pages(
+    store: &Store,
+    index: &str,
+    query: &str,
+    page: usize,
+) -> (Vec<u64>, Vec<String>) {
+    let mut totals = Vec::new();
+    let mut keys = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (total, docs) = store
+            .ft_search(index, query, &[], offset, page)
+            .await
+            .unwrap();
+        totals.push(total);
+        let n = docs.len();
+        keys.extend(docs.into_iter().map(|(k, _)| k));
+        offset += page;
+        if n < page {
+            return (totals, keys);
+        }
+    }
+}
+
+/// Search on three masters answers as one Redis does over the same corpus: each master holds
+/// an index of its own documents, queries reach all of them, totals are summed, pages are exact
+/// (no hit twice, none missing, every page full but the last) and top posters add up.
+#[actix_rt::test]
+async fn search_across_masters_answers_as_one_redis() {
+    use chatnode::store::keys::{IDX_MESSAGES, IDX_USERS};
+    let cluster = TestCluster::start().await;
+    let sharded = Store::connect("", Arc::new(cluster_settings(&cluster.seeds())))
+        .await
+        .unwrap();
+    let redis = common::TestRedis::start().await;
+    let single = Store::connect(&redis.url(), Arc::new(common::settings(&redis.url())))
+        .await
+        .unwrap();
+    for store in [&sharded, &single] {
+        chatnode::store::setup::prepare(store).await.unwrap();
+        load_corpus(store).await;
+    }
+    // One message index per master, on that master, each holding some documents.
+    let names = sharded.indexes(IDX_MESSAGES);
+    assert_eq!(names.len(), 3);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(
+            cluster.master_of(name).await,
+            sharded.topology().masters[i].port
+        );
+        let (n, _) = sharded
+            .ft_search(IDX_MESSAGES, "*", &[], 0, 1)
+            .await
+            .unwrap();
+        assert_eq!(n, 156);
+        let mut conn = sharded.conn().await.unwrap();
+        let info: redis::Value = redis::cmd("FT.INFO")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let docs = chatnode::store::flatten_pairs(info)
+            .into_iter()
+            .find(|(k, _)| k == "num_docs")
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .unwrap();
+        assert!(docs > 20, "{name} holds {docs} of 156 messages");
+    }
+    for (index, query) in [
+        (IDX_MESSAGES, "@message:(match)"),
+        (IDX_MESSAGES, "@message:(coffee tea)"),
+        (IDX_MESSAGES, "@channel:{room1|cricket}"),
+        (IDX_MESSAGES, "@username:{gen3} @message:(rain)"),
+        (IDX_MESSAGES, "@message:(nothingmatches)"),
+        (IDX_USERS, "@city:{leeds}"),
+        (IDX_USERS, "(@firstname|lastname:(Last1*))"),
+        (IDX_USERS, "@country:{pakistan}"),
+    ] {
+        let (one_totals, mut one) = all_pages(&single, index, query, 1000).await;
+        let (totals, paged) = all_pages(&sharded, index, query, 7).await;
+        let (_, whole) = all_pages(&sharded, index, query, 1000).await;
+        assert!(
+            totals.iter().all(|t| *t == one_totals[0]),
+            "{query}: {totals:?} vs {one_totals:?}"
+        );
+        assert_eq!(
+            paged, whole,
+            "{query}: pages of 7 cut the merged order exactly"
+        );
+        let mut sorted = whole.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), whole.len(), "{query}: no hit twice");
+        one.sort();
+        assert_eq!(sorted, one, "{query}: the same hits as one Redis");
+        assert_eq!(whole.len() as u64, one_totals[0]);
+    }
+    let channels: Vec<String> = (0..5).map(|i| format!("room{i}")).collect();
+    let a = sharded.top_posters(&channels, 5).await.unwrap();
+    let b = single.top_posters(&channels, 5).await.unwrap();
+    let counts =
+        |v: &[chatnode::store::insights::Poster]| v.iter().map(|p| p.count).collect::<Vec<_>>();
+    assert_eq!(counts(&a), counts(&b));
+    assert_eq!(a.iter().map(|p| p.count).sum::<u64>(), 5 * 13);
+}

@@ -253,6 +253,15 @@ impl Store {
             return Ok(Vec::new());
         }
         let filter = channel_filter(channels);
+        if self.is_cluster() {
+            let counts = self
+                .count_by_sharded(keys::IDX_MESSAGES, &filter, "username", limit)
+                .await?;
+            return Ok(counts
+                .into_iter()
+                .map(|(username, count)| Poster { username, count })
+                .collect());
+        }
         let mut conn = self.conn().await?;
         let v: redis::Value = redis::cmd("FT.AGGREGATE")
             .arg(keys::IDX_MESSAGES)

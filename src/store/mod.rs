@@ -12,6 +12,7 @@ pub mod posting;
 pub mod search;
 pub mod sessions;
 pub mod setup;
+pub mod shards;
 pub mod transcription;
 pub mod unread;
 pub mod users;

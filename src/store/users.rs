@@ -449,8 +449,9 @@ impl Store {
         let Ok(mut conn) = self.conn().await else {
             return;
         };
+        let index = self.index_for(index, key);
         let r: redis::RedisResult<redis::Value> = redis::cmd("FT.ADDHASH")
-            .arg(index)
+            .arg(&index)
             .arg(key)
             .arg("1.0")
             .arg("REPLACE")
