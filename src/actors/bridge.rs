@@ -260,11 +260,7 @@ async fn open_links(
         store.refresh_topology().await.map_err(|e| e.to_string())?;
     }
     let topology = store.topology();
-    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(10))
-        .with_interval(Duration::from_secs(5))
-        .with_retries(3);
-    let tcp = redis::io::tcp::TcpSettings::default().set_keepalive(keepalive);
+    let tcp = crate::store::conn::keepalive_settings();
     let wait = health_interval(store);
     let mut conns = Vec::with_capacity(topology.masters.len());
     for master in &topology.masters {

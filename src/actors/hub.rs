@@ -421,16 +421,30 @@ impl Hub {
         let store = self.store.clone();
         let check = async move {
             let mut ended = Vec::new();
-            for (id, hash) in signed_in {
-                match store.session_alive(&hash).await {
-                    Ok(false) => ended.push(id),
-                    Ok(true) => {}
-                    // Redis away again: the next reconnect checks again.
-                    Err(e) => {
-                        log::warn!("hub: cannot check sessions after reconnect: {e}");
-                        break;
+            let mut left = signed_in.into_iter().peekable();
+            // Redis may still be hard to reach just after the bridge is back (the command
+            // connection replaced after timeouts): the sessions not yet checked are tried again.
+            for attempt in 0..10 {
+                while let Some((id, hash)) = left.peek() {
+                    match store.session_alive(hash).await {
+                        Ok(alive) => {
+                            if !alive {
+                                ended.push(*id);
+                            }
+                            left.next();
+                        }
+                        Err(e) => {
+                            log::warn!(
+                                "hub: cannot check sessions after reconnect ({attempt}): {e}"
+                            );
+                            break;
+                        }
                     }
                 }
+                if left.peek().is_none() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             ended
         };

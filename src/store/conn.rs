@@ -22,17 +22,113 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 #[derive(Clone)]
 pub enum Conn {
     /// One Redis, through the reconnecting manager.
-    Single(ConnectionManager),
+    Single(SingleConn),
     /// One Redis, a connection of its own (blocking reads, one master of a cluster).
     Direct(MultiplexedConnection),
     /// A Redis Cluster: routed by hash slot.
     Cluster(ClusterConnection),
 }
 
+/// Replies in a row that did not come in time before the shared connection is taken for dead.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+
+/// The shared connection to one Redis: a `ConnectionManager` (which reconnects when the
+/// connection drops) that is also replaced when it stops answering: a connection silently dead
+/// (half-open TCP: no FIN, no RST) never drops, and its every command would time out forever.
+/// After [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row it is replaced by a new one. TCP
+/// keepalive is on as well.
+#[derive(Clone)]
+pub struct SingleConn {
+    inner: Arc<SingleInner>,
+}
+
+struct SingleInner {
+    client: redis::Client,
+    config: redis::aio::ConnectionManagerConfig,
+    current: std::sync::RwLock<ConnectionManager>,
+    timeouts: std::sync::atomic::AtomicU32,
+}
+
+impl SingleConn {
+    /// A lazily connecting manager of `client`.
+    pub fn new(
+        client: redis::Client,
+        config: redis::aio::ConnectionManagerConfig,
+    ) -> RedisResult<Self> {
+        let info = client.get_connection_info().clone();
+        let info = info.set_tcp_settings(keepalive_settings());
+        let client = redis::Client::open(info)?;
+        let current = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        Ok(SingleConn {
+            inner: Arc::new(SingleInner {
+                client,
+                config,
+                current: std::sync::RwLock::new(current),
+                timeouts: Default::default(),
+            }),
+        })
+    }
+
+    fn current(&self) -> ConnectionManager {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Counts timeouts in a row; replaces the connection after too many.
+    fn observe<T>(&self, result: &RedisResult<T>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match result {
+            Err(e) if e.is_timeout() => {
+                if self.inner.timeouts.fetch_add(1, SeqCst) + 1 >= TIMEOUTS_BEFORE_RECONNECT {
+                    self.inner.timeouts.store(0, SeqCst);
+                    match ConnectionManager::new_lazy_with_config(
+                        self.inner.client.clone(),
+                        self.inner.config.clone(),
+                    ) {
+                        Ok(fresh) => {
+                            log::warn!(
+                                "redis: {TIMEOUTS_BEFORE_RECONNECT} replies in a row timed out; \
+                                 replacing the connection"
+                            );
+                            *self
+                                .inner
+                                .current
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner()) = fresh;
+                        }
+                        Err(e) => log::warn!("redis: cannot replace the connection: {e}"),
+                    }
+                }
+            }
+            _ => self.inner.timeouts.store(0, SeqCst),
+        }
+    }
+}
+
+/// TCP keepalive for connections that may sit idle: probes after 10 s idle, every 5 s, 3 tries.
+pub fn keepalive_settings() -> redis::io::tcp::TcpSettings {
+    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(10))
+        .with_interval(std::time::Duration::from_secs(5))
+        .with_retries(3);
+    redis::io::tcp::TcpSettings::default().set_keepalive(keepalive)
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Single(s) => {
+                let mut c = s.current();
+                let s = s.clone();
+                Box::pin(async move {
+                    let r = c.req_packed_command(cmd).await;
+                    s.observe(&r);
+                    r
+                })
+            }
             Conn::Direct(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -45,7 +141,15 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Single(s) => {
+                let mut c = s.current();
+                let s = s.clone();
+                Box::pin(async move {
+                    let r = c.req_packed_commands(pipeline, offset, count).await;
+                    s.observe(&r);
+                    r
+                })
+            }
             Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -53,7 +157,7 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Conn::Single(s) => s.current().get_db(),
             Conn::Direct(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod insights;
 pub mod keys;
 pub mod posting;
+pub mod replicas;
 pub mod search;
 pub mod sessions;
 pub mod setup;
@@ -21,7 +22,7 @@ pub mod voice;
 use std::path::Path;
 use std::sync::Arc;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 
 pub use conn::{ClusterState, Conn, Master, Topology};
 
@@ -181,7 +182,7 @@ impl Store {
         let (shared, client, cluster, cluster_client) = if seeds.is_empty() {
             let url = url_with_password(url, &password);
             let client = client_for(&url, &ca)?;
-            let shared = ConnectionManager::new_lazy_with_config(client.clone(), shared_config())
+            let shared = conn::SingleConn::new(client.clone(), shared_config())
                 .map_err(|e| format!("redis shared connection: {e}"))?;
             (Conn::Single(shared), client, None, None)
         } else {

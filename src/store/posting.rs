@@ -236,7 +236,9 @@ impl Store {
         if reply.0 == "not_member" {
             return Ok(None);
         }
-        Guarded::from_reply(reply).map(Some)
+        let guarded = Guarded::from_reply(reply)?;
+        self.await_replicas(&keys::channel(channel)).await?;
+        Ok(Some(guarded))
     }
 
     /// Why a post to `channel` by someone who is not a member of it is refused.

@@ -12,30 +12,49 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct FreezableProxy {
     pub port: u16,
     frozen: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
 }
 
 impl FreezableProxy {
-    /// Forwards a free loopback port to `127.0.0.1:<target>`.
+    /// Forwards a free loopback port to `127.0.0.1:<target>`, on a thread of its own (so it
+    /// forwards while the test's runtime waits on a node starting).
     pub async fn start(target: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let port = std_listener.local_addr().unwrap().port();
         let frozen: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
         let flags = frozen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
-                    continue;
-                };
-                let flag = Arc::new(AtomicBool::new(false));
-                flags.lock().unwrap().push(flag.clone());
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                tokio::spawn(pump(cr, sw, flag.clone()));
-                tokio::spawn(pump(sr, cw, flag));
-            }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).unwrap();
+                while !stopping.load(Ordering::SeqCst) {
+                    let accepted = tokio::time::timeout(
+                        std::time::Duration::from_millis(200),
+                        listener.accept(),
+                    )
+                    .await;
+                    let Ok(Ok((client, _))) = accepted else {
+                        continue;
+                    };
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                        continue;
+                    };
+                    let flag = Arc::new(AtomicBool::new(false));
+                    flags.lock().unwrap().push(flag.clone());
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(pump(cr, sw, flag.clone()));
+                    tokio::spawn(pump(sr, cw, flag));
+                }
+            });
         });
-        FreezableProxy { port, frozen, task }
+        FreezableProxy { port, frozen, stop }
     }
 
     /// `redis://127.0.0.1:<port>/`.
@@ -53,7 +72,8 @@ impl FreezableProxy {
 
 impl Drop for FreezableProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        // The thread ends its runtime, and with it every forwarded connection.
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
