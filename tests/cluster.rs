@@ -264,3 +264,133 @@ async fn search_across_masters_answers_as_one_redis() {
     assert_eq!(counts(&a), counts(&b));
     assert_eq!(a.iter().map(|p| p.count).sum::<u64>(), 5 * 13);
 }
+
+/// Stands in for the hub: hands every bridge event to the test.
+struct Listener(tokio::sync::mpsc::UnboundedSender<chatnode::actors::bridge::BridgeEvent>);
+
+impl actix::Actor for Listener {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<chatnode::actors::bridge::BridgeEvent> for Listener {
+    type Result = ();
+    fn handle(&mut self, event: chatnode::actors::bridge::BridgeEvent, _: &mut Self::Context) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// The next bridge event, within 20 s.
+async fn next_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<chatnode::actors::bridge::BridgeEvent>,
+) -> chatnode::actors::bridge::BridgeEvent {
+    tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .expect("an event within 20 s")
+        .expect("the listener is alive")
+}
+
+/// Pub/sub connections (`CLIENT LIST TYPE pubsub`) on the node at `port`.
+async fn pubsub_clients(cluster: &TestCluster, port: u16) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut cluster.node(port).conn().await)
+        .await
+        .unwrap();
+    list.lines().filter(|l| !l.is_empty()).count()
+}
+
+/// On a cluster the bridge holds one pub/sub connection per master, hears each room's shard
+/// channel from the master of its slot, and after that master is killed and its replica
+/// promoted it reconnects by itself, says so (rooms catch up), and hears the room again.
+#[actix_rt::test]
+async fn the_bridge_follows_rooms_on_every_master_and_through_a_failover() {
+    use actix::Actor;
+    use chatnode::actors::bridge::{Bridge, BridgeEvent, Subscribe};
+    use chatnode::store::keys;
+    let mut cluster = TestCluster::start().await;
+    let mut settings = cluster_settings(&cluster.seeds());
+    settings.redis.pubsub_health_secs = 1;
+    let store = Store::connect("", Arc::new(settings)).await.unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let listener = Listener(tx).start();
+    let bridge = Bridge::new(
+        store.clone(),
+        Arc::new(chatnode::metrics::Metrics::default()),
+        listener.recipient(),
+    )
+    .start();
+    let rooms: Vec<String> = (0..24).map(|i| format!("room{i}")).collect();
+    for r in &rooms {
+        bridge.send(Subscribe(r.clone())).await.unwrap();
+    }
+    // The first connection is made; rooms followed meanwhile catch up once.
+    loop {
+        if next_event(&mut events).await == BridgeEvent::Resubscribed {
+            break;
+        }
+    }
+    let topology = store.topology();
+    let mut masters_used: Vec<usize> = rooms
+        .iter()
+        .map(|r| topology.master_of_key(&keys::room_events(r)).unwrap())
+        .collect();
+    masters_used.sort();
+    masters_used.dedup();
+    assert_eq!(
+        masters_used,
+        [0, 1, 2],
+        "the rooms' shard channels span every master"
+    );
+    for m in &topology.masters {
+        assert_eq!(
+            pubsub_clients(&cluster, m.port).await,
+            1,
+            "one pub/sub connection on {}",
+            m.port
+        );
+    }
+    for r in &rooms {
+        store.publish(&keys::room_events(r), r).await.unwrap();
+        assert_eq!(
+            next_event(&mut events).await,
+            BridgeEvent::Room {
+                channel: r.clone(),
+                payload: r.as_str().into(),
+            }
+        );
+    }
+
+    let victim = cluster.master_of(&keys::room_events("room0")).await;
+    cluster.kill(victim);
+    let started = std::time::Instant::now();
+    loop {
+        if next_event(&mut events).await == BridgeEvent::Resubscribed {
+            break;
+        }
+    }
+    let promoted = cluster.master_of(&keys::room_events("room0")).await;
+    assert_ne!(promoted, victim, "the replica took over the slot");
+    eprintln!("bridge resubscribed {:?} after the kill", started.elapsed());
+    // Every room is heard again, on its master of now.
+    for r in &rooms {
+        let mut published = false;
+        for _ in 0..50 {
+            if store.publish(&keys::room_events(r), r).await.is_ok() {
+                published = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(published, "{r} can be published again");
+        assert_eq!(
+            next_event(&mut events).await,
+            BridgeEvent::Room {
+                channel: r.clone(),
+                payload: r.as_str().into(),
+            }
+        );
+    }
+    assert_eq!(pubsub_clients(&cluster, promoted).await, 1);
+}
