@@ -56,7 +56,13 @@ async fn bridge_at(
 
 /// Publishes `payload` on `subject`; answers how many subscribers received it.
 async fn publish(conn: &mut MultiplexedConnection, subject: &str, payload: &str) -> i64 {
-    redis::cmd("PUBLISH")
+    // Room subjects are shard channels, as the posting scripts publish them.
+    let command = if keys::room_from_events(subject).is_some() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
+    redis::cmd(command)
         .arg(subject)
         .arg(payload)
         .query_async(conn)

@@ -153,7 +153,7 @@ async fn load_corpus(store: &Store) {
         ];
         let _: () = conn.hset_multiple(&key, &fields).await.unwrap();
         store
-            .index_hash(chatnode::store::keys::IDX_MESSAGES, &key)
+            .index_hash(chatnode::store::keys::messages_index(), &key)
             .await;
     }
 }
@@ -188,7 +188,8 @@ async fn all_pages(
 /// (no hit twice, none missing, every page full but the last) and top posters add up.
 #[actix_rt::test]
 async fn search_across_masters_answers_as_one_redis() {
-    use chatnode::store::keys::{IDX_MESSAGES, IDX_USERS};
+    use chatnode::store::keys::IDX_USERS;
+    let idx_messages = chatnode::store::keys::messages_index();
     let cluster = TestCluster::start().await;
     let sharded = Store::connect("", Arc::new(cluster_settings(&cluster.seeds())))
         .await
@@ -202,7 +203,7 @@ async fn search_across_masters_answers_as_one_redis() {
         load_corpus(store).await;
     }
     // One message index per master, on that master, each holding some documents.
-    let names = sharded.indexes(IDX_MESSAGES);
+    let names = sharded.indexes(idx_messages);
     assert_eq!(names.len(), 3);
     for (i, name) in names.iter().enumerate() {
         assert_eq!(
@@ -210,7 +211,7 @@ async fn search_across_masters_answers_as_one_redis() {
             sharded.topology().masters[i].port
         );
         let (n, _) = sharded
-            .ft_search(IDX_MESSAGES, "*", &[], 0, 1)
+            .ft_search(idx_messages, "*", &[], 0, 1)
             .await
             .unwrap();
         assert_eq!(n, 156);
@@ -228,11 +229,11 @@ async fn search_across_masters_answers_as_one_redis() {
         assert!(docs > 20, "{name} holds {docs} of 156 messages");
     }
     for (index, query) in [
-        (IDX_MESSAGES, "@message:(match)"),
-        (IDX_MESSAGES, "@message:(coffee tea)"),
-        (IDX_MESSAGES, "@channel:{room1|cricket}"),
-        (IDX_MESSAGES, "@username:{gen3} @message:(rain)"),
-        (IDX_MESSAGES, "@message:(nothingmatches)"),
+        (idx_messages, "@message:(match)"),
+        (idx_messages, "@message:(coffee tea)"),
+        (idx_messages, "@channel:{room1|cricket}"),
+        (idx_messages, "@username:{gen3} @message:(rain)"),
+        (idx_messages, "@message:(nothingmatches)"),
         (IDX_USERS, "@city:{leeds}"),
         (IDX_USERS, "(@firstname|lastname:(Last1*))"),
         (IDX_USERS, "@country:{pakistan}"),

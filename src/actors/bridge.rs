@@ -121,9 +121,11 @@ pub struct Bridge {
     generation: u64,
 }
 
-/// Whether room subjects are shard channels (`SSUBSCRIBE`): on a cluster.
-fn sharded(store: &Store) -> bool {
-    store.is_cluster()
+/// Whether room subjects are shard channels (`SSUBSCRIBE`): always, since the posting scripts
+/// `SPUBLISH` room events (Redis 7; on one Redis a shard channel is an ordinary channel of its
+/// own kind). The store is asked so that a room's master is looked up the same way in both modes.
+fn sharded(_store: &Store) -> bool {
+    true
 }
 
 /// How often each pub/sub connection is asked `PING`, and how long it has to answer.

@@ -410,10 +410,10 @@ impl Hub {
     /// every signed-in socket's session is looked up again, and the sockets of sessions that
     /// ended are closed as a revocation would have closed them.
     fn recheck_sessions(&self, ctx: &mut Context<Self>) {
-        let signed_in: Vec<(SessionId, String)> = self
+        let signed_in: Vec<(SessionId, String, String)> = self
             .sessions
             .iter()
-            .filter_map(|(id, s)| s.token_hash.clone().map(|h| (*id, h)))
+            .filter_map(|(id, s)| Some((*id, s.username.clone()?, s.token_hash.clone()?)))
             .collect();
         if signed_in.is_empty() {
             return;
@@ -425,8 +425,8 @@ impl Hub {
             // Redis may still be hard to reach just after the bridge is back (the command
             // connection replaced after timeouts): the sessions not yet checked are tried again.
             for attempt in 0..10 {
-                while let Some((id, hash)) = left.peek() {
-                    match store.session_alive(hash).await {
+                while let Some((id, username, hash)) = left.peek() {
+                    match store.session_alive(username, hash).await {
                         Ok(alive) => {
                             if !alive {
                                 ended.push(*id);

@@ -398,11 +398,11 @@ pub fn flatten_pairs(v: redis::Value) -> Vec<(String, String)> {
 }
 
 impl Store {
-    /// PUBLISH on a pub/sub subject; on a cluster a room's subject is a shard channel
-    /// (`SPUBLISH`, sent to the master of its slot).
+    /// PUBLISH on a pub/sub subject; a room's subject is a shard channel (`SPUBLISH`, on a
+    /// cluster sent to the master of its slot), as the posting scripts publish it.
     pub async fn publish(&self, subject: &str, payload: &str) -> Result<()> {
         let mut conn = self.shared();
-        let command = if self.is_cluster() && keys::room_from_events(subject).is_some() {
+        let command = if keys::room_from_events(subject).is_some() {
             "SPUBLISH"
         } else {
             "PUBLISH"

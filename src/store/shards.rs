@@ -20,7 +20,7 @@ use super::Store;
 use crate::error::Result;
 
 impl Store {
-    /// The name of the index of kind `base` (`keys::IDX_MESSAGES`, `keys::IDX_USERS`) a document
+    /// The name of the index of kind `base` (`keys::messages_index()`, `keys::IDX_USERS`) a document
     /// stored at `key` is added to: `base` on one Redis, the index of `key`'s master on a
     /// cluster.
     pub fn index_for(&self, base: &str, key: &str) -> String {
