@@ -151,7 +151,17 @@ impl ConnectionLike for Conn {
                 })
             }
             Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => {
+                let mut c = c.clone();
+                Box::pin(async move {
+                    match c.req_packed_commands(pipeline, offset, count).await {
+                        Err(e) if is_client_cross_slot(&e) && !pipeline.is_transaction() => {
+                            cross_slot_one_by_one(&mut c, pipeline).await
+                        }
+                        other => other,
+                    }
+                })
+            }
         }
     }
 
@@ -162,6 +172,43 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// Whether the cluster client refused a pipeline before sending it because its commands name
+/// keys of several slots.
+fn is_client_cross_slot(e: &redis::RedisError) -> bool {
+    e.to_string().contains("crossed slots in pipeline")
+}
+
+/// A plain pipeline (no `MULTI`) whose commands live in several slots, on a cluster: each
+/// command on its own, in order (one round trip each; such pipelines are short). Atomicity was
+/// never promised for a plain pipeline, so nothing is lost but the batching.
+async fn cross_slot_one_by_one(
+    c: &mut ClusterConnection,
+    pipeline: &Pipeline,
+) -> RedisResult<Vec<Value>> {
+    let mut out = Vec::new();
+    for cmd in pipeline.cmd_iter() {
+        match c.req_packed_command(cmd).await {
+            Ok(v) => out.push(v),
+            // A server's refusal of one command is that command's answer, as in a pipeline.
+            Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
+                let text = e.to_string();
+                match e.into_server_errors().and_then(|errs| errs.first().cloned()) {
+                    Some((_, err)) => out.push(Value::ServerError(err)),
+                    None => {
+                        return Err(redis::RedisError::from((
+                            redis::ErrorKind::Client,
+                            "pipeline command failed",
+                            text,
+                        )))
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 impl Conn {
