@@ -271,3 +271,44 @@ pub fn cluster_settings(seeds: &str) -> chatnode::Settings {
     s.redis.cluster_nodes = seeds.to_string();
     s
 }
+
+/// Where a test's nodes keep their data: one redis-server, or the six-process cluster. Tests of
+/// the multi-node paths run on both.
+pub enum Backend {
+    One(TestRedis),
+    Cluster(TestCluster),
+}
+
+impl Backend {
+    /// One redis-server with RediSearch 1.x.
+    pub async fn one() -> Self {
+        Backend::One(TestRedis::start().await)
+    }
+
+    /// Three masters and three replicas, RediSearch 1.x on each.
+    pub async fn cluster() -> Self {
+        Backend::Cluster(TestCluster::start().await)
+    }
+
+    /// Test-node settings for this backend.
+    pub fn settings(&self) -> chatnode::Settings {
+        match self {
+            Backend::One(r) => super::settings(&r.url()),
+            Backend::Cluster(c) => cluster_settings(&c.seeds()),
+        }
+    }
+
+    /// Drops every pub/sub connection (the nodes' bridges) on every master; how many.
+    pub async fn kill_pubsub_clients(&self) -> i64 {
+        match self {
+            Backend::One(r) => super::kill_pubsub_clients(&mut r.conn().await).await,
+            Backend::Cluster(c) => {
+                let mut n = 0;
+                for port in c.master_ports().await {
+                    n += super::kill_pubsub_clients(&mut c.node(port).conn().await).await;
+                }
+                n
+            }
+        }
+    }
+}
