@@ -153,6 +153,13 @@ def main():
                         " / ".join(fmt(lat[k], 2) for k in ("p50", "p90", "p99", "p999", "max"))))
         al = s["ack_latency_ms"]
         figures.append(("post → ack latency ms p50 / p99 / max", " / ".join(fmt(al[k], 2) for k in ("p50", "p99", "max"))))
+        an = s.get("answer_latency_ms")
+        if an and an.get("count"):
+            figures.append(("send → answer (posted or busy) ms p50 / p99 / max",
+                            " / ".join(fmt(an[k], 2) for k in ("p50", "p99", "max"))))
+            if msg.get("refused"):
+                goals.append(("post → answer p99 under overload (posted or busy)", "≤ 250 ms",
+                              f"{an['p99']:,.2f} ms", distance(an["p99"], 250, True)))
         if scenario in ("rooms", "cluster"):
             outs = dl["out_per_sec"]
             goals.append(("deliveries per second" + (" (3 nodes)" if scenario == "cluster" else " on one node"),
