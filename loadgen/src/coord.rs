@@ -62,7 +62,7 @@ enum Phase {
 }
 
 enum Line {
-    Event(Event),
+    Event(Box<Event>),
     Eof,
 }
 
@@ -245,7 +245,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<Event>(&line) {
                     Ok(ev) => {
-                        if tx.send((w, Line::Event(ev))).is_err() {
+                        if tx.send((w, Line::Event(Box::new(ev)))).is_err() {
                             return;
                         }
                     }
@@ -284,7 +284,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
     loop {
         let got = rx.recv_timeout(Duration::from_millis(250));
         match got {
-            Ok((w, Line::Event(ev))) => match ev {
+            Ok((w, Line::Event(ev))) => match *ev {
                 Event::Progress(p) => {
                     let k = p.tick as usize;
                     if bins.len() <= k {
