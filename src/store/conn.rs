@@ -194,7 +194,10 @@ async fn cross_slot_one_by_one(
             // A server's refusal of one command is that command's answer, as in a pipeline.
             Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
                 let text = e.to_string();
-                match e.into_server_errors().and_then(|errs| errs.first().cloned()) {
+                match e
+                    .into_server_errors()
+                    .and_then(|errs| errs.first().cloned())
+                {
                     Some((_, err)) => out.push(Value::ServerError(err)),
                     None => {
                         return Err(redis::RedisError::from((
