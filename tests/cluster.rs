@@ -417,6 +417,9 @@ async fn keys_of_many_channels_and_users_land_on_all_three_masters() {
     let cluster = TestCluster::start().await;
     let n = common::node(cluster_settings(&cluster.seeds()));
     let base = n.http_url();
+    let ready = common::readyz(&base).await;
+    assert_eq!(ready["redis_mode"], "cluster", "{ready}");
+    assert_eq!(ready["redis_masters"], 3, "{ready}");
     for i in 0..30 {
         let t = common::register(&base, &format!("user{i:02}")).await;
         let channel = format!("chan{i:02}");
