@@ -301,6 +301,7 @@ pub fn event_from_hash(id: &str, h: &HashMap<String, String>) -> ChatEvent {
         created_at: parse_id(id).map(|(ms, _)| ms as i64).unwrap_or(0),
         uuid: get("uuid"),
         voice: super::voice::info_from_fields(h),
+        ..Default::default()
     }
 }
 

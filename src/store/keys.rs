@@ -133,3 +133,27 @@ pub fn audio(id: &str) -> String {
 pub fn audio_info(id: &str) -> String {
     format!("audioinfo:{id}")
 }
+
+/// `reactions:{channel:<c>}:<id>`: hash of a message's reactions, emoji → how many gave it. Its
+/// length is the number of distinct emoji (at most 20).
+pub fn reactions(channel: &str, id: &str) -> String {
+    format!("reactions:{{channel:{channel}}}:{id}")
+}
+
+/// `reactors:{channel:<c>}:<id>`: set of who reacted with what on a message, `<emoji>\n<user>`
+/// (one reaction per user per emoji).
+pub fn reactors(channel: &str, id: &str) -> String {
+    format!("reactors:{{channel:{channel}}}:{id}")
+}
+
+/// `replies:{channel:<c>}:<id>`: the replies to a message, members their stream IDs padded to
+/// sort as text (`actions::lex_id`), all at score 0 so they page with `ZRANGEBYLEX`.
+pub fn replies(channel: &str, id: &str) -> String {
+    format!("replies:{{channel:{channel}}}:{id}")
+}
+
+/// `tombstones:{channel:<c>}`: the deleted messages of a channel, as `replies` keeps IDs, so
+/// history shows each in its place after its stream entry is gone.
+pub fn tombstones(channel: &str) -> String {
+    format!("tombstones:{{channel:{channel}}}")
+}

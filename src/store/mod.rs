@@ -2,6 +2,7 @@
 //!
 //! Handlers and actors call these functions; none of them builds a Redis key or command itself.
 
+pub mod actions;
 pub mod channels;
 pub mod history;
 pub mod ids;

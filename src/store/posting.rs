@@ -339,6 +339,7 @@ fn event_of(
         created_at,
         uuid: uuid.to_string(),
         voice: None,
+        ..Default::default()
     }
 }
 

@@ -55,6 +55,8 @@ local fields = {'type', 'transcript', 'username', h[1] or '', 'message', ARGV[5]
 if ARGV[6] ~= '' then fields[#fields + 1] = 'confidence'; fields[#fields + 1] = ARGV[6] end
 if ARGV[8] ~= '' then fields[#fields + 1] = 'transcript_error'; fields[#fields + 1] = ARGV[8] end
 local id, ms = add_entry(KEYS[5], KEYS[2], tonumber(ARGV[9]) or 0, fields, nil)
+-- A delete of the message removes this entry too (it holds the text).
+redis.call('HSET', KEYS[1], 'transcript_event', id)
 local voice = {audio = h[3] or '', content_type = h[4] or '', duration_ms = tonumber(h[5] or '0'),
   bytes = tonumber(h[6] or '0'), state = ARGV[4], engine = ARGV[7], message_id = ARGV[1]}
 if ARGV[6] ~= '' then voice.confidence = tonumber(ARGV[6]) end

@@ -183,6 +183,7 @@ impl Store {
                 state: transcript_state.to_string(),
                 ..Default::default()
             }),
+            ..Default::default()
         };
         if !duplicate {
             return Ok(Posted {
