@@ -66,7 +66,7 @@ fn apply(state: &mut BTreeMap<String, Msg>, events: &[Value]) {
             }
             "reaction" => {
                 if let Some(m) = state.get_mut(&target).filter(|m| !m.deleted) {
-                    let r = &e["reaction"];
+                    let r = &e["reacted"];
                     let emoji = r["emoji"].as_str().unwrap().to_string();
                     let count = r["count"].as_u64().unwrap();
                     if count == 0 {
@@ -188,7 +188,7 @@ async fn actions_reach_the_other_node_live_and_resume_and_history_converge() {
     let r = next_event(&mut wb, "reaction").await;
     assert_eq!(r["target"], m1.as_str());
     assert_eq!(
-        r["reaction"],
+        r["reacted"],
         json!({"added": true, "count": 1, "emoji": "👍"})
     );
     live.push(r);

@@ -40,9 +40,9 @@ pub struct ChatEvent {
     /// A deleted message's tombstone: no text, no audio, its place kept.
     #[serde(default, skip_serializing_if = "is_false")]
     pub deleted: bool,
-    /// A `reaction` event: what changed.
+    /// A `reaction` event: what changed. (Not named after its type: a frame's payload is.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reaction: Option<ReactionChange>,
+    pub reacted: Option<ReactionChange>,
     /// A message as `history` returns it: each emoji's count, and whether the reader gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reactions: Option<BTreeMap<String, ReactionCount>>,
@@ -138,8 +138,8 @@ impl Serialize for InFrame<'_> {
             map.serialize_entry("edited_at", &at)?;
         }
         map.serialize_entry("id", &ev.id)?;
-        if let Some(r) = &ev.reaction {
-            map.serialize_entry("reaction", r)?;
+        if let Some(r) = &ev.reacted {
+            map.serialize_entry("reacted", r)?;
         }
         if let Some(r) = &ev.reactions {
             map.serialize_entry("reactions", r)?;

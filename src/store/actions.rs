@@ -167,7 +167,7 @@ local id, ms = add_entry(KEYS[3], KEYS[1], tonumber(ARGV[8]) or 0,
    'emoji', ARGV[5], 'added', ARGV[6], 'count', tostring(count)}, nil)
 redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = 'reaction',
   username = ARGV[2], text = '', created_at = ms, uuid = ARGV[3], target = ARGV[4],
-  reaction = {added = add, count = count, emoji = ARGV[5]}}))
+  reacted = {added = add, count = count, emoji = ARGV[5]}}))
 remember(id)
 return {'ok', id}
 "#;
@@ -315,7 +315,7 @@ fn check_text(store: &Store, text: &str) -> Result<()> {
 /// reply answers (its excerpt is filled in by [`Store::history_for`], not kept in the stream).
 pub(crate) fn action_fields(f: &HashMap<String, String>) -> ChatEvent {
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
-    let reaction = f.get("emoji").map(|emoji| ReactionChange {
+    let reacted = f.get("emoji").map(|emoji| ReactionChange {
         added: f.get("added").is_some_and(|a| a == "1"),
         count: f.get("count").and_then(|c| c.parse().ok()).unwrap_or(0),
         emoji: emoji.clone(),
@@ -330,7 +330,7 @@ pub(crate) fn action_fields(f: &HashMap<String, String>) -> ChatEvent {
         });
     ChatEvent {
         target: get("target"),
-        reaction,
+        reacted,
         reply_to,
         ..Default::default()
     }
