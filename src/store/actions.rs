@@ -758,7 +758,7 @@ impl Store {
     /// stay as they are): the edited text and `edited_at`, reactions as `viewer` sees them,
     /// `reply_count`, and for replies the author and excerpt of the message answered. Two
     /// pipelined reads.
-    async fn current_state(
+    pub(crate) async fn current_state(
         &self,
         viewer: &str,
         channel: &str,

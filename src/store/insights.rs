@@ -233,7 +233,9 @@ impl Store {
         let mut out = Vec::new();
         for c in channels {
             // Newest first from the end, so a busy channel keeps its latest messages.
-            let events = self.range_rev(c, "+", per_channel).await?;
+            let mut events = self.range_rev(c, "+", per_channel).await?;
+            // Edited text, not the first; deleted messages are no longer in the stream.
+            self.current_state("", c, &mut events).await?;
             out.extend(
                 events
                     .into_iter()
