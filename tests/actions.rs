@@ -708,7 +708,7 @@ async fn deleted_message_leaves_nothing(redis: TestRedis) {
             );
         }
     }
-    assert!(redis.keys(&format!("message:{id}")).await.is_empty());
+    assert!(redis.keys(&format!("message:*{id}")).await.is_empty());
     assert!(redis.keys("audio:*").await.is_empty(), "the audio is gone");
     assert!(redis.keys("audioinfo:*").await.is_empty());
     assert!(redis.keys("reactors:*").await.is_empty());

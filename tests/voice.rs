@@ -533,7 +533,7 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     // The message hash holds the transcript where search reads it.
     let mut conn = redis.conn().await;
     let h: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(format!("message:{id}"))
+        .arg(format!("message:{{channel:lobby}}:{id}"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -1076,7 +1076,7 @@ async fn deleting_a_transcribed_voice_message_removes_audio_transcript_and_searc
         .iter()
         .all(|(_, f)| f.values().all(|v| !v.contains("marmalade"))));
     assert!(redis.keys("audio*").await.is_empty(), "audio and its info");
-    assert!(redis.keys(&format!("message:{id}")).await.is_empty());
+    assert!(redis.keys(&format!("message:*{id}")).await.is_empty());
     let (_, v) = get(&a.http_url(), "/api/search/messages?q=marmalade", &tb).await;
     assert_eq!(v["total"], 0, "{v}");
 }

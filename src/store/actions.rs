@@ -22,9 +22,9 @@ use std::sync::LazyLock;
 
 use super::channels::dm_pair;
 use super::history::Page;
-use super::ids::{check_id, parse_id, ADD_ENTRY_LUA};
+use super::ids::{check_id, parse_id};
 use super::insights::event_from_hash;
-use super::posting::{write_outcome, Guarded, Posted, GUARD_LUA};
+use super::posting::{Guarded, Posted, GUARD_LUA};
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::{ChatEvent, ReactionChange, ReactionCount, ReplyRef};
@@ -36,17 +36,8 @@ pub const MAX_EMOJI_BYTES: usize = 32;
 /// Bytes of the replied-to text a reply quotes (cut back to a character boundary).
 pub const EXCERPT_BYTES: usize = 100;
 
-/// Runs before anything else in an action's script: the same `client_id` again answers with the
-/// event stored the first time, even when the action could not be done again (a deleted message
-/// is gone). The guard's own check, later in the script, then finds nothing new.
-const ONCE_LUA: &str = r#"
-if KEYS[#KEYS] ~= '' then
-  local first = redis.call('GET', KEYS[#KEYS])
-  if first then return {'duplicate', first} end
-end
-"#;
-
-/// Cuts a text to `EXCERPT_BYTES` at a character boundary, as [`excerpt`] does.
+/// Cuts a text to `EXCERPT_BYTES` at a character boundary, as [`excerpt`] does; and a stream ID
+/// as [`lex_id`] writes it.
 const EXCERPT_LUA: &str = r#"
 local function excerpt(t)
   if #t <= 100 then return t end
@@ -62,159 +53,124 @@ local function lex_id(id)
 end
 "#;
 
-const EDIT_CHECK_LUA: &str = r#"
--- KEYS: 1 channel:<c>, 2 room:<c>, 3 the stream ID generator, 4 the target's message hash,
---   then the guard's two
--- ARGV: 1 channel, 2 username, 3 uuid, 4 target ID, 5 new text, 6 edit window in ms (0 = none),
---   7 maxlen, 8 addhash, 9 index name, then the guard's three
-local h = redis.call('HMGET', KEYS[4], 'channel', 'username', 'type', 'audio')
-if h[1] ~= ARGV[1] or (h[3] and h[3] ~= 'message') then return {'not_found', ''} end
+// Every script below runs after the guard ([`GUARD_LUA`]: KEYS 1-4 the stream, room, activity
+// and members of the channel, ARGV 1-5 its values, the client_id key last), so its own KEYS
+// start at 5 and its ARGV at 6. Every key is in the channel's slot.
+
+const EDIT_LUA: &str = r#"
+-- KEYS 5 the target's message hash. ARGV 6 channel, 7 uuid, 8 target ID, 9 new text,
+--   10 edit window in ms (0 = none)
+local h = redis.call('HMGET', KEYS[5], 'channel', 'username', 'type', 'audio')
+if h[1] ~= ARGV[6] or (h[3] and h[3] ~= 'message') then return {'not_found', ''} end
 if h[2] ~= ARGV[2] then return {'forbidden', ''} end
 if h[4] and h[4] ~= '' then return {'voice', ''} end
-local window = tonumber(ARGV[6])
+local window = tonumber(ARGV[10])
 if window > 0 then
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  if now_ms - tonumber(string.match(ARGV[4], '^(%d+)')) > window then
+  if now_ms - tonumber(string.match(ARGV[8], '^(%d+)')) > window then
     return {'too_late', ''}
   end
 end
-"#;
-
-const EDIT_LUA: &str = r#"
-local id, ms = add_entry(KEYS[3], KEYS[1], tonumber(ARGV[7]) or 0,
-  {'type', 'edit', 'username', ARGV[2], 'message', ARGV[5], 'uuid', ARGV[3], 'target', ARGV[4]},
-  nil)
-local edits = redis.call('HGET', KEYS[4], 'edit_events')
-redis.call('HSET', KEYS[4], 'message', ARGV[5], 'edited_at', ms,
+local id, ms = append({'type', 'edit', 'username', ARGV[2], 'message', ARGV[9], 'uuid', ARGV[7],
+  'target', ARGV[8]})
+local edits = redis.call('HGET', KEYS[5], 'edit_events')
+redis.call('HSET', KEYS[5], 'message', ARGV[9], 'edited_at', ms,
   'edit_events', edits and (edits .. ' ' .. id) or id)
-if ARGV[8] == '1' then
-  pcall(redis.call, 'FT.ADDHASH', ARGV[9], KEYS[4], '1.0', 'REPLACE')
-end
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = 'edit',
-  username = ARGV[2], text = ARGV[5], created_at = ms, uuid = ARGV[3], target = ARGV[4]}))
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'edit',
+  username = ARGV[2], text = ARGV[9], created_at = ms, uuid = ARGV[7], target = ARGV[8]}))
 remember(id)
 return {'ok', id}
-"#;
-
-const DELETE_CHECK_LUA: &str = r#"
--- KEYS: 1 channel:<c>, 2 room:<c>, 3 the stream ID generator, 4 the target's message hash,
---   5 its reactions, 6 its reactors, 7 tombstones:<c>, 8 the replies of the message it answers
---   (or ''), 9 its audio (or ''), 10 its audio info (or ''), then the guard's two
--- ARGV: 1 channel, 2 username, 3 uuid, 4 target ID, 5 target ID as text-sortable, 6 its audio ID
---   as read before ('' = none), 7 the ID it answers as read before ('' = none), 8 maxlen,
---   9 addhash, 10 index name, then the guard's three
-local h = redis.call('HMGET', KEYS[4], 'channel', 'username', 'type', 'audio', 'reply_to',
-  'edit_events', 'transcript_event')
-if h[1] ~= ARGV[1] or (h[3] and h[3] ~= 'message') then return {'not_found', ''} end
-if h[2] ~= ARGV[2] then return {'forbidden', ''} end
-if (h[4] or '') ~= ARGV[6] or (h[5] or '') ~= ARGV[7] then return {'changed', ''} end
 "#;
 
 const DELETE_LUA: &str = r#"
-local id, ms = add_entry(KEYS[3], KEYS[1], tonumber(ARGV[8]) or 0,
-  {'type', 'delete', 'username', ARGV[2], 'uuid', ARGV[3], 'target', ARGV[4]}, nil)
+-- KEYS 5 the target's message hash, 6 its reactions, 7 its reactors, 8 tombstones, 9 the
+--   replies of the message it answers, 10 its audio, 11 its audio info (9-11 unused when ARGV
+--   says there is none). ARGV 6 channel, 7 uuid, 8 target ID, 9 target ID as text-sortable,
+--   10 its audio ID as read before ('' = none), 11 the ID it answers as read before ('' = none)
+local h = redis.call('HMGET', KEYS[5], 'channel', 'username', 'type', 'audio', 'reply_to',
+  'edit_events', 'transcript_event')
+if h[1] ~= ARGV[6] or (h[3] and h[3] ~= 'message') then return {'not_found', ''} end
+if h[2] ~= ARGV[2] then return {'forbidden', ''} end
+if (h[4] or '') ~= ARGV[10] or (h[5] or '') ~= ARGV[11] then return {'changed', ''} end
+local id, ms = append({'type', 'delete', 'username', ARGV[2], 'uuid', ARGV[7], 'target', ARGV[8]})
 -- The message's text is in its own entry, its edits' and its transcript's: all go.
-local gone = {ARGV[4]}
+local gone = {ARGV[8]}
 for e in string.gmatch(h[6] or '', '%S+') do gone[#gone + 1] = e end
 if h[7] then gone[#gone + 1] = h[7] end
 redis.call('XDEL', KEYS[1], unpack(gone))
-if ARGV[9] == '1' then
-  pcall(redis.call, 'FT.DEL', ARGV[10], KEYS[4])
-end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
-if KEYS[9] ~= '' then redis.call('DEL', KEYS[9], KEYS[10]) end
-if KEYS[8] ~= '' then redis.call('ZREM', KEYS[8], ARGV[5]) end
-redis.call('ZADD', KEYS[7], 0, ARGV[5])
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = 'delete',
-  username = ARGV[2], text = '', created_at = ms, uuid = ARGV[3], target = ARGV[4]}))
+redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
+if ARGV[10] ~= '' then redis.call('DEL', KEYS[10], KEYS[11]) end
+if ARGV[11] ~= '' then redis.call('ZREM', KEYS[9], ARGV[9]) end
+redis.call('ZADD', KEYS[8], 0, ARGV[9])
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'delete',
+  username = ARGV[2], text = '', created_at = ms, uuid = ARGV[7], target = ARGV[8]}))
 remember(id)
 return {'ok', id}
-"#;
-
-const REACT_CHECK_LUA: &str = r#"
--- KEYS: 1 channel:<c>, 2 room:<c>, 3 the stream ID generator, 4 the target's message hash,
---   5 its reactions, 6 its reactors, 7 members:<c>, then the guard's two
--- ARGV: 1 channel, 2 username, 3 uuid, 4 target ID, 5 emoji, 6 '1' add / '0' take back,
---   7 distinct emoji allowed, 8 maxlen, then the guard's three
-if redis.call('SISMEMBER', KEYS[7], ARGV[2]) == 0 then return {'not_member', ''} end
-local h = redis.call('HMGET', KEYS[4], 'channel', 'type')
-if h[1] ~= ARGV[1] or (h[2] and h[2] ~= 'message') then return {'not_found', ''} end
-local who = ARGV[5] .. '\n' .. ARGV[2]
-local add = ARGV[6] == '1'
-if (redis.call('SISMEMBER', KEYS[6], who) == 1) == add then return {'same', ''} end
-if add and redis.call('HEXISTS', KEYS[5], ARGV[5]) == 0
-    and redis.call('HLEN', KEYS[5]) >= tonumber(ARGV[7]) then
-  return {'too_many', ''}
-end
 "#;
 
 const REACT_LUA: &str = r#"
+-- KEYS 5 the target's message hash, 6 its reactions, 7 its reactors. ARGV 6 channel, 7 uuid,
+--   8 target ID, 9 emoji, 10 '1' add / '0' take back, 11 distinct emoji allowed
+local h = redis.call('HMGET', KEYS[5], 'channel', 'type')
+if h[1] ~= ARGV[6] or (h[2] and h[2] ~= 'message') then return {'not_found', ''} end
+local who = ARGV[9] .. '\n' .. ARGV[2]
+local add = ARGV[10] == '1'
+if (redis.call('SISMEMBER', KEYS[7], who) == 1) == add then return {'same', ''} end
+if add and redis.call('HEXISTS', KEYS[6], ARGV[9]) == 0
+    and redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[11]) then
+  return {'too_many', ''}
+end
 local count
 if add then
-  redis.call('SADD', KEYS[6], who)
-  count = redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
+  redis.call('SADD', KEYS[7], who)
+  count = redis.call('HINCRBY', KEYS[6], ARGV[9], 1)
 else
-  redis.call('SREM', KEYS[6], who)
-  count = redis.call('HINCRBY', KEYS[5], ARGV[5], -1)
+  redis.call('SREM', KEYS[7], who)
+  count = redis.call('HINCRBY', KEYS[6], ARGV[9], -1)
   if count <= 0 then
-    redis.call('HDEL', KEYS[5], ARGV[5])
+    redis.call('HDEL', KEYS[6], ARGV[9])
     count = 0
   end
 end
-local id, ms = add_entry(KEYS[3], KEYS[1], tonumber(ARGV[8]) or 0,
-  {'type', 'reaction', 'username', ARGV[2], 'uuid', ARGV[3], 'target', ARGV[4],
-   'emoji', ARGV[5], 'added', ARGV[6], 'count', tostring(count)}, nil)
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = 'reaction',
-  username = ARGV[2], text = '', created_at = ms, uuid = ARGV[3], target = ARGV[4],
-  reacted = {added = add, count = count, emoji = ARGV[5]}}))
+local id, ms = append({'type', 'reaction', 'username', ARGV[2], 'uuid', ARGV[7],
+  'target', ARGV[8], 'emoji', ARGV[9], 'added', ARGV[10], 'count', tostring(count)})
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'reaction',
+  username = ARGV[2], text = '', created_at = ms, uuid = ARGV[7], target = ARGV[8],
+  reacted = {added = add, count = count, emoji = ARGV[9]}}))
 remember(id)
 return {'ok', id}
-"#;
-
-const REPLY_CHECK_LUA: &str = r#"
--- KEYS: 1 channel:<c>, 2 room:<c>, 3 active:<c>, 4 the stream ID generator, 5 members:<c>,
---   6 the message answered, 7 its replies, then the guard's two
--- ARGV: 1 channel, 2 username, 3 text, 4 uuid, 5 maxlen, 6 addhash, 7 message-hash prefix,
---   8 index name, 9 the ID answered, then the guard's three
-if redis.call('SISMEMBER', KEYS[5], ARGV[2]) == 0 then return {'not_member', ''} end
-local p = redis.call('HMGET', KEYS[6], 'channel', 'username', 'message', 'type')
-if p[1] ~= ARGV[1] or (p[4] and p[4] ~= 'message') then return {'not_found', ''} end
 "#;
 
 const REPLY_LUA: &str = r#"
-local id, ms = add_entry(KEYS[4], KEYS[1], tonumber(ARGV[5]) or 0,
-  {'type', 'message', 'username', ARGV[2], 'message', ARGV[3], 'uuid', ARGV[4],
-   'reply_to', ARGV[9], 'reply_user', p[2] or ''}, ARGV[7])
+-- KEYS 5 the message answered, 6 its replies. ARGV 6 channel, 7 text, 8 uuid,
+--   9 message-hash key prefix, 10 the ID answered
+local p = redis.call('HMGET', KEYS[5], 'channel', 'username', 'message', 'type')
+if p[1] ~= ARGV[6] or (p[4] and p[4] ~= 'message') then return {'not_found', ''} end
+local id, ms = append({'type', 'message', 'username', ARGV[2], 'message', ARGV[7],
+  'uuid', ARGV[8], 'reply_to', ARGV[10], 'reply_user', p[2] or ''})
 if redis.call('ZADD', KEYS[3], ms, ARGV[2]) == 1 then
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
 end
-local key = ARGV[7] .. id
-redis.call('HSET', key, 'channel', ARGV[1], 'username', ARGV[2], 'message', ARGV[3],
-  'created_at', ms, 'uuid', ARGV[4], 'type', 'message', 'reply_to', ARGV[9],
+redis.call('HSET', ARGV[9] .. id, 'channel', ARGV[6], 'username', ARGV[2], 'message', ARGV[7],
+  'created_at', ms, 'uuid', ARGV[8], 'type', 'message', 'reply_to', ARGV[10],
   'reply_user', p[2] or '')
-if ARGV[6] == '1' then
-  pcall(redis.call, 'FT.ADDHASH', ARGV[8], key, '1.0', 'REPLACE')
-end
-redis.call('ZADD', KEYS[7], 0, lex_id(id))
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = 'message',
-  username = ARGV[2], text = ARGV[3], created_at = ms, uuid = ARGV[4],
-  reply_to = {id = ARGV[9], username = p[2] or '', excerpt = excerpt(p[3] or '')}}))
+redis.call('ZADD', KEYS[6], 0, lex_id(id))
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'message',
+  username = ARGV[2], text = ARGV[7], created_at = ms, uuid = ARGV[8],
+  reply_to = {id = ARGV[10], username = p[2] or '', excerpt = excerpt(p[3] or '')}}))
 remember(id)
 return {'ok', id}
 "#;
 
-fn script(check: &str, body: &str) -> redis::Script {
-    redis::Script::new(&format!(
-        "{ONCE_LUA}{check}{GUARD_LUA}{ADD_ENTRY_LUA}{EXCERPT_LUA}{body}"
-    ))
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{GUARD_LUA}{EXCERPT_LUA}{body}"))
 }
 
-static EDIT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(EDIT_CHECK_LUA, EDIT_LUA));
-static DELETE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script(DELETE_CHECK_LUA, DELETE_LUA));
-static REACT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(REACT_CHECK_LUA, REACT_LUA));
-static REPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(REPLY_CHECK_LUA, REPLY_LUA));
+static EDIT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(EDIT_LUA));
+static DELETE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(DELETE_LUA));
+static REACT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(REACT_LUA));
+static REPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| script(REPLY_LUA));
 
 /// A stream ID as a text that sorts like the ID (`0001631623305083-0000000000`): members of
 /// `replies:` and `tombstones:`, paged with `ZRANGEBYLEX`.
@@ -347,26 +303,23 @@ pub struct Acted {
     pub duplicate: bool,
 }
 
-/// A script's answer: stored (or stored before), unchanged, or refused with a reason.
+/// What an action's script did, once the guard is through.
 enum Outcome {
     Done(Guarded),
     Same,
     Refused(String),
 }
 
-fn outcome(reply: (String, String)) -> Result<Outcome> {
-    match reply.0.as_str() {
-        "ok" | "duplicate" | "limited" => Guarded::from_reply(reply).map(Outcome::Done),
-        "same" => Ok(Outcome::Same),
-        _ => Ok(Outcome::Refused(reply.0)),
+fn outcome(g: Guarded) -> Outcome {
+    match g {
+        Guarded::Refused(tag) if tag == "same" => Outcome::Same,
+        Guarded::Refused(tag) => Outcome::Refused(tag),
+        Guarded::NotMember => Outcome::Refused("not_member".into()),
+        other => Outcome::Done(other),
     }
 }
 
 impl Store {
-    fn addhash(&self) -> bool {
-        self.search.is_some_and(|v| v.needs_addhash())
-    }
-
     /// Why an action a script refused was refused.
     async fn refusal(&self, channel: &str, why: &str) -> Error {
         match why {
@@ -406,25 +359,21 @@ impl Store {
         check_id(id).map_err(|_| Error::MessageNotFound)?;
         check_text(self, text)?;
         let guard = self.post_guard(username, channel, client_id);
-        let mut inv = EDIT_SCRIPT.key(keys::channel(channel));
-        inv.key(keys::room_events(channel))
-            .key(keys::STREAM_IDS)
-            .key(keys::message(id))
+        let maxlen = self.settings.history.stream_maxlen;
+        let mut inv = guard.start(&EDIT_SCRIPT, channel, false, maxlen);
+        inv.key(keys::message(channel, id))
             .arg(channel)
-            .arg(username)
             .arg(uuid)
             .arg(id)
             .arg(text)
-            .arg(self.settings.messages.edit_window_secs.saturating_mul(1000))
-            .arg(self.settings.history.stream_maxlen)
-            .arg(if self.addhash() { "1" } else { "0" })
-            .arg(keys::IDX_MESSAGES);
-        guard.apply(&mut inv);
-        let reply = inv
-            .invoke_async(&mut self.shared())
-            .await
-            .map_err(write_outcome)?;
-        self.acted(username, channel, id, outcome(reply)?).await
+            .arg(self.settings.messages.edit_window_secs.saturating_mul(1000));
+        guard.finish(&mut inv);
+        let done = self.run_guarded(&guard, inv).await?;
+        if matches!(done, Guarded::Stored(_)) {
+            // The search index reads the hash: it now finds the new text, not the old.
+            self.index_message(channel, id).await;
+        }
+        self.acted(username, channel, id, outcome(done)).await
     }
 
     /// Deletes `username`'s message `id` in `channel`: a `delete` event; the message's text
@@ -438,62 +387,75 @@ impl Store {
         id: &str,
         client_id: Option<&str>,
     ) -> Result<Acted> {
-        let lex = lex_id(id).ok_or(Error::MessageNotFound)?;
         check_id(id).map_err(|_| Error::MessageNotFound)?;
+        let lex = lex_id(id).ok_or(Error::MessageNotFound)?;
+        let hash = keys::message(channel, id);
         // The keys the script removes besides the hash depend on what the hash says; the script
         // checks it still says so.
         for _ in 0..3 {
             let (audio, parent): (Option<String>, Option<String>) = redis::cmd("HMGET")
-                .arg(keys::message(id))
+                .arg(&hash)
                 .arg("audio")
                 .arg("reply_to")
                 .query_async(&mut self.shared())
                 .await?;
             let audio = audio.unwrap_or_default();
             let parent = parent.unwrap_or_default();
-            let (audio_key, info_key) = if audio.is_empty() {
-                (String::new(), String::new())
-            } else {
-                (keys::audio(&audio), keys::audio_info(&audio))
-            };
-            let parent_replies = if parent.is_empty() {
-                String::new()
-            } else {
-                keys::replies(channel, &parent)
-            };
             let guard = self.post_guard(username, channel, client_id);
-            let mut inv = DELETE_SCRIPT.key(keys::channel(channel));
-            inv.key(keys::room_events(channel))
-                .key(keys::STREAM_IDS)
-                .key(keys::message(id))
+            let maxlen = self.settings.history.stream_maxlen;
+            let mut inv = guard.start(&DELETE_SCRIPT, channel, false, maxlen);
+            inv.key(&hash)
                 .key(keys::reactions(channel, id))
                 .key(keys::reactors(channel, id))
                 .key(keys::tombstones(channel))
-                .key(parent_replies)
-                .key(audio_key)
-                .key(info_key)
+                .key(keys::replies(channel, &parent))
+                .key(keys::audio(channel, &audio))
+                .key(keys::audio_info(channel, &audio))
                 .arg(channel)
-                .arg(username)
                 .arg(uuid)
                 .arg(id)
                 .arg(&lex)
                 .arg(&audio)
-                .arg(&parent)
-                .arg(self.settings.history.stream_maxlen)
-                .arg(if self.addhash() { "1" } else { "0" })
-                .arg(keys::IDX_MESSAGES);
-            guard.apply(&mut inv);
-            let reply: (String, String) = inv
-                .invoke_async(&mut self.shared())
-                .await
-                .map_err(write_outcome)?;
-            if reply.0 != "changed" {
-                return self.acted(username, channel, id, outcome(reply)?).await;
+                .arg(&parent);
+            guard.finish(&mut inv);
+            let done = self.run_guarded(&guard, inv).await?;
+            if matches!(&done, Guarded::Refused(t) if t == "changed") {
+                continue;
             }
+            if matches!(done, Guarded::Stored(_)) {
+                self.unindex_message(&hash, &audio).await;
+            }
+            return self.acted(username, channel, id, outcome(done)).await;
         }
         Err(Error::Internal(
             "message changed while being deleted".into(),
         ))
+    }
+
+    /// After a delete, what lives outside the channel's slot: the search document (RediSearch
+    /// 1.x; 2.x drops it with the hash) and the audio's channel pointer. Failures are logged:
+    /// the document points to a hash that is gone, and search skips such hits.
+    async fn unindex_message(&self, hash: &str, audio: &str) {
+        let mut conn = self.shared();
+        if self.search.is_some_and(|v| v.needs_addhash()) {
+            let r: redis::RedisResult<redis::Value> = redis::cmd("FT.DEL")
+                .arg(keys::messages_index())
+                .arg(hash)
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = r {
+                log::warn!("removing {hash} from search: {e}");
+            }
+        }
+        if !audio.is_empty() {
+            let r: redis::RedisResult<i64> = redis::cmd("DEL")
+                .arg(keys::audio_channel(audio))
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = r {
+                log::warn!("removing audio {audio}: {e}");
+            }
+        }
     }
 
     /// Adds (`add`) or takes back `username`'s reaction `emoji` on message `id`: a `reaction`
@@ -513,27 +475,20 @@ impl Store {
         check_id(id).map_err(|_| Error::MessageNotFound)?;
         validate_emoji(emoji)?;
         let guard = self.post_guard(username, channel, client_id);
-        let mut inv = REACT_SCRIPT.key(keys::channel(channel));
-        inv.key(keys::room_events(channel))
-            .key(keys::STREAM_IDS)
-            .key(keys::message(id))
+        let maxlen = self.settings.history.stream_maxlen;
+        let mut inv = guard.start(&REACT_SCRIPT, channel, true, maxlen);
+        inv.key(keys::message(channel, id))
             .key(keys::reactions(channel, id))
             .key(keys::reactors(channel, id))
-            .key(keys::members(channel))
             .arg(channel)
-            .arg(username)
             .arg(uuid)
             .arg(id)
             .arg(emoji)
             .arg(if add { "1" } else { "0" })
-            .arg(MAX_DISTINCT_REACTIONS)
-            .arg(self.settings.history.stream_maxlen);
-        guard.apply(&mut inv);
-        let reply = inv
-            .invoke_async(&mut self.shared())
-            .await
-            .map_err(write_outcome)?;
-        self.acted(username, channel, id, outcome(reply)?).await
+            .arg(MAX_DISTINCT_REACTIONS);
+        guard.finish(&mut inv);
+        let done = self.run_guarded(&guard, inv).await?;
+        self.acted(username, channel, id, outcome(done)).await
     }
 
     /// The answer to an action: the message as it now is, or why it was refused.
@@ -547,6 +502,7 @@ impl Store {
         let (event_id, duplicate) = match outcome {
             Outcome::Done(Guarded::Stored(e)) => (Some(e), false),
             Outcome::Done(Guarded::Duplicate(e)) => (Some(e), true),
+            Outcome::Done(_) => return Err(Error::Internal("action script answered".into())),
             Outcome::Same => (None, false),
             Outcome::Refused(why) => return Err(self.refusal(channel, &why).await),
         };
@@ -575,31 +531,27 @@ impl Store {
             return Err(self.refusal(channel, "not_member").await);
         }
         let guard = self.post_guard(username, channel, client_id);
-        let mut inv = REPLY_SCRIPT.key(keys::channel(channel));
-        inv.key(keys::room_events(channel))
-            .key(keys::activity(channel))
-            .key(keys::STREAM_IDS)
-            .key(keys::members(channel))
-            .key(keys::message(reply_to))
+        let maxlen = self.settings.history.stream_maxlen;
+        let mut inv = guard.start(&REPLY_SCRIPT, channel, true, maxlen);
+        inv.key(keys::message(channel, reply_to))
             .key(keys::replies(channel, reply_to))
             .arg(channel)
-            .arg(username)
             .arg(text)
             .arg(uuid)
-            .arg(self.settings.history.stream_maxlen)
-            .arg(if self.addhash() { "1" } else { "0" })
-            .arg(keys::MESSAGE_PREFIX)
-            .arg(keys::IDX_MESSAGES)
+            .arg(keys::message(channel, ""))
             .arg(reply_to);
-        guard.apply(&mut inv);
-        let reply = inv
-            .invoke_async(&mut self.shared())
-            .await
-            .map_err(write_outcome)?;
-        let (id, duplicate) = match outcome(reply)? {
-            Outcome::Done(Guarded::Stored(id)) => (id, false),
+        guard.finish(&mut inv);
+        let (id, duplicate) = match outcome(self.run_guarded(&guard, inv).await?) {
+            Outcome::Done(Guarded::Stored(id)) => {
+                self.index_message(channel, &id).await;
+                (id, false)
+            }
             Outcome::Done(Guarded::Duplicate(id)) => (id, true),
-            Outcome::Same => return Err(Error::Internal("reply script answered same".into())),
+            Outcome::Done(_) | Outcome::Same => {
+                return Err(Error::Internal(
+                    "reply script answered nothing stored".into(),
+                ))
+            }
             Outcome::Refused(why) => return Err(self.refusal(channel, &why).await),
         };
         let event = self.message_now(username, channel, &id).await?;
@@ -616,7 +568,7 @@ impl Store {
     pub async fn message_now(&self, viewer: &str, channel: &str, id: &str) -> Result<ChatEvent> {
         let lex = lex_id(id).ok_or(Error::MessageNotFound)?;
         let (hash, tomb): (HashMap<String, String>, Option<f64>) = redis::pipe()
-            .hgetall(keys::message(id))
+            .hgetall(keys::message(channel, id))
             .zscore(keys::tombstones(channel), &lex)
             .query_async(&mut self.shared())
             .await?;
@@ -746,8 +698,12 @@ impl Store {
                 ids.remove(0);
             }
         }
-        let ids: Vec<String> = ids.iter().filter_map(|l| from_lex_id(l)).collect();
-        let mut messages = self.messages_by_id(&ids).await?;
+        let refs: Vec<String> = ids
+            .iter()
+            .filter_map(|l| from_lex_id(l))
+            .map(|id| keys::message_ref(channel, &id))
+            .collect();
+        let mut messages = self.messages_by_ref(&refs).await?;
         messages.retain(|m| m.channel == channel);
         self.refresh_voice(&mut messages).await?;
         self.current_state(viewer, channel, &mut messages).await?;
@@ -777,7 +733,7 @@ impl Store {
         for &i in &idx {
             let id = &events[i].id;
             pipe.cmd("HMGET")
-                .arg(keys::message(id))
+                .arg(keys::message(channel, id))
                 .arg(&["message", "edited_at", "reply_to", "reply_user"])
                 .smembers(keys::reactors(channel, id))
                 .zcard(keys::replies(channel, id));
@@ -825,7 +781,7 @@ impl Store {
         let mut pipe = redis::pipe();
         for p in &parents {
             pipe.cmd("HMGET")
-                .arg(keys::message(p))
+                .arg(keys::message(channel, p))
                 .arg(&["channel", "message"]);
         }
         let got: Vec<(Option<String>, Option<String>)> =
