@@ -809,3 +809,73 @@ async fn seed_004_sockets_get_messages_but_no_action_events() {
         "nothing but the marker: {before:?}"
     );
 }
+
+/// On a Redis in cluster mode (one server owning every slot), which refuses any script whose
+/// keys are in two hash slots, every action runs: each script touches its channel's slot only.
+#[tokio::test]
+async fn every_action_touches_one_slot_per_script() {
+    use chatnode::store::{setup, Store};
+    use std::sync::Arc;
+
+    let (redis, _dir) = TestRedis::start_cluster_node().await;
+    let s = test_settings(&redis);
+    let store = Store::connect(&redis.url(), Arc::new(s)).await.unwrap();
+    setup::prepare(&store).await.unwrap();
+    let none = chatnode::store::users::ProfileUpdate::default();
+    chatnode::accounts::register(&store, "amy", "password123", none.clone())
+        .await
+        .unwrap();
+    chatnode::accounts::register(&store, "zed", "password123", none)
+        .await
+        .unwrap();
+    store.create_channel("lobby").await.unwrap();
+    store.join_channel("amy", "", "lobby").await.unwrap();
+    store.join_channel("zed", "", "lobby").await.unwrap();
+
+    let m = store
+        .post_message_once("amy", "", "lobby", "first words", Some("p"))
+        .await
+        .unwrap()
+        .event;
+    let edited = store
+        .edit_message("amy", "", "lobby", &m.id, "second words", Some("e"))
+        .await
+        .unwrap();
+    assert_eq!(edited.message.text, "second words");
+    let r = store
+        .react("zed", "", "lobby", &m.id, "👍", true, None)
+        .await
+        .unwrap();
+    assert_eq!(r.message.reactions.unwrap()["👍"].count, 1);
+    let reply = store
+        .post_reply_once("zed", "", "lobby", "a reply", &m.id, Some("r"))
+        .await
+        .unwrap()
+        .event;
+    assert_eq!(reply.reply_to.as_ref().unwrap().excerpt, "second words");
+    let r = store
+        .react("zed", "", "lobby", &m.id, "👍", false, None)
+        .await
+        .unwrap();
+    assert!(r.message.reactions.is_none());
+    let replies = store
+        .replies("amy", "lobby", &m.id, None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(replies.messages.len(), 1);
+    store
+        .delete_message("zed", "", "lobby", &reply.id, None)
+        .await
+        .unwrap();
+    let gone = store
+        .delete_message("amy", "", "lobby", &m.id, Some("d"))
+        .await
+        .unwrap();
+    assert!(gone.message.deleted);
+    let page = store
+        .history_for("amy", "lobby", None, None, 50)
+        .await
+        .unwrap();
+    let tombs = page.messages.iter().filter(|e| e.deleted).count();
+    assert_eq!(tombs, 2, "{:?}", page.messages);
+}
