@@ -142,6 +142,8 @@ export function applyAction(ch, ev, me) {
     const parent = ev.reply_to ? findEvent(ch, ev.reply_to.id) : null;
     if (!parent || parent.deleted) return null;
     parent.reply_count = (parent.reply_count || 0) + 1;
+    // A replayed reply names the message it answers but carries no quote: the loaded one gives it.
+    if (!ev.reply_to.excerpt) ev.reply_to = { ...ev.reply_to, excerpt: excerpt(parent.text) };
     emit('message-updated', { ch, ev: parent });
     return parent;
   }
