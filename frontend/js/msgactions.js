@@ -61,6 +61,7 @@ function closePopup({ refocus = false } = {}) {
   const { el, anchor } = popup;
   popup = null;
   el.remove();
+  if (anchor) anchor.removeAttribute('aria-expanded');
   if (refocus && anchor && anchor.isConnected) anchor.focus();
 }
 
@@ -82,6 +83,7 @@ function openPopup(anchor, label, items, cls = 'msg-menu') {
   });
   (anchor.closest('.bubble') || anchor.parentElement).append(el);
   popup = { el, anchor };
+  anchor.setAttribute('aria-expanded', 'true');
   el.querySelector('button').focus();
 }
 
