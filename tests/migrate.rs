@@ -54,8 +54,16 @@ async fn store_for(redis: &TestRedis) -> Store {
 }
 
 #[tokio::test]
-async fn a_seed_003_database_is_migrated_and_served() {
-    let redis = TestRedis::start().await;
+async fn a_seed_003_database_is_migrated_and_served_on_redisearch_1() {
+    seed_003_database_is_migrated_and_served(TestRedis::start().await).await;
+}
+
+#[tokio::test]
+async fn a_seed_003_database_is_migrated_and_served_on_redisearch_2() {
+    seed_003_database_is_migrated_and_served(TestRedis::start_search2().await).await;
+}
+
+async fn seed_003_database_is_migrated_and_served(redis: TestRedis) {
     seed_003_loader(&redis).await;
     let before: Vec<String> = redis.keys("message:*").await;
     assert!(
