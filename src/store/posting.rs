@@ -74,7 +74,7 @@ if ARGV[7] == 'message' then
   redis.call('HSET', ARGV[10] .. id, 'channel', ARGV[6], 'username', ARGV[2],
     'message', ARGV[8], 'created_at', ms, 'uuid', ARGV[9], 'type', ARGV[7])
 end
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = ARGV[7],
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = ARGV[7],
   username = ARGV[2], text = ARGV[8], created_at = ms, uuid = ARGV[9]}))
 remember(id)
 return {'ok', id}
@@ -279,7 +279,7 @@ impl Store {
         let key = keys::message(channel, id);
         let mut conn = self.shared();
         let r: redis::RedisResult<redis::Value> = ADDHASH_SCRIPT
-            .key(keys::messages_index())
+            .key(self.index_for(keys::messages_index(), &key))
             .arg(&key)
             .arg("REPLACE")
             .invoke_async(&mut conn)
@@ -338,6 +338,9 @@ impl Store {
         let guarded = self.run_guarded(guard, inv).await?;
         if let (Guarded::Stored(id), "message") = (&guarded, kind) {
             self.index_message(channel, id).await;
+        }
+        if !matches!(guarded, Guarded::NotMember) {
+            self.await_replicas(&keys::channel(channel)).await?;
         }
         Ok(guarded)
     }
