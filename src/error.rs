@@ -122,14 +122,5 @@ impl From<redis::RedisError> for Error {
     }
 }
 
-impl From<deadpool_redis::PoolError> for Error {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        match e {
-            deadpool_redis::PoolError::Backend(e) => e.into(),
-            other => Error::Internal(format!("redis pool: {other}")),
-        }
-    }
-}
-
 /// Result with the node's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -98,9 +98,14 @@ async fn readyz(app: web::Data<App>) -> HttpResponse {
             };
             let mut voice = serde_json::to_value(app.voice.get()).unwrap_or_default();
             voice["transcribers"] = json!(app.store.live_transcribers().await.unwrap_or(0));
-            HttpResponse::Ok().json(
-                json!({"redis": "ok", "search": search, "search_backfill": backfill, "voice": voice}),
-            )
+            HttpResponse::Ok().json(json!({
+                "redis": "ok",
+                "redis_mode": app.store.mode(),
+                "redis_masters": app.store.topology().masters.len(),
+                "search": search,
+                "search_backfill": backfill,
+                "voice": voice
+            }))
         }
         Ok(Err(e)) => HttpResponse::ServiceUnavailable()
             .json(json!({"redis": "down", "search": search, "error": e.to_string()})),

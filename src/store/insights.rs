@@ -303,8 +303,17 @@ impl Store {
             return Ok(Vec::new());
         }
         let filter = channel_filter(channels);
+        if self.is_cluster() {
+            let counts = self
+                .count_by_sharded(keys::messages_index(), &filter, "username", limit)
+                .await?;
+            return Ok(counts
+                .into_iter()
+                .map(|(username, count)| Poster { username, count })
+                .collect());
+        }
         let mut conn = self.conn().await?;
-        let v: redis::Value = redis::cmd("FT.AGGREGATE")
+        let v: redis::RedisResult<redis::Value> = redis::cmd("FT.AGGREGATE")
             .arg(keys::messages_index())
             .arg(&filter)
             .arg(&[
@@ -320,7 +329,13 @@ impl Store {
             .arg(&["SORTBY", "2", "@count", "DESC", "LIMIT", "0"])
             .arg(limit)
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let v = match v {
+            Ok(v) => v,
+            // RediSearch 1.2's answer when no message of these channels is indexed.
+            Err(e) if e.to_string().contains("QueryParseCtx") => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         // The reply is shaped like a search answer with no keys: a count, then field lists.
         let redis::Value::Array(items) = v else {
             return Ok(Vec::new());
