@@ -30,6 +30,8 @@ pub enum Error {
     UserNotFound,
     #[error("no such channel")]
     ChannelNotFound,
+    #[error("no such message in that channel")]
+    MessageNotFound,
     #[error("{0}")]
     NotFound(String),
     #[error("a channel with that name exists")]
@@ -78,6 +80,7 @@ impl Error {
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::UserNotFound => ErrorCode::UserNotFound,
             Error::ChannelNotFound => ErrorCode::ChannelNotFound,
+            Error::MessageNotFound => ErrorCode::MessageNotFound,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::ChannelExists => ErrorCode::ChannelExists,
             Error::InvalidChannelName => ErrorCode::InvalidChannelName,

@@ -57,6 +57,15 @@ pub struct Settings {
     pub log: Log,
     pub shutdown: Shutdown,
     pub voice: Voice,
+    pub messages: Messages,
+}
+
+/// `[messages]`: what may be done to a message once posted.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messages {
+    /// How long after posting its author may edit a message, in seconds (0 = no limit).
+    pub edit_window_secs: u64,
 }
 
 /// `[http]`: the listener.

@@ -2,6 +2,7 @@
 //! frontend. Handlers are thin: parse, call the store or the actors, answer.
 
 mod accounts;
+mod actions;
 mod channels;
 mod error;
 mod frontend;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
                 web::scope("/api")
                     .configure(accounts::routes)
                     .configure(channels::routes)
+                    .configure(actions::routes)
                     .configure(search::routes)
                     .configure(voice::routes)
                     .default_service(web::to(|| async {

@@ -281,7 +281,9 @@ impl Store {
         let mut out = Vec::new();
         for c in channels {
             // Newest first from the end, so a busy channel keeps its latest messages.
-            let events = self.range_rev(c, "+", per_channel).await?;
+            let mut events = self.range_rev(c, "+", per_channel).await?;
+            // Edited text, not the first; deleted messages are no longer in the stream.
+            self.current_state("", c, &mut events).await?;
             out.extend(
                 events
                     .into_iter()
@@ -364,6 +366,7 @@ pub fn event_from_hash(id: &str, h: &HashMap<String, String>) -> ChatEvent {
         created_at: parse_id(id).map(|(ms, _)| ms as i64).unwrap_or(0),
         uuid: get("uuid"),
         voice: super::voice::info_from_fields(h),
+        ..Default::default()
     }
 }
 

@@ -2,12 +2,14 @@
 //!
 //! Handlers and actors call these functions; none of them builds a Redis key or command itself.
 
+pub mod actions;
 pub mod channels;
 pub mod conn;
 pub mod history;
 pub mod ids;
 pub mod insights;
 pub mod keys;
+pub mod migrate;
 pub mod posting;
 pub mod replicas;
 pub mod search;

@@ -2,6 +2,7 @@
 //! (plus chatnode's fields), on RediSearch 1.x (documents added with FT.ADDHASH, and a backfill of
 //! hashes not yet indexed) and 2.x and later (ON HASH PREFIX). Without the module: nothing.
 
+use super::posting::ADDHASH_SCRIPT;
 use super::{keys, SearchVersion, Store};
 use crate::error::Result;
 
@@ -197,6 +198,7 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
 async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Result<usize> {
     let mut cursor: u64 = 0;
     let mut added = 0;
+    let _: String = ADDHASH_SCRIPT.prepare_invoke().load_async(conn).await?;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -209,11 +211,17 @@ async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Resu
             .query_async(conn)
             .await?;
         if !batch.is_empty() {
-            // One pipelined FT.ADDHASH per key (keys of many slots: never one script); documents
-            // already indexed are refused by the module and counted out.
+            // One pipelined FT.ADDHASH script per key (keys of many slots: never one script for
+            // all; a script, because a plain FT.ADDHASH waits for RediSearch's thread pool, see
+            // `ADDHASH_SCRIPT`); documents already indexed are refused by the module and counted
+            // out.
             let mut pipe = redis::pipe();
             for key in &batch {
-                pipe.cmd("FT.ADDHASH").arg(index).arg(key).arg("1.0");
+                pipe.cmd("EVALSHA")
+                    .arg(ADDHASH_SCRIPT.get_hash())
+                    .arg(1)
+                    .arg(index)
+                    .arg(key);
             }
             let results: Vec<redis::RedisResult<redis::Value>> =
                 pipe.ignore_errors().query_async(conn).await?;
@@ -228,7 +236,7 @@ async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Resu
 }
 
 /// The backfill on a cluster: each master's hashes (SCAN on that master) go into that master's
-/// index, one `FT.ADDHASH` each (a script may not touch keys of several slots), pipelined on the
+/// index, one `FT.ADDHASH` script each (a script may not touch keys of several slots), pipelined on the
 /// shared connection. The lock is per index, so masters are backfilled by different nodes at once.
 async fn backfill_masters(store: &Store, base: &str, prefix: &str) -> Result<usize> {
     let topology = store.topology();
@@ -267,9 +275,15 @@ async fn backfill_masters(store: &Store, base: &str, prefix: &str) -> Result<usi
                     .await?;
                 let adds = batch.iter().map(|key| {
                     let mut c = conn.clone();
-                    let mut cmd = redis::cmd("FT.ADDHASH");
-                    cmd.arg(&index).arg(key).arg("1.0");
-                    async move { cmd.query_async::<redis::Value>(&mut c).await.is_ok() }
+                    let index = &index;
+                    async move {
+                        ADDHASH_SCRIPT
+                            .key(index)
+                            .arg(key)
+                            .invoke_async::<redis::Value>(&mut c)
+                            .await
+                            .is_ok()
+                    }
                 });
                 added += futures_util::future::join_all(adds)
                     .await

@@ -54,6 +54,8 @@ if ARGV[4] ~= '' then entry[#entry + 1] = 'confidence'; entry[#entry + 1] = ARGV
 if ARGV[6] ~= '' then entry[#entry + 1] = 'transcript_error'; entry[#entry + 1] = ARGV[6] end
 local id = redis.call('XADD', unpack(entry))
 local ms = tonumber(string.match(id, '^(%d+)'))
+-- A delete of the message removes this entry too (it holds the text).
+redis.call('HSET', KEYS[1], 'transcript_event', id)
 local voice = {audio = h[3] or '', content_type = h[4] or '', duration_ms = tonumber(h[5] or '0'),
   bytes = tonumber(h[6] or '0'), state = ARGV[2], engine = ARGV[5], message_id = ARGV[1]}
 if ARGV[4] ~= '' then voice.confidence = tonumber(ARGV[4]) end

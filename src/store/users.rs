@@ -457,12 +457,11 @@ impl Store {
             return;
         };
         let index = self.index_for(index, key);
-        let r: redis::RedisResult<redis::Value> = redis::cmd("FT.ADDHASH")
-            .arg(&index)
+        let r: redis::RedisResult<redis::Value> = super::posting::ADDHASH_SCRIPT
+            .key(&index)
             .arg(key)
-            .arg("1.0")
             .arg("REPLACE")
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await;
         if let Err(e) = r {
             log::warn!("indexing {key} in {index}: {e}");

@@ -161,6 +161,11 @@ impl Store {
                     "join the channel before posting".into(),
                 ))
             }
+            Guarded::Refused(tag) => {
+                return Err(crate::error::Error::Internal(format!(
+                    "voice script answered {tag}"
+                )))
+            }
         };
         if !duplicate {
             self.index_message(channel, &id).await;
@@ -185,6 +190,7 @@ impl Store {
                 state: transcript_state.to_string(),
                 ..Default::default()
             }),
+            ..Default::default()
         };
         if !duplicate {
             return Ok(Posted {
