@@ -77,7 +77,13 @@ pub async fn login(store: &Store, username: &str, password: &str, addr: &str) ->
     })
     .await;
     match verdict {
-        Ok(true) => store.release_login_attempt(&username, addr, true).await?,
+        Ok(true) => {
+            store.release_login_attempt(&username, addr, true).await?;
+            // Said only to whoever knows the password.
+            if store.is_disabled(&username).await? {
+                return Err(Error::AccountDisabled);
+            }
+        }
         Ok(false) => return Err(Error::InvalidCredentials),
         Err(e) => {
             // Not judged (the node was busy): the attempt does not count.
@@ -115,6 +121,10 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Option<User>> {
     let Some(username) = store.resolve_session(token).await? else {
         return Ok(None);
     };
+    // A session made while the account was being disabled is refused too.
+    if store.is_disabled(&username).await? {
+        return Ok(None);
+    }
     let uuid = match store.profile(&username).await? {
         Some(p) => p.uuid,
         None => return Ok(None),

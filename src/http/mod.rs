@@ -2,9 +2,11 @@
 //! frontend. Handlers are thin: parse, call the store or the actors, answer.
 
 mod accounts;
+mod admin;
 mod channels;
 mod error;
 mod frontend;
+mod members;
 mod search;
 mod voice;
 mod ws;
@@ -51,6 +53,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
                 web::scope("/api")
                     .configure(accounts::routes)
                     .configure(channels::routes)
+                    .configure(members::routes)
+                    .configure(admin::routes)
                     .configure(search::routes)
                     .configure(voice::routes)
                     .default_service(web::to(|| async {

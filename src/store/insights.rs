@@ -68,11 +68,22 @@ pub struct Poster {
 impl Store {
     /// Records mentions of existing users who may read the channel, and tells them live.
     pub async fn record_mentions(&self, ev: &ChatEvent) -> Result<()> {
-        let names: Vec<String> = mentioned_names(&ev.text)
+        let mut names: Vec<String> = mentioned_names(&ev.text)
             .into_iter()
             .filter(|n| *n != ev.username)
             .filter(|n| dm_pair(&ev.channel).is_none_or(|(a, b)| a == n || b == n))
             .collect();
+        // Only people who may read the channel are told: a mention must not carry a private
+        // channel's message to someone outside it.
+        if dm_pair(&ev.channel).is_none() && !self.channel_exists(&ev.channel).await? {
+            let mut readers = Vec::with_capacity(names.len());
+            for n in names {
+                if self.can_read(&n, &ev.channel).await? {
+                    readers.push(n);
+                }
+            }
+            names = readers;
+        }
         if names.is_empty() {
             return Ok(());
         }
@@ -254,7 +265,7 @@ impl Store {
         }
         let filter = channel_filter(channels);
         let mut conn = self.conn().await?;
-        let v: redis::Value = redis::cmd("FT.AGGREGATE")
+        let v: redis::RedisResult<redis::Value> = redis::cmd("FT.AGGREGATE")
             .arg(keys::IDX_MESSAGES)
             .arg(&filter)
             .arg(&[
@@ -270,7 +281,13 @@ impl Store {
             .arg(&["SORTBY", "2", "@count", "DESC", "LIMIT", "0"])
             .arg(limit)
             .query_async(&mut conn)
-            .await?;
+            .await;
+        // RediSearch 1.x answers an aggregate that matches nothing with an error ("Internal
+        // error processing QueryParseCtx"): like a refused search, that is nothing found.
+        let v = match v {
+            Err(e) if e.code().is_some() => return Ok(Vec::new()),
+            other => other?,
+        };
         // The reply is shaped like a search answer with no keys: a count, then field lists.
         let redis::Value::Array(items) = v else {
             return Ok(Vec::new());

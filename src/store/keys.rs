@@ -133,3 +133,52 @@ pub fn audio(id: &str) -> String {
 pub fn audio_info(id: &str) -> String {
     format!("audioinfo:{id}")
 }
+
+// Private channels, group conversations, roles and moderation. Every per-channel key carries the
+// hash tag `{channel:<c>}` (the slot of the channel's stream `channel:<c>`), so one script can
+// change a channel's members, roles, bans and stream together in one slot.
+
+/// Set of the names of private channels and group conversations (the `channels` set holds only
+/// public ones): for the admin overview and for name uniqueness.
+pub const PRIVATE_CHANNELS: &str = "channels:private";
+
+/// `info:{channel:<c>}`: hash of a channel's settings: `kind` (`private` / `group`, absent for a
+/// public channel), `title`, `topic`, `owner`, `created_at`, `slow_mode_secs`.
+pub fn channel_info(channel: &str) -> String {
+    format!("info:{{channel:{channel}}}")
+}
+
+/// `roles:{channel:<c>}`: hash username → `owner` / `moderator` (absent: `member`).
+pub fn roles(channel: &str) -> String {
+    format!("roles:{{channel:{channel}}}")
+}
+
+/// `joined:{channel:<c>}`: hash username → when they became a member (unix ms).
+pub fn joined(channel: &str) -> String {
+    format!("joined:{{channel:{channel}}}")
+}
+
+/// `bans:{channel:<c>}`: hash username → `<until ms>|<reason>` (until 0: no end).
+pub fn bans(channel: &str) -> String {
+    format!("bans:{{channel:{channel}}}")
+}
+
+/// `mutes:{channel:<c>}`: hash username → until (unix ms; 0: no end).
+pub fn mutes(channel: &str) -> String {
+    format!("mutes:{{channel:{channel}}}")
+}
+
+/// `slowpost:{channel:<c>}`: hash username → their last post (unix ms), for slow mode.
+pub fn slow_posts(channel: &str) -> String {
+    format!("slowpost:{{channel:{channel}}}")
+}
+
+/// Field of `user:<u>` set while an administrator has disabled the account.
+pub const USER_DISABLED_FIELD: &str = "disabled";
+
+/// `users:disabled`: set of the accounts administrators disabled (for the admin overview).
+pub const DISABLED_USERS: &str = "users:disabled";
+
+/// `nodesockets`: hash node id → `<sockets> <unix ms>`, each node's open sockets as it last
+/// wrote them (the admin overview).
+pub const NODE_SOCKETS: &str = "nodesockets";

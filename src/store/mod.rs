@@ -7,6 +7,8 @@ pub mod history;
 pub mod ids;
 pub mod insights;
 pub mod keys;
+pub mod members;
+pub mod moderation;
 pub mod posting;
 pub mod search;
 pub mod sessions;

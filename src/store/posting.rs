@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 
 use super::channels::dm_pair;
 use super::ids::{parse_id, ADD_ENTRY_LUA};
+use super::moderation::{MUTE_LUA, SLOW_LUA};
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
@@ -52,7 +53,8 @@ end
 
 const POST_LUA: &str = r#"
 -- KEYS[1] stream channel:<c>, KEYS[2] pub/sub subject room:<c>, KEYS[3] activity zset active:<c>,
---   KEYS[4] the stream ID generator, KEYS[5] members:<c> (or ''), then the guard's two keys
+--   KEYS[4] the stream ID generator, KEYS[5] members:<c> (or ''), KEYS[6..9] the mutes, slow
+--   mode and roles keys of `store::moderation`, then the guard's two keys
 -- ARGV: channel, type, username, text, uuid, maxlen (0 = none), addhash (1 = FT.ADDHASH),
 --       message-hash prefix, index name, then the guard's three values
 local id, ms = add_entry(KEYS[4], KEYS[1], tonumber(ARGV[6]) or 0,
@@ -79,7 +81,9 @@ return {'ok', id}
 "#;
 
 static POST_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!("{MEMBER_LUA}{GUARD_LUA}{ADD_ENTRY_LUA}{POST_LUA}"))
+    redis::Script::new(&format!(
+        "{MEMBER_LUA}{MUTE_LUA}{GUARD_LUA}{SLOW_LUA}{ADD_ENTRY_LUA}{POST_LUA}"
+    ))
 });
 
 /// The guard's keys and values for one post ([`GUARD_LUA`]).
@@ -220,8 +224,12 @@ impl Store {
         inv.key(keys::room_events(channel))
             .key(keys::activity(channel))
             .key(keys::STREAM_IDS)
-            .key(members)
-            .arg(channel)
+            .key(members);
+        // Mutes and slow mode (KEYS[6] to KEYS[9], `store::moderation`).
+        for key in super::moderation::posting_keys(channel) {
+            inv.key(key);
+        }
+        inv.arg(channel)
             .arg(kind)
             .arg(username)
             .arg(text)
@@ -235,6 +243,9 @@ impl Store {
         let reply: (String, String) = inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
         if reply.0 == "not_member" {
             return Ok(None);
+        }
+        if let Some(refused) = super::moderation::refusal(&reply.0, &reply.1) {
+            return Err(refused);
         }
         Guarded::from_reply(reply).map(Some)
     }

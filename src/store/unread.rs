@@ -77,16 +77,14 @@ impl Store {
     /// The caller's channels with unread counts and last message.
     pub async fn channel_summaries(&self, username: &str) -> Result<Vec<ChannelSummary>> {
         let mut out = Vec::new();
-        for name in self.memberships(username).await? {
+        // The index is checked against each channel's members: it grants nothing by itself.
+        let channels = self.memberships(username).await?;
+        for (name, kind) in self.listed(username, channels).await? {
             let last = self.range_rev(&name, "+", 1).await?.pop();
             let unread = self.unread(username, &name).await?;
             let peer = dm_pair(&name).map(|(a, b)| if a == username { b } else { a }.to_string());
             out.push(ChannelSummary {
-                kind: if peer.is_some() {
-                    Kind::Dm
-                } else {
-                    Kind::Public
-                },
+                kind,
                 name,
                 unread,
                 last_message: last,
