@@ -883,6 +883,13 @@ impl Store {
         Ok(())
     }
 
+    /// A channel's title (empty when it has none).
+    pub async fn channel_title(&self, channel: &str) -> Result<String> {
+        let mut conn = self.shared();
+        let t: Option<String> = conn.hget(keys::channel_info(channel), "title").await?;
+        Ok(t.unwrap_or_default())
+    }
+
     /// Whether the user's channel list should show a channel of their index: DMs they are one
     /// of, public channels, and private ones whose members set holds them.
     pub async fn listed(
