@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use chatnode::store::keys;
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -296,7 +297,7 @@ async fn a_private_channel_and_a_group_are_invisible_to_outsiders_on_both_nodes(
     assert_eq!(v["mentions"], json!([]), "{v}");
     let mut conn = redis.conn().await;
     let n: u64 = redis::cmd("ZCARD")
-        .arg("mentions:eve")
+        .arg(keys::mentions("eve"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -796,7 +797,7 @@ async fn deleting_a_channel_removes_its_data_and_tells_members_live() {
     let id = m["id"].as_str().unwrap();
     let left = eventually(Duration::from_secs(5), || async {
         let keys = redis.keys("*doomed*").await;
-        let msg = redis.keys(&format!("message:{id}")).await;
+        let msg = redis.keys(&keys::message("doomed", id)).await;
         (keys.is_empty() && msg.is_empty()).then_some(())
     })
     .await;
@@ -807,7 +808,7 @@ async fn deleting_a_channel_removes_its_data_and_tells_members_live() {
     );
     let mut conn = redis.conn().await;
     let mine: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("memberships:bob")
+        .arg(keys::memberships("bob"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -878,4 +879,99 @@ async fn an_admin_disables_an_account_everywhere_at_once() {
     )
     .await;
     assert_eq!(s, 404);
+}
+
+/// Every moderation write path on a Redis in cluster mode (one server owning every slot, which
+/// refuses any script or multi-key command over two slots): each script touches one slot.
+#[tokio::test]
+async fn moderation_write_paths_touch_one_slot_per_script() {
+    let (redis, _dir) = TestRedis::start_cluster_node().await;
+    let n = node(voice_off(&redis.url()));
+    let u = n.http_url();
+    let root = register(&u, "root").await;
+    let ann = register(&u, "ann").await;
+    let bob = register(&u, "bob").await;
+    let _cat = register(&u, "cat").await;
+    create_private(&u, &ann, "ops").await;
+    add_member(&u, &ann, "ops", "bob").await;
+    let mut wb = Ws::subscribed(&n, &bob, &["ops"]).await;
+    let (s, v) = put(
+        &u,
+        "/api/channels/ops/members/bob",
+        &ann,
+        json!({"role": "moderator"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = patch(
+        &u,
+        "/api/channels/ops",
+        &ann,
+        json!({"topic": "t", "slow_mode_secs": 1}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    add_member(&u, &bob, "ops", "cat").await;
+    let cat = login(&u, "cat", "password123").await.1.unwrap();
+    post_message(&u, &cat, "ops", "one").await;
+    let (s, v) = post(
+        &u,
+        "/api/channels/ops/messages",
+        &cat,
+        json!({"text": "two"}),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].clone()), (429, json!("slow_mode")));
+    let (s, v) = post(
+        &u,
+        "/api/channels/ops/mutes",
+        &bob,
+        json!({"username": "cat"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, v) = post(
+        &u,
+        "/api/channels/ops/messages",
+        &cat,
+        json!({"text": "three"}),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].clone()), (403, json!("muted")));
+    let (s, v) = post(
+        &u,
+        "/api/channels/ops/bans",
+        &bob,
+        json!({"username": "cat", "duration_secs": 60}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, _) = delete(&u, "/api/channels/ops/bans/cat", &ann).await;
+    assert_eq!(s, 204);
+    let (s, v) = post(&u, "/api/dms", &ann, json!({"usernames": ["bob", "cat"]})).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, _) = patch(&u, "/api/channels/ops", &ann, json!({"private": false})).await;
+    assert_eq!(s, 200);
+    let (s, _) = patch(
+        &u,
+        "/api/channels/ops",
+        &ann,
+        json!({"private": true, "confirm": true}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = delete(&u, "/api/channels/ops", &ann).await;
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(
+        wb.recv_type("channel_removed").await["channel_removed"]["reason"],
+        "channel_deleted"
+    );
+    assert!(redis.keys("*{channel:ops}*").await.is_empty());
+    let (s, v) = post(&u, "/api/admin/users/bob/disable", &root, json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = post(&u, "/api/admin/users/bob/enable", &root, json!({})).await;
+    assert_eq!(s, 200);
+    let (s, v) = get(&u, "/api/admin/overview", &root).await;
+    assert_eq!(s, 200, "{v}");
 }

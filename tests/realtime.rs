@@ -405,7 +405,7 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     );
     let mut conn = redis.conn().await;
     let ttl: i64 = redis::cmd("TTL")
-        .arg("presence:walker")
+        .arg("presence:{user:walker}")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -413,7 +413,7 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     // Refreshed by the tracker: still there after more than one TTL.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let exists: bool = redis::cmd("EXISTS")
-        .arg("presence:walker")
+        .arg("presence:{user:walker}")
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -96,6 +96,13 @@ async fn seed_003_queries_through_the_api(redis: TestRedis, expect: &str) {
     let base = n.http_url();
     let v = readyz(&base).await;
     assert!(v["search"].as_str().unwrap().starts_with(expect), "{v}");
+    // The loader's hashes are indexed by the start-up backfill (RediSearch 1.x), which runs in
+    // the background: search finds them once it is done.
+    let done = eventually(Duration::from_secs(10), || async {
+        (readyz(&base).await["search_backfill"] == "done").then_some(())
+    })
+    .await;
+    assert!(done.is_some(), "the backfill ends");
     let t = register(&base, "viewer").await;
 
     let (s, v) = get(

@@ -533,7 +533,7 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     // The message hash holds the transcript where search reads it.
     let mut conn = redis.conn().await;
     let h: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(format!("message:{id}"))
+        .arg(format!("message:{{channel:lobby}}:{id}"))
         .query_async(&mut conn)
         .await
         .unwrap();

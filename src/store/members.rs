@@ -27,7 +27,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::channels::{dm_pair, validate_channel_name, Kind};
-use super::ids::ADD_ENTRY_LUA;
 use super::users::now_ms;
 use super::{keys, Store};
 use crate::error::{Error, Result};
@@ -183,16 +182,23 @@ pub struct Ban {
 /// The one script of a channel's slot that changes its members, roles and settings and writes
 /// the matching event to its stream (see the module's notes).
 const MEMBERSHIP_LUA: &str = r#"
--- KEYS: 1 members, 2 joined, 3 roles, 4 bans, 5 info, 6 stream channel:<c>, 7 room subject,
---   8 the stream ID generator
+-- KEYS (all in the channel's slot): 1 members, 2 joined, 3 roles, 4 bans, 5 info,
+--   6 stream channel:<c>, 7 room subject
 -- ARGV: 1 op, 2 channel, 3 username, 4 arg, 5 stream maxlen, 6 extra
 local op, channel, user, arg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen = tonumber(ARGV[5]) or 0
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function event(kind, who, text)
-  local id, ms = add_entry(KEYS[8], KEYS[6], maxlen,
-    {'type', kind, 'username', who, 'message', text, 'uuid', ''}, nil)
+  local args = {KEYS[6]}
+  if maxlen > 0 then
+    args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
+  end
+  for _, v in ipairs({'*', 'type', kind, 'username', who, 'message', text, 'uuid', ''}) do
+    args[#args + 1] = v
+  end
+  local id = redis.call('XADD', unpack(args))
+  local ms = tonumber(string.match(id, '^(%d+)'))
   redis.call('PUBLISH', KEYS[7], cjson.encode({id = id, channel = channel, type = kind,
     username = who, text = text, created_at = ms, uuid = ''}))
   return id
@@ -244,7 +250,7 @@ return {'unknown_op', op}
 "#;
 
 static MEMBERSHIP_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{ADD_ENTRY_LUA}{MEMBERSHIP_LUA}")));
+    LazyLock::new(|| redis::Script::new(MEMBERSHIP_LUA));
 
 /// Deletes a channel's keys of its slot, moving the stream aside (the node then deletes its
 /// messages' hashes), and tells its rooms on every node; answers the former members.
@@ -396,7 +402,6 @@ impl Store {
             .key(keys::channel_info(channel))
             .key(keys::channel(channel))
             .key(keys::room_events(channel))
-            .key(keys::STREAM_IDS)
             .arg(op)
             .arg(channel)
             .arg(username)
@@ -816,7 +821,7 @@ impl Store {
             .srem(keys::PRIVATE_CHANNELS, channel)
             .query_async(&mut conn)
             .await?;
-        let aside = format!("deleted:{{channel:{channel}}}:{}", now_ms());
+        let aside = keys::deleted_stream(channel, now_ms());
         let members: Vec<String> = DELETE_SCRIPT
             .key(keys::members(channel))
             .key(keys::joined(channel))
@@ -833,7 +838,7 @@ impl Store {
             .arg(reason)
             .invoke_async(&mut conn)
             .await?;
-        self.delete_messages_of(&aside).await?;
+        self.delete_messages_of(channel, &aside).await?;
         for m in &members {
             let _: i64 = conn.srem(keys::memberships(m), channel).await?;
             self.notify(
@@ -848,7 +853,7 @@ impl Store {
 
     /// Deletes the message hashes (and RediSearch 1.x entries) of a stream moved aside, then the
     /// stream, 500 entries at a time.
-    async fn delete_messages_of(&self, stream: &str) -> Result<()> {
+    async fn delete_messages_of(&self, channel: &str, stream: &str) -> Result<()> {
         let mut conn = self.conn().await?;
         let addhash = self.search.is_some_and(|v| v.needs_addhash());
         let mut start = "-".to_string();
@@ -863,15 +868,27 @@ impl Store {
                 .await?;
             let Some((last, _)) = ids.last() else { break };
             start = format!("({last}");
-            let mut pipe = redis::pipe();
+            // A hash of the older layout (`message:<id>`) is this channel's only if it says so.
+            let mut owners = redis::pipe();
             for (id, _) in &ids {
-                if addhash {
-                    pipe.cmd("FT.DEL")
-                        .arg(keys::IDX_MESSAGES)
-                        .arg(keys::message(id))
-                        .ignore();
+                owners.hget(keys::legacy::message(id), "channel");
+            }
+            let owners: Vec<Option<String>> = owners.query_async(&mut conn).await?;
+            let mut pipe = redis::pipe();
+            for ((id, _), owner) in ids.iter().zip(owners) {
+                let mut doomed = vec![keys::message(channel, id)];
+                if owner.as_deref() == Some(channel) {
+                    doomed.push(keys::legacy::message(id));
                 }
-                pipe.del(keys::message(id)).ignore();
+                for key in doomed {
+                    if addhash {
+                        pipe.cmd("FT.DEL")
+                            .arg(keys::messages_index())
+                            .arg(&key)
+                            .ignore();
+                    }
+                    pipe.del(&key).ignore();
+                }
             }
             // A message the index never held answers an error; that is fine here.
             let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;

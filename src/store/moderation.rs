@@ -2,9 +2,9 @@
 //!
 //! A mute (`mutes:{channel:<c>}`) and slow mode (the channel's `slow_mode_secs` setting, each
 //! user's last post in `slowpost:{channel:<c>}`) are checked inside the posting script, in the
-//! channel's slot: [`MUTE_LUA`] before the posting budget is counted, [`SLOW_LUA`] after the
-//! guard's repeated-`client_id` check (a re-sent post answers with its first ID, not a wait).
-//! A post refused by either writes nothing.
+//! channel's slot, after the guard's membership and repeated-`client_id` checks (a re-sent post
+//! answers with its first ID, not a wait) ([`MODERATION_LUA`]). A post refused by either writes
+//! nothing, and its place in the user's budget is given back.
 
 use std::collections::HashMap;
 
@@ -16,39 +16,32 @@ use super::users::now_ms;
 use super::{keys, Store};
 use crate::error::{Error, Result};
 
-/// Runs in the posting script right after the membership check: a muted member's post is
-/// refused with `{'muted', until}`; an expired mute is dropped. KEYS[6] is the channel's mutes.
-pub(crate) const MUTE_LUA: &str = r#"
-if KEYS[5] ~= '' then
-  local m = redis.call('HGET', KEYS[6], ARGV[3])
+/// Runs in the posting script after the guard (membership, a repeated `client_id`), for posts
+/// only (ARGV[1] `1`; ARGV[2] the poster): a muted member's post is refused with
+/// `{'muted', until}` (an expired mute is dropped); in slow mode (KEYS[7]'s `slow_mode_secs`) a
+/// member who is not a moderator or owner (KEYS[8]) posts once per interval, too soon is
+/// `{'slow', ms to wait}`. KEYS[5] is the channel's mutes, KEYS[6] each member's last post.
+pub(crate) const MODERATION_LUA: &str = r#"
+if ARGV[1] == '1' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local m = redis.call('HGET', KEYS[5], ARGV[2])
   if m then
     local until_ms = tonumber(m) or 0
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     if until_ms == 0 or until_ms > now then return {'muted', tostring(until_ms)} end
-    redis.call('HDEL', KEYS[6], ARGV[3])
+    redis.call('HDEL', KEYS[5], ARGV[2])
   end
-end
-"#;
-
-/// Runs in the posting script after the guard: in slow mode (KEYS[8]'s `slow_mode_secs`), a
-/// member who is not a moderator or owner (KEYS[9]) posts once per interval; too soon is
-/// `{'slow', ms to wait}`. KEYS[7] holds each member's last post.
-pub(crate) const SLOW_LUA: &str = r#"
-if KEYS[5] ~= '' then
-  local secs = tonumber(redis.call('HGET', KEYS[8], 'slow_mode_secs') or '0') or 0
-  if secs > 0 and not redis.call('HGET', KEYS[9], ARGV[3]) then
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    local last = tonumber(redis.call('HGET', KEYS[7], ARGV[3]) or '0') or 0
+  local secs = tonumber(redis.call('HGET', KEYS[7], 'slow_mode_secs') or '0') or 0
+  if secs > 0 and not redis.call('HGET', KEYS[8], ARGV[2]) then
+    local last = tonumber(redis.call('HGET', KEYS[6], ARGV[2]) or '0') or 0
     if now - last < secs * 1000 then return {'slow', tostring(secs * 1000 - (now - last))} end
-    redis.call('HSET', KEYS[7], ARGV[3], now)
+    redis.call('HSET', KEYS[6], ARGV[2], now)
   end
 end
 "#;
 
-/// The channel keys [`MUTE_LUA`] and [`SLOW_LUA`] read, in the order the posting script
-/// declares them after the members set (KEYS[6] to KEYS[9]).
+/// The channel keys [`MODERATION_LUA`] reads, in the order the posting script declares them
+/// after the guard's four (KEYS[5] to KEYS[8]).
 pub(crate) fn posting_keys(channel: &str) -> [String; 4] {
     [
         keys::mutes(channel),

@@ -357,16 +357,12 @@ impl Store {
             });
         };
         let (total, docs) = self
-            .ft_search(keys::IDX_MESSAGES, &query, &[], q.offset, q.limit)
+            .ft_search(keys::messages_index(), &query, &[], q.offset, q.limit)
             .await?;
         let messages = docs
             .into_iter()
             .map(|(key, fields)| {
-                let id = key
-                    .strip_prefix(keys::MESSAGE_PREFIX)
-                    .unwrap_or(&key)
-                    .to_string();
-                super::insights::event_from_hash(&id, &fields)
+                super::insights::event_from_hash(keys::id_of_message_key(&key), &fields)
             })
             .collect();
         Ok(MessageResults { total, messages })

@@ -37,7 +37,7 @@ pub async fn prepare(store: &Store) -> Result<()> {
     };
     for (index, prefix, fields) in [
         (keys::IDX_USERS, keys::USER_PREFIX, USER_FIELDS),
-        (keys::IDX_MESSAGES, keys::MESSAGE_PREFIX, MESSAGE_FIELDS),
+        (keys::messages_index(), keys::MESSAGE_PREFIX, MESSAGE_FIELDS),
     ] {
         ensure_index(store, version, index, prefix, fields).await?;
     }
@@ -139,16 +139,6 @@ fn field_names(info: &redis::Value) -> Vec<String> {
     out
 }
 
-/// Adds a batch of keys with FT.ADDHASH inside Redis; documents already indexed are refused by
-/// the module and skipped, so one round trip serves a whole batch. Returns how many were added.
-const BACKFILL_LUA: &str = r#"
-local added = 0
-for i = 1, #KEYS do
-  if pcall(redis.call, 'FT.ADDHASH', ARGV[1], KEYS[i], '1.0') then added = added + 1 end
-end
-return added
-"#;
-
 /// Only one node backfills at a time; the lock expires if that node dies.
 const BACKFILL_LOCK_SECS: u64 = 600;
 
@@ -156,7 +146,7 @@ const BACKFILL_LOCK_SECS: u64 = 600;
 /// 003's loader relies on ON HASH PREFIX, which 1.x lacks), in batches.
 async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
     let mut conn = store.conn().await?;
-    let lock = format!("lock:backfill:{index}");
+    let lock = keys::backfill_lock(index);
     let owned: Option<String> = redis::cmd("SET")
         .arg(&lock)
         .arg("1")
@@ -189,7 +179,6 @@ async fn scan_and_add(
     index: &str,
     prefix: &str,
 ) -> Result<usize> {
-    let script = redis::Script::new(BACKFILL_LUA);
     let mut cursor: u64 = 0;
     let mut added = 0;
     loop {
@@ -204,8 +193,15 @@ async fn scan_and_add(
             .query_async(conn)
             .await?;
         if !batch.is_empty() {
-            let n: usize = script.key(&batch).arg(index).invoke_async(conn).await?;
-            added += n;
+            // One pipelined FT.ADDHASH per key (keys of many slots: never one script); documents
+            // already indexed are refused by the module and counted out.
+            let mut pipe = redis::pipe();
+            for key in &batch {
+                pipe.cmd("FT.ADDHASH").arg(index).arg(key).arg("1.0");
+            }
+            let results: Vec<redis::RedisResult<redis::Value>> =
+                pipe.ignore_errors().query_async(conn).await?;
+            added += results.iter().filter(|r| r.is_ok()).count();
         }
         cursor = next;
         if cursor == 0 {
@@ -228,7 +224,7 @@ pub fn spawn_backfill(store: Store) {
     tokio::spawn(async move {
         for (index, prefix) in [
             (keys::IDX_USERS, keys::USER_PREFIX),
-            (keys::IDX_MESSAGES, keys::MESSAGE_PREFIX),
+            (keys::messages_index(), keys::MESSAGE_PREFIX),
         ] {
             let started = std::time::Instant::now();
             match backfill(&store, index, prefix).await {

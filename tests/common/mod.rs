@@ -64,6 +64,50 @@ impl TestRedis {
         TestRedis { process }
     }
 
+    /// ONE `redis-server` in cluster mode (`cluster-enabled yes`) owning all 16384 slots, with
+    /// RediSearch 1.x. Like every cluster node it refuses a script, or a multi-key command,
+    /// whose keys are in two hash slots (`CROSSSLOT`); a plain connection can send it anything
+    /// else, since every slot is its own.
+    pub async fn start_cluster_node() -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nodes.conf");
+        let redis = Self::start_with(
+            Some(PathBuf::from(SEARCH_V1)),
+            vec![
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                conf.display().to_string(),
+            ],
+        )
+        .await;
+        let mut conn = redis.conn().await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let ok = eventually(Duration::from_secs(10), || {
+            let mut conn = conn.clone();
+            async move {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                info.contains("cluster_state:ok").then_some(())
+            }
+        })
+        .await;
+        assert!(
+            ok.is_some(),
+            "the one-node cluster reaches cluster_state:ok"
+        );
+        (redis, dir)
+    }
+
     pub fn url(&self) -> String {
         self.process.url()
     }
