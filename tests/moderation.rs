@@ -366,22 +366,18 @@ async fn kicked_and_banned_members_lose_the_channel_live_on_the_other_node_and_c
         (Some("member_removed"), Some("bob"), Some("kicked"))
     );
     let removed = wb.recv_type("channel_removed").await;
-    assert!(
-        started.elapsed() < LIVE + Duration::from_millis(500),
-        "{:?}",
+    eprintln!(
+        "kick on node a -> channel_removed on node b: {:?}",
         started.elapsed()
     );
+    assert!(started.elapsed() < LIVE, "{:?}", started.elapsed());
     assert_eq!(
         removed["channel_removed"],
         json!({"channel": "secret", "reason": "kicked"})
     );
     let removed = wb2.recv_type("channel_removed").await;
     assert_eq!(removed["channel_removed"]["channel"], "secret");
-    assert!(
-        started.elapsed() < LIVE + Duration::from_millis(500),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < LIVE, "{:?}", started.elapsed());
     // Cat saw Bob go.
     let ev = wc.recv_message("secret").await;
     assert_eq!(ev["type"], "member_removed");
@@ -789,7 +785,11 @@ async fn deleting_a_channel_removes_its_data_and_tells_members_live() {
             json!({"channel": "doomed", "reason": "channel_deleted"})
         );
     }
-    assert!(started.elapsed() < LIVE + Duration::from_millis(500));
+    eprintln!(
+        "channel deletion -> channel_removed on both nodes: {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < LIVE);
     assert!(
         wb.try_recv(Duration::from_millis(300)).await.is_none(),
         "told once"
@@ -843,7 +843,8 @@ async fn an_admin_disables_an_account_everywhere_at_once() {
     for ws in [&mut wa, &mut wb] {
         assert_eq!(ws.recv_close(LIVE).await, Some(1008));
     }
-    assert!(started.elapsed() < LIVE + Duration::from_millis(500));
+    eprintln!("disable -> 1008 on both nodes: {:?}", started.elapsed());
+    assert!(started.elapsed() < LIVE);
     let (s, _) = get(&ub, "/api/me", &bob).await;
     assert_eq!(s, 401);
     let res = http()
