@@ -121,10 +121,6 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Option<User>> {
     let Some(username) = store.resolve_session(token).await? else {
         return Ok(None);
     };
-    // A session made while the account was being disabled is refused too.
-    if store.is_disabled(&username).await? {
-        return Ok(None);
-    }
     let uuid = match store.profile(&username).await? {
         Some(p) => p.uuid,
         None => return Ok(None),

@@ -856,6 +856,17 @@ async fn an_admin_disables_an_account_everywhere_at_once() {
     assert_eq!(res.status(), 403);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], "account_disabled");
+    // A session made while the account was being disabled (a sign-in racing with it) is
+    // refused on use.
+    let store =
+        chatnode::store::Store::connect(&redis.url(), std::sync::Arc::new(voice_off(&redis.url())))
+            .await
+            .unwrap();
+    let raced = store.create_session("bob").await.unwrap();
+    for base in [&ua, &ub] {
+        let (s, _) = get(base, "/api/me", &raced).await;
+        assert_eq!(s, 401, "a disabled account's session");
+    }
     // A wrong password says only that.
     let (s, _) = login(&ub, "bob", "wrong-password").await;
     assert_eq!(s, 401);
