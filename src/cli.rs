@@ -1,5 +1,5 @@
 //! The small commands beside `serve`: `healthcheck` (for container health checks without curl)
-//! and `load-demo`.
+//! `load-demo` and `migrate`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -43,20 +43,18 @@ pub fn healthcheck(settings: &Settings) -> ExitCode {
     }
 }
 
-/// Loads the demo users, channels and messages into the configured Redis (or the embedded one's
-/// data folder, with no node running on it).
-pub fn load_demo(settings: Settings) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// Runs `work` on a store for the configured Redis (or the embedded one's data folder, with no
+/// node running on it), stopping the embedded Redis afterwards.
+fn with_store<T, F, Fut>(name: &str, settings: Settings, work: F) -> Result<T, String>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("load-demo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async move {
+        .map_err(|e| format!("{name}: {e}"))?;
+    rt.block_on(async move {
         let settings = Arc::new(settings);
         let mut embedded = None;
         let url = if settings.redis.url.is_empty() {
@@ -78,11 +76,48 @@ pub fn load_demo(settings: Settings) -> ExitCode {
         crate::store::setup::prepare(&store)
             .await
             .map_err(|e| e.to_string())?;
-        let loaded = store.load_demo().await.map_err(|e| e.to_string())?;
+        let result = work(store).await;
         if let Some(mut p) = embedded {
             p.stop(Duration::from_secs(10)).await;
         }
-        Ok::<_, String>(loaded)
+        result
+    })
+}
+
+/// Converts the keys of the older layout into today's (`store::migrate`); safe to run again.
+pub fn migrate(settings: Settings) -> ExitCode {
+    let result = with_store("migrate", settings, |store| async move {
+        store.migrate().await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(m) => {
+            println!(
+                "migrated: {} messages, {} mention lists, {} member sets, {} membership sets, \
+                 {} activity sets, {} session indexes, {} audio clips; {} old keys left in place \
+                 (no channel to place them in)",
+                m.messages,
+                m.mentions,
+                m.members,
+                m.memberships,
+                m.activity,
+                m.sessions,
+                m.audio,
+                m.left
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the demo users, channels and messages into the configured Redis (or the embedded one's
+/// data folder, with no node running on it).
+pub fn load_demo(settings: Settings) -> ExitCode {
+    let result = with_store("load-demo", settings, |store| async move {
+        store.load_demo().await.map_err(|e| e.to_string())
     });
     match result {
         Ok(l) => {

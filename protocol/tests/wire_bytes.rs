@@ -40,7 +40,7 @@ mod old {
             _ => ev.text.clone(),
         };
         json!({
-            "UUID": ev.id,
+            "UUID": format!("{}/{}", ev.channel, ev.id),
             "SenderUUID": ev.uuid,
             "Sender": {"UUID": ev.uuid, "Username": ev.username},
             "RecipientUUID": recipient_uuid,

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod insights;
 pub mod keys;
 pub mod members;
+pub mod migrate;
 pub mod moderation;
 pub mod posting;
 pub mod search;

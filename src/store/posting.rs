@@ -100,6 +100,17 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[
 return 1
 "#;
 
+/// `FT.ADDHASH` of one hash (RediSearch 1.x), from a script. KEYS[1] the index, ARGV[1] the
+/// hash's key (read by the module on the same Redis), further ARGV appended (`REPLACE`). Sent as a plain command,
+/// RediSearch 1.x hands FT.ADDHASH to its thread pool and blocks the connection it came on until
+/// the document is indexed: on the node's one pipelined connection that held every command
+/// behind it, at about 300 µs of wall time and 200 µs of Redis CPU per document (measured with
+/// 100,000 documents); inside a script it runs at once, at 30-45 µs.
+const ADDHASH_LUA: &str =
+    "return redis.pcall('FT.ADDHASH', KEYS[1], ARGV[1], '1.0', unpack(ARGV, 2))";
+pub(crate) static ADDHASH_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(ADDHASH_LUA));
+
 static BUDGET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BUDGET_LUA));
 static GIVE_BACK_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(GIVE_BACK_LUA));
@@ -267,7 +278,8 @@ impl Store {
     }
 
     /// Adds a stored message's hash to the search index where RediSearch 1.x needs it by hand
-    /// (`FT.ADDHASH`, in the index's own slot, so never inside the posting script). A failure is
+    /// (`FT.ADDHASH` through [`ADDHASH_LUA`], in the index's own slot, so never inside the
+    /// posting script). A failure is
     /// logged: the start-up backfill indexes every message hash not yet indexed.
     pub(crate) async fn index_message(&self, channel: &str, id: &str) {
         if !self.search.is_some_and(|v| v.needs_addhash()) {
@@ -275,12 +287,11 @@ impl Store {
         }
         let key = keys::message(channel, id);
         let mut conn = self.shared();
-        let r: redis::RedisResult<redis::Value> = redis::cmd("FT.ADDHASH")
-            .arg(keys::messages_index())
+        let r: redis::RedisResult<redis::Value> = ADDHASH_SCRIPT
+            .key(keys::messages_index())
             .arg(&key)
-            .arg("1.0")
             .arg("REPLACE")
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await;
         if let Err(e) = r {
             log::warn!("indexing {key}: {e}");

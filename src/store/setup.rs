@@ -2,6 +2,7 @@
 //! (plus chatnode's fields), on RediSearch 1.x (documents added with FT.ADDHASH, and a backfill of
 //! hashes not yet indexed) and 2.x and later (ON HASH PREFIX). Without the module: nothing.
 
+use super::posting::ADDHASH_SCRIPT;
 use super::{keys, SearchVersion, Store};
 use crate::error::Result;
 
@@ -181,6 +182,7 @@ async fn scan_and_add(
 ) -> Result<usize> {
     let mut cursor: u64 = 0;
     let mut added = 0;
+    let _: String = ADDHASH_SCRIPT.prepare_invoke().load_async(conn).await?;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -193,11 +195,17 @@ async fn scan_and_add(
             .query_async(conn)
             .await?;
         if !batch.is_empty() {
-            // One pipelined FT.ADDHASH per key (keys of many slots: never one script); documents
-            // already indexed are refused by the module and counted out.
+            // One pipelined FT.ADDHASH script per key (keys of many slots: never one script for
+            // all; a script, because a plain FT.ADDHASH waits for RediSearch's thread pool, see
+            // `ADDHASH_SCRIPT`); documents already indexed are refused by the module and counted
+            // out.
             let mut pipe = redis::pipe();
             for key in &batch {
-                pipe.cmd("FT.ADDHASH").arg(index).arg(key).arg("1.0");
+                pipe.cmd("EVALSHA")
+                    .arg(ADDHASH_SCRIPT.get_hash())
+                    .arg(1)
+                    .arg(index)
+                    .arg(key);
             }
             let results: Vec<redis::RedisResult<redis::Value>> =
                 pipe.ignore_errors().query_async(conn).await?;

@@ -456,12 +456,11 @@ impl Store {
         let Ok(mut conn) = self.conn().await else {
             return;
         };
-        let r: redis::RedisResult<redis::Value> = redis::cmd("FT.ADDHASH")
-            .arg(index)
+        let r: redis::RedisResult<redis::Value> = super::posting::ADDHASH_SCRIPT
+            .key(index)
             .arg(key)
-            .arg("1.0")
             .arg("REPLACE")
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await;
         if let Err(e) = r {
             log::warn!("indexing {key} in {index}: {e}");

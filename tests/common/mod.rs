@@ -715,3 +715,73 @@ pub async fn kill_pubsub_clients(conn: &mut redis::aio::MultiplexedConnection) -
         .await
         .unwrap()
 }
+
+/// Does exactly what seed 003's data loader does, on a Redis no node has touched yet.
+pub async fn seed_003_loader(redis: &TestRedis) {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/seeds/challenge-sample-data"
+    );
+    let users: Vec<Value> = match std::fs::read_to_string(format!("{dir}/users.json")) {
+        Ok(t) => serde_json::from_str(&t).unwrap(),
+        Err(_) => serde_json::from_str(include_str!("../data/seed003_users.json")).unwrap(),
+    };
+    let messages: Vec<Value> = match std::fs::read_to_string(format!("{dir}/messages.json")) {
+        Ok(t) => serde_json::from_str(&t).unwrap(),
+        Err(_) => serde_json::from_str(include_str!("../data/seed003_messages.json")).unwrap(),
+    };
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    // RediSearch 1.x has no ON HASH PREFIX: there these two fail, as they would for the loader.
+    let _: redis::RedisResult<()> = redis::cmd("FT.CREATE")
+        .arg("idx:users ON HASH PREFIX 1 user SCHEMA firstname TEXT lastname TEXT city TAG SORTABLE country TAG SORTABLE username TAG SORTABLE".split(' ').collect::<Vec<_>>())
+        .query_async(&mut conn)
+        .await;
+    let _: redis::RedisResult<()> = redis::cmd("FT.CREATE")
+        .arg("idx:messages ON HASH PREFIX 1 message SCHEMA username TAG SORTABLE channel TAG SORTABLE message TEXT".split(' ').collect::<Vec<_>>())
+        .query_async(&mut conn)
+        .await;
+    for u in &users {
+        let name = u["username"].as_str().unwrap();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(format!("user:{name}"));
+        for f in ["firstname", "lastname", "city", "country", "username"] {
+            cmd.arg(f).arg(u[f].as_str().unwrap());
+        }
+        let _: () = cmd.query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SADD")
+            .arg("usernames")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for m in &messages {
+        let (id, c) = (m["id"].as_str().unwrap(), m["channel"].as_str().unwrap());
+        let _: () = redis::cmd("SADD")
+            .arg("channels")
+            .arg(c)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(format!("channel:{c}"))
+            .arg(id)
+            .arg("type")
+            .arg("message")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(format!("message:{id}"))
+            .arg("username")
+            .arg(m["username"].as_str().unwrap())
+            .arg("channel")
+            .arg(c)
+            .arg("message")
+            .arg(m["message"].as_str().unwrap())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
