@@ -740,6 +740,31 @@ async fn groups_are_created_with_usernames_and_grow() {
     assert_eq!(s, 404);
     let (s, _) = post(&ub, &format!("/api/channels/{group}/join"), &eve, json!({})).await;
     assert_eq!(s, 404);
+    // Members page by name.
+    let path = format!("/api/channels/{group}/members?limit=2");
+    let (s, v) = get(&ua, &path, &ann).await;
+    assert_eq!(s, 200, "{v}");
+    let first: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (first, v["next_after"].as_str()),
+        (vec!["ann", "bob"], Some("bob"))
+    );
+    let (_, v) = get(&ua, &format!("{path}&after=bob"), &ann).await;
+    let rest: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (rest, v["next_after"].clone()),
+        (vec!["cat", "dan"], Value::Null)
+    );
     // Dan leaves on his own.
     let (s, _) = delete(&ub, &format!("/api/channels/{group}/members/dan"), &dan).await;
     assert_eq!(s, 204);
