@@ -636,6 +636,7 @@ async fn roles_mutes_and_slow_mode_hold_on_every_node() {
     assert_eq!(s, 200, "{v}");
     let (s, _) = get(&ua, "/api/channels/team/messages", &eve).await;
     assert_eq!(s, 200);
+    let mut we = Ws::subscribed(&b, &eve, &["team"]).await;
     let (s, v) = patch(&ua, "/api/channels/team", &ann, json!({"private": true})).await;
     assert_eq!(s, 400, "{v}");
     let (s, _) = patch(
@@ -646,6 +647,23 @@ async fn roles_mutes_and_slow_mode_hold_on_every_node() {
     )
     .await;
     assert_eq!(s, 200);
+    // Eve was reading it as a public channel: her socket on the other node loses it at once,
+    // and nothing posted after reaches her.
+    let removed = we.recv_type("channel_removed").await;
+    assert_eq!(
+        removed["channel_removed"],
+        json!({"channel": "team", "reason": "not_member"})
+    );
+    post_message(&ua, &ann, "team", "private again").await;
+    join(&ub, &eve, "general").await;
+    join(&ua, &ann, "general").await;
+    subscribe(&mut we, &["general"]).await;
+    post_message(&ua, &ann, "general", "privacy marker").await;
+    we.read_to_marker(
+        message_with("general", "privacy marker"),
+        any_message_of("team"),
+    )
+    .await;
     assert_not_found(
         "after making it private again",
         get(&ub, "/api/channels/team/messages", &eve).await,

@@ -358,7 +358,7 @@ impl Handler<Close> for Room {
 
 impl Handler<RoomEvent> for Room {
     type Result = ();
-    fn handle(&mut self, msg: RoomEvent, _: &mut Self::Context) {
+    fn handle(&mut self, msg: RoomEvent, ctx: &mut Self::Context) {
         let value: Value = match serde_json::from_str(&msg.0) {
             Ok(v) => v,
             Err(e) => {
@@ -373,9 +373,56 @@ impl Handler<RoomEvent> for Room {
             return;
         }
         match serde_json::from_value::<ChatEvent>(value) {
-            Ok(ev) => self.deliver(&ev),
+            Ok(ev) => {
+                self.deliver(&ev);
+                if made_private(&ev) {
+                    self.drop_readers(ctx);
+                }
+            }
             Err(e) => log::warn!("room {}: unreadable event: {e}", self.channel),
         }
+    }
+}
+
+/// Whether an event made the channel private (`channel_updated` with `{"kind":"private"}`).
+fn made_private(ev: &ChatEvent) -> bool {
+    ev.kind == "channel_updated"
+        && serde_json::from_str::<Value>(&ev.text).is_ok_and(|v| v["kind"] == "private")
+}
+
+impl Room {
+    /// The channel became private: members of the room who are not members of the channel (they
+    /// were reading it as a public one) are taken out, each told `channel_removed`. The room
+    /// holds its mailbox until that is known, so no later event reaches them.
+    fn drop_readers(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let channel = self.channel.clone();
+        let mut users: Vec<String> = self.members.values().map(|m| m.username.clone()).collect();
+        users.sort();
+        users.dedup();
+        ctx.wait(
+            async move {
+                let mut gone = Vec::new();
+                for u in users {
+                    // A failed check takes the reader out: the safe side.
+                    if !store.can_read(&u, &channel).await.unwrap_or(false) {
+                        gone.push(u);
+                    }
+                }
+                gone
+            }
+            .into_actor(self)
+            .map(|gone, room, _| {
+                let frame = removed_frame(&room.channel, "not_member");
+                room.members.retain(|_, m| {
+                    let out = gone.contains(&m.username);
+                    if out && m.dialect == Dialect::Chatnode {
+                        m.outbox.send(frame.clone());
+                    }
+                    !out
+                });
+            }),
+        );
     }
 }
 

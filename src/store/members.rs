@@ -447,6 +447,10 @@ impl Store {
             .membership("create", channel, owner, kind_name, &fields)
             .await?;
         if tag == "exists" {
+            // Someone else's channel of that name: the index entry made above goes again.
+            if !conn.sismember(keys::members(channel), owner).await? {
+                let _: i64 = conn.srem(keys::memberships(owner), channel).await?;
+            }
             return Err(Error::ChannelExists);
         }
         let _: i64 = conn.sadd(keys::PRIVATE_CHANNELS, channel).await?;
@@ -807,6 +811,11 @@ impl Store {
         let s = self.require_rank(actor, channel, 3).await?;
         if s.kind == Some(Kind::Dm) {
             return Err(Error::Forbidden("private chats cannot be deleted".into()));
+        }
+        if channel == super::channels::GENERAL {
+            return Err(Error::Forbidden(
+                "general is everyone's channel (seed 004's public room) and stays".into(),
+            ));
         }
         self.delete_channel_data(channel, CHANNEL_DELETED).await
     }
