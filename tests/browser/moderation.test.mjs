@@ -150,6 +150,8 @@ test('insight screens and the admin page, at desktop and phone size', { timeout:
     ['#/recent', '#recent-list .recent-group', 'moderation-recent-phone'],
     ['#/top', '#top-list li.poster', 'moderation-top-phone'],
     ['#/admin', '#admin-stats dt', 'moderation-admin-phone'],
+    ['#/browse', '#create-form #cc-private', 'moderation-create-phone'],
+    ['#/people', '#people-results li', 'moderation-people-phone'],
   ]) {
     await go(a, hash);
     await a.locator(ready).first().waitFor();
