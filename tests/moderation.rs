@@ -350,6 +350,8 @@ async fn kicked_and_banned_members_lose_the_channel_live_on_the_other_node_and_c
     // Bob has two sockets on node b: one subscribed to the channel, one not.
     let mut wb = Ws::subscribed(&b, &bob, &["secret", "lobby"]).await;
     let mut wb2 = Ws::subscribed(&b, &bob, &["lobby"]).await;
+    // And one on node a, which has no room of the channel: told by the per-user notice.
+    let mut wb3 = Ws::signed_in(&a, &bob).await;
     let mut wc = Ws::subscribed(&b, &cat, &["secret", "lobby"]).await;
 
     // Kick, from node a.
@@ -377,7 +379,18 @@ async fn kicked_and_banned_members_lose_the_channel_live_on_the_other_node_and_c
     );
     let removed = wb2.recv_type("channel_removed").await;
     assert_eq!(removed["channel_removed"]["channel"], "secret");
+    let removed = wb3.recv_type("channel_removed").await;
+    assert_eq!(
+        removed["channel_removed"],
+        json!({"channel": "secret", "reason": "kicked"})
+    );
     assert!(started.elapsed() < LIVE, "{:?}", started.elapsed());
+    assert!(
+        wb3.try_recv(Duration::from_millis(300))
+            .await
+            .is_none_or(|v| v["type"] != "channel_removed"),
+        "told once"
+    );
     // Cat saw Bob go.
     let ev = wc.recv_message("secret").await;
     assert_eq!(ev["type"], "member_removed");
