@@ -43,6 +43,42 @@ pub fn healthcheck(settings: &Settings) -> ExitCode {
     }
 }
 
+/// The Redis mode of the settings, for `check-config`: one Redis (embedded or at a URL), or a
+/// cluster and, when it can be reached within a few seconds, its number of masters.
+pub fn describe_redis(settings: &Settings) -> String {
+    if !settings.redis.is_cluster() {
+        return if settings.redis.url.is_empty() {
+            "redis: single (embedded redis-server)".into()
+        } else {
+            format!(
+                "redis: single ({})",
+                crate::settings::mask_url_password(&settings.redis.url)
+            )
+        };
+    }
+    let seeds = settings.redis.cluster_seeds().len();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return format!("redis: cluster ({seeds} seeds; not checked: {e})"),
+    };
+    let settings = Arc::new(settings.clone());
+    let masters = rt.block_on(async move {
+        let connect = Store::connect("", settings);
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(store)) => Ok(store.topology().masters.len()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("no answer in 5 s".to_string()),
+        }
+    });
+    match masters {
+        Ok(n) => format!("redis: cluster, {n} masters ({seeds} seeds)"),
+        Err(e) => format!("redis: cluster ({seeds} seeds; unreachable: {e})"),
+    }
+}
+
 /// Runs `work` on a store for the configured Redis (or the embedded one's data folder, with no
 /// node running on it), stopping the embedded Redis afterwards.
 fn with_store<T, F, Fut>(name: &str, settings: Settings, work: F) -> Result<T, String>
@@ -57,7 +93,7 @@ where
     rt.block_on(async move {
         let settings = Arc::new(settings);
         let mut embedded = None;
-        let url = if settings.redis.url.is_empty() {
+        let url = if settings.redis.url.is_empty() && !settings.redis.is_cluster() {
             let p = RedisProcess::start(&RedisOptions {
                 binary: settings.redis.server_binary.clone(),
                 data_dir: Some(settings.redis.data_dir.clone()),

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         },
         "check-config" => {
             println!("{}", settings.to_pretty_json());
+            eprintln!("{}", chatnode::cli::describe_redis(&settings));
             ExitCode::SUCCESS
         }
         "healthcheck" => chatnode::cli::healthcheck(&settings),

@@ -31,7 +31,7 @@ struct Started {
 
 async fn start(settings: Settings) -> Result<Started, String> {
     let settings = Arc::new(settings);
-    let (url, embedded) = if settings.redis.url.is_empty() {
+    let (url, embedded) = if settings.redis.url.is_empty() && !settings.redis.is_cluster() {
         let opts = RedisOptions {
             binary: settings.redis.server_binary.clone(),
             data_dir: Some(settings.redis.data_dir.clone()),

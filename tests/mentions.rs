@@ -119,6 +119,7 @@ async fn forty_mentions_in_one_millisecond_page_exactly() {
             created_at: ms,
             uuid: String::new(),
             voice: None,
+            ..Default::default()
         };
         store.record_mentions(&ev).await.unwrap();
         expected.push(id);

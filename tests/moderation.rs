@@ -583,6 +583,18 @@ async fn roles_mutes_and_slow_mode_hold_on_every_node() {
         before,
         "a muted post writes nothing"
     );
+    // Nor react (a reaction is a say in the channel too); the post to react to is Ann's.
+    let target = post_message(&ua, &ann, "team", "react to this").await;
+    let react = format!(
+        "/api/channels/team/messages/{}/reactions/%F0%9F%91%8D",
+        target["id"].as_str().unwrap()
+    );
+    let (s, v) = send(Method::PUT, &ub, &react, &cat, json!(null)).await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (403, json!("muted")),
+        "{v}"
+    );
     let (_, v) = get(&ub, "/api/channels/team", &cat).await;
     assert!(v["muted_until"].as_i64().unwrap() > 0, "{v}");
     let (s, _) = delete(&ua, "/api/channels/team/mutes/cat", &ann).await;

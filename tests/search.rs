@@ -130,8 +130,12 @@ async fn seed_003_database_on_redisearch_2() {
 }
 
 async fn privacy_mentions_and_insights(redis: TestRedis) {
-    let a = node(settings(&redis.url()));
-    let b = node(settings(&redis.url()));
+    privacy_mentions_and_insights_on(common::cluster::Backend::One(redis)).await;
+}
+
+async fn privacy_mentions_and_insights_on(backend: common::cluster::Backend) {
+    let a = node(backend.settings());
+    let b = node(backend.settings());
     let ta = register(&a.http_url(), "amy").await;
     let tb = register(&b.http_url(), "ben").await;
     let tc = register(&a.http_url(), "cat").await;
@@ -238,6 +242,12 @@ async fn privacy_mentions_and_insights(redis: TestRedis) {
 #[tokio::test]
 async fn privacy_mentions_and_insights_on_redisearch_1() {
     privacy_mentions_and_insights(TestRedis::start().await).await;
+}
+
+/// The same on three masters: each holds the index of its own messages, search asks them all.
+#[tokio::test]
+async fn privacy_mentions_and_insights_on_a_cluster() {
+    privacy_mentions_and_insights_on(common::cluster::Backend::cluster().await).await;
 }
 
 #[tokio::test]

@@ -58,6 +58,37 @@ pub enum Outbound {
     /// chatnode: this socket's user left or lost a channel (removed, banned, the channel
     /// deleted); nothing of it is delivered any more.
     ChannelRemoved(ChannelRemoved),
+    /// chatnode: answer to `edit`, `delete`, `react` and `unreact`.
+    Updated(Updated),
+    /// chatnode: answer to `replies`.
+    Replies(RepliesPage),
+}
+
+/// `updated`: what an `edit`, `delete`, `react` or `unreact` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Updated {
+    pub channel: String,
+    /// As the frame said it; `null` when it had none.
+    pub client_id: Option<String>,
+    /// The stream ID of the action's event; `null` when nothing changed (a reaction given twice).
+    pub event_id: Option<String>,
+    /// The message as it now is (a tombstone once deleted), its reactions seen by this user.
+    #[serde(serialize_with = "event::serialize_one")]
+    pub message: ChatEvent,
+}
+
+/// `replies`: one page of the replies to a message, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepliesPage {
+    pub channel: String,
+    /// More replies exist in the paging direction.
+    pub has_more: bool,
+    /// The message replied to.
+    pub id: String,
+    #[serde(serialize_with = "event::serialize_list")]
+    pub messages: Vec<ChatEvent>,
 }
 
 /// `ready`: the socket is open.
@@ -254,6 +285,8 @@ impl Outbound {
             Outbound::Mention(_) => "mention",
             Outbound::ChannelAdded(_) => "channel_added",
             Outbound::ChannelRemoved(_) => "channel_removed",
+            Outbound::Updated(_) => "updated",
+            Outbound::Replies(_) => "replies",
         }
     }
 
@@ -297,6 +330,8 @@ impl Serialize for Outbound {
             Outbound::Presence(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::ChannelAdded(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::ChannelRemoved(p) => envelope::serialize(s, kind, Some(p)),
+            Outbound::Updated(p) => envelope::serialize(s, kind, Some(p)),
+            Outbound::Replies(p) => envelope::serialize(s, kind, Some(p)),
         }
     }
 }
@@ -334,6 +369,8 @@ impl Outbound {
             "mention" => Outbound::Mention(read(payload)?),
             "channel_added" => Outbound::ChannelAdded(read(payload)?),
             "channel_removed" => Outbound::ChannelRemoved(read(payload)?),
+            "updated" => Outbound::Updated(read(payload)?),
+            "replies" => Outbound::Replies(read(payload)?),
             other => {
                 return Err(serde_json::Error::custom(format!(
                     "unknown frame type `{other}`"

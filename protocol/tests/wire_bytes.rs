@@ -61,6 +61,7 @@ fn event(text: &str, voice: Option<VoiceInfo>, uuid: &str) -> ChatEvent {
         created_at: 1_795_434_153_618,
         uuid: uuid.into(),
         voice,
+        ..Default::default()
     }
 }
 

@@ -102,7 +102,7 @@ fn user_script<'a>(script: &'a redis::Script, username: &str) -> redis::ScriptIn
 /// Takes a user out of `online` and announces them offline, unless a claim after
 /// `latest_score` keeps them.
 async fn leave_online(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::store::Conn,
     username: &str,
     uuid: &str,
     latest_score: i64,

@@ -24,9 +24,10 @@ impl ResponseError for Error {
             | Error::Muted { .. }
             | Error::Banned { .. }
             | Error::AccountDisabled => StatusCode::FORBIDDEN,
-            Error::UserNotFound | Error::ChannelNotFound | Error::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Error::UserNotFound
+            | Error::ChannelNotFound
+            | Error::MessageNotFound
+            | Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::UsernameTaken | Error::ChannelExists => StatusCode::CONFLICT,
             Error::TooManyAttempts { .. }
             | Error::RateLimited

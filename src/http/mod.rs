@@ -2,6 +2,7 @@
 //! frontend. Handlers are thin: parse, call the store or the actors, answer.
 
 mod accounts;
+mod actions;
 mod admin;
 mod channels;
 mod error;
@@ -55,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
                     .configure(channels::routes)
                     .configure(members::routes)
                     .configure(admin::routes)
+                    .configure(actions::routes)
                     .configure(search::routes)
                     .configure(voice::routes)
                     .default_service(web::to(|| async {
@@ -100,9 +102,14 @@ async fn readyz(app: web::Data<App>) -> HttpResponse {
             };
             let mut voice = serde_json::to_value(app.voice.get()).unwrap_or_default();
             voice["transcribers"] = json!(app.store.live_transcribers().await.unwrap_or(0));
-            HttpResponse::Ok().json(
-                json!({"redis": "ok", "search": search, "search_backfill": backfill, "voice": voice}),
-            )
+            HttpResponse::Ok().json(json!({
+                "redis": "ok",
+                "redis_mode": app.store.mode(),
+                "redis_masters": app.store.topology().masters.len(),
+                "search": search,
+                "search_backfill": backfill,
+                "voice": voice
+            }))
         }
         Ok(Err(e)) => HttpResponse::ServiceUnavailable()
             .json(json!({"redis": "down", "search": search, "error": e.to_string()})),

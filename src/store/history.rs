@@ -209,6 +209,7 @@ impl Store {
                     uuid: get("uuid"),
                     voice: super::voice::info_from_fields(&f),
                     id,
+                    ..super::actions::action_fields(&f)
                 }
             })
             .collect();

@@ -204,6 +204,30 @@ pub fn audio_channel(audio_id: &str) -> String {
     format!("audiochannel:{audio_id}")
 }
 
+/// `reactions:{channel:<c>}:<id>`: hash of a message's reactions, emoji → how many gave it. Its
+/// length is the number of distinct emoji (at most 20).
+pub fn reactions(channel: &str, id: &str) -> String {
+    format!("reactions:{}:{id}", channel_tag(channel))
+}
+
+/// `reactors:{channel:<c>}:<id>`: set of who reacted with what on a message, `<emoji>\n<user>`
+/// (one reaction per user per emoji).
+pub fn reactors(channel: &str, id: &str) -> String {
+    format!("reactors:{}:{id}", channel_tag(channel))
+}
+
+/// `replies:{channel:<c>}:<id>`: the replies to a message, members their stream IDs padded to
+/// sort as text (`actions::lex_id`), all at score 0 so they page with `ZRANGEBYLEX`.
+pub fn replies(channel: &str, id: &str) -> String {
+    format!("replies:{}:{id}", channel_tag(channel))
+}
+
+/// `tombstones:{channel:<c>}`: the deleted messages of a channel, as `replies` keeps IDs, so
+/// history shows each in its place after its stream entry is gone.
+pub fn tombstones(channel: &str) -> String {
+    format!("tombstones:{}", channel_tag(channel))
+}
+
 // ---- voice jobs: their own keys, each touched alone ----
 
 /// Stream of voice transcription jobs, read by the transcribers' consumer group.
@@ -375,6 +399,10 @@ mod tests {
                 mutes(c),
                 slow_posts(c),
                 deleted_stream(c, 1),
+                reactions(c, "1631623305083-0"),
+                reactors(c, "1631623305083-0"),
+                replies(c, "1631623305083-0"),
+                tombstones(c),
             ] {
                 assert_eq!(
                     slot(&key),

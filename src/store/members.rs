@@ -199,7 +199,7 @@ local function event(kind, who, text)
   end
   local id = redis.call('XADD', unpack(args))
   local ms = tonumber(string.match(id, '^(%d+)'))
-  redis.call('PUBLISH', KEYS[7], cjson.encode({id = id, channel = channel, type = kind,
+  redis.call('SPUBLISH', KEYS[7], cjson.encode({id = id, channel = channel, type = kind,
     username = who, text = text, created_at = ms, uuid = ''}))
   return id
 end
@@ -260,7 +260,7 @@ const DELETE_LUA: &str = r#"
 local members = redis.call('SMEMBERS', KEYS[1])
 for i = 1, 8 do redis.call('DEL', KEYS[i]) end
 if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('RENAME', KEYS[9], KEYS[10]) end
-redis.call('PUBLISH', KEYS[11], cjson.encode({channel_removed = ARGV[1], reason = ARGV[2]}))
+redis.call('SPUBLISH', KEYS[11], cjson.encode({channel_removed = ARGV[1], reason = ARGV[2]}))
 return members
 "#;
 

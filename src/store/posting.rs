@@ -76,7 +76,7 @@ if ARGV[7] == 'message' then
   redis.call('HSET', ARGV[10] .. id, 'channel', ARGV[6], 'username', ARGV[2],
     'message', ARGV[8], 'created_at', ms, 'uuid', ARGV[9], 'type', ARGV[7])
 end
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = ARGV[7],
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = ARGV[7],
   username = ARGV[2], text = ARGV[8], created_at = ms, uuid = ARGV[9]}))
 remember(id)
 return {'ok', id}
@@ -177,6 +177,9 @@ pub(crate) enum Guarded {
     Duplicate(String),
     /// Refused: the poster is not a member; nothing written.
     NotMember,
+    /// Refused by the script's own check, with its reason (the message actions' scripts:
+    /// `not_found`, `forbidden`, …); nothing written.
+    Refused(String),
 }
 
 impl Guarded {
@@ -186,7 +189,7 @@ impl Guarded {
             "ok" => Ok(Guarded::Stored(value)),
             "duplicate" => Ok(Guarded::Duplicate(value)),
             "not_member" => Ok(Guarded::NotMember),
-            other => Err(Error::Internal(format!("post script answered {other}"))),
+            _ => Ok(Guarded::Refused(tag)),
         }
     }
 }
@@ -288,7 +291,7 @@ impl Store {
         let key = keys::message(channel, id);
         let mut conn = self.shared();
         let r: redis::RedisResult<redis::Value> = ADDHASH_SCRIPT
-            .key(keys::messages_index())
+            .key(self.index_for(keys::messages_index(), &key))
             .arg(&key)
             .arg("REPLACE")
             .invoke_async(&mut conn)
@@ -312,7 +315,7 @@ impl Store {
             .await?
         {
             Guarded::Stored(id) | Guarded::Duplicate(id) => id,
-            Guarded::NotMember => {
+            Guarded::NotMember | Guarded::Refused(_) => {
                 return Err(Error::Internal("event script refused a member".into()))
             }
         };
@@ -351,6 +354,9 @@ impl Store {
         let guarded = self.run_guarded(guard, inv).await?;
         if let (Guarded::Stored(id), "message") = (&guarded, kind) {
             self.index_message(channel, id).await;
+        }
+        if !matches!(guarded, Guarded::NotMember) {
+            self.await_replicas(&keys::channel(channel)).await?;
         }
         Ok(guarded)
     }
@@ -410,6 +416,7 @@ impl Store {
             .await?
         {
             Guarded::NotMember => Err(self.not_member_error(channel).await?),
+            Guarded::Refused(tag) => Err(Error::Internal(format!("post script answered {tag}"))),
             Guarded::Stored(id) => {
                 let ev = event_of(channel, "message", username, text, uuid, id);
                 if text.contains('@') {
@@ -462,6 +469,7 @@ fn event_of(
         created_at,
         uuid: uuid.to_string(),
         voice: None,
+        ..Default::default()
     }
 }
 

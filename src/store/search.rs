@@ -186,18 +186,24 @@ impl Store {
         if self.search.is_none() {
             return Err(Error::SearchUnavailable);
         }
-        let mut conn = self.conn().await?;
-        let v: redis::RedisResult<redis::Value> = redis::cmd("FT.SEARCH")
-            .arg(index)
-            .arg(query)
-            .arg(extra)
-            .arg("LIMIT")
-            .arg(offset)
-            .arg(limit)
-            .query_async(&mut conn)
-            .await;
+        let v: redis::RedisResult<(u64, Docs)> = if self.is_cluster() {
+            self.ft_search_sharded(index, query, extra, offset, limit)
+                .await
+        } else {
+            let mut conn = self.conn().await?;
+            redis::cmd("FT.SEARCH")
+                .arg(index)
+                .arg(query)
+                .arg(extra)
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(limit)
+                .query_async(&mut conn)
+                .await
+                .map(parse_search)
+        };
         match v {
-            Ok(v) => Ok(parse_search(v)),
+            Ok(v) => Ok(v),
             // User text is escaped, so a refused query means a value the module cannot search
             // for (1.x and stopword tags): it finds nothing rather than failing the request.
             Err(e) if e.to_string().contains("Syntax error") => {

@@ -271,7 +271,7 @@ return user
 
 /// Whether an administrator disabled the account (`keys::USER_DISABLED_FIELD`, which
 /// [`RESOLVE_LUA`] checks by its name).
-async fn store_disabled(conn: &mut redis::aio::ConnectionManager, user: &str) -> Result<bool> {
+async fn store_disabled(conn: &mut super::conn::Conn, user: &str) -> Result<bool> {
     Ok(conn
         .hexists(keys::user(user), keys::USER_DISABLED_FIELD)
         .await?)
@@ -356,6 +356,24 @@ impl Store {
             .query_async(&mut conn)
             .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Whether the session of a token hash is still valid (exists and is of the user's current
+    /// generation), without sliding its expiry: a socket's session checked again after the
+    /// bridge reconnected, since a revocation published meanwhile was not heard.
+    pub async fn session_alive(&self, username: &str, hash: &str) -> Result<bool> {
+        let mut conn = self.shared();
+        let mut value: Option<String> = conn.get(keys::session(username, hash)).await?;
+        if value.is_none() {
+            value = conn.get(keys::legacy::session(hash)).await?;
+        }
+        let Some((user, generation)) = value.as_deref().map(parse_session) else {
+            return Ok(false);
+        };
+        let current: Option<u64> = conn.hget(keys::user(user), SESSION_GENERATION).await?;
+        Ok(generation >= current.unwrap_or(0))
     }
 }
 

@@ -53,6 +53,23 @@ async fn ensure_index(
     prefix: &str,
     fields: &[(&str, &[&str])],
 ) -> Result<()> {
+    if store.is_cluster() {
+        // One index per master, each named into one of its master's slots (store::shards).
+        let create = |name: &str| {
+            let mut cmd = redis::cmd("FT.CREATE");
+            cmd.arg(name);
+            if !version.needs_addhash() {
+                cmd.arg("ON").arg("HASH").arg("PREFIX").arg(1).arg(prefix);
+            }
+            cmd.arg("SCHEMA");
+            for (field, spec) in fields {
+                cmd.arg(*field).arg(*spec);
+            }
+            cmd
+        };
+        store.create_on_every_master(index, create).await?;
+        return Ok(());
+    }
     let mut conn = store.conn().await?;
     let info: redis::RedisResult<redis::Value> = redis::cmd("FT.INFO")
         .arg(index)
@@ -146,6 +163,9 @@ const BACKFILL_LOCK_SECS: u64 = 600;
 /// RediSearch 1.x: adds every `prefix*` hash not yet in the index (a database filled by seed
 /// 003's loader relies on ON HASH PREFIX, which 1.x lacks), in batches.
 async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
+    if store.is_cluster() {
+        return backfill_masters(store, index, prefix).await;
+    }
     let mut conn = store.conn().await?;
     let lock = keys::backfill_lock(index);
     let owned: Option<String> = redis::cmd("SET")
@@ -175,11 +195,7 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
     result
 }
 
-async fn scan_and_add(
-    conn: &mut deadpool_redis::Connection,
-    index: &str,
-    prefix: &str,
-) -> Result<usize> {
+async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Result<usize> {
     let mut cursor: u64 = 0;
     let mut added = 0;
     let _: String = ADDHASH_SCRIPT.prepare_invoke().load_async(conn).await?;
@@ -215,6 +231,74 @@ async fn scan_and_add(
         if cursor == 0 {
             break;
         }
+    }
+    Ok(added)
+}
+
+/// The backfill on a cluster: each master's hashes (SCAN on that master) go into that master's
+/// index, one `FT.ADDHASH` script each (a script may not touch keys of several slots), pipelined on the
+/// shared connection. The lock is per index, so masters are backfilled by different nodes at once.
+async fn backfill_masters(store: &Store, base: &str, prefix: &str) -> Result<usize> {
+    let topology = store.topology();
+    let mut conn = store.conn().await?;
+    let mut added = 0;
+    for (i, master) in topology.masters.iter().enumerate() {
+        let index = topology.index_on(base, i);
+        let lock = format!("lock:backfill:{index}");
+        let owned: Option<String> = redis::cmd("SET")
+            .arg(&lock)
+            .arg("1")
+            .arg("NX")
+            .arg("EX")
+            .arg(BACKFILL_LOCK_SECS)
+            .query_async(&mut conn)
+            .await?;
+        if owned.is_none() {
+            log::info!("{index}: another node is backfilling it");
+            continue;
+        }
+        let mut cursor: u64 = 0;
+        let result: Result<()> = async {
+            loop {
+                let (next, batch): (u64, Vec<String>) = conn
+                    .query_on_master(
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(format!("{prefix}*"))
+                            .arg("COUNT")
+                            .arg(BACKFILL_BATCH)
+                            .arg("TYPE")
+                            .arg("hash"),
+                        master,
+                    )
+                    .await?;
+                let adds = batch.iter().map(|key| {
+                    let mut c = conn.clone();
+                    let index = &index;
+                    async move {
+                        ADDHASH_SCRIPT
+                            .key(index)
+                            .arg(key)
+                            .invoke_async::<redis::Value>(&mut c)
+                            .await
+                            .is_ok()
+                    }
+                });
+                added += futures_util::future::join_all(adds)
+                    .await
+                    .into_iter()
+                    .filter(|ok| *ok)
+                    .count();
+                cursor = next;
+                if cursor == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
+        result?;
     }
     Ok(added)
 }

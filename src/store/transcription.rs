@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
 use super::voice::{fields, state};
@@ -55,11 +54,13 @@ if ARGV[4] ~= '' then entry[#entry + 1] = 'confidence'; entry[#entry + 1] = ARGV
 if ARGV[6] ~= '' then entry[#entry + 1] = 'transcript_error'; entry[#entry + 1] = ARGV[6] end
 local id = redis.call('XADD', unpack(entry))
 local ms = tonumber(string.match(id, '^(%d+)'))
+-- A delete of the message removes this entry too (it holds the text).
+redis.call('HSET', KEYS[1], 'transcript_event', id)
 local voice = {audio = h[3] or '', content_type = h[4] or '', duration_ms = tonumber(h[5] or '0'),
   bytes = tonumber(h[6] or '0'), state = ARGV[2], engine = ARGV[5], message_id = ARGV[1]}
 if ARGV[4] ~= '' then voice.confidence = tonumber(ARGV[4]) end
 if ARGV[6] ~= '' then voice.error = ARGV[6] end
-redis.call('PUBLISH', KEYS[3], cjson.encode({id = id, channel = ARGV[8], type = 'transcript',
+redis.call('SPUBLISH', KEYS[3], cjson.encode({id = id, channel = ARGV[8], type = 'transcript',
   username = h[1] or '', text = ARGV[3], created_at = ms, uuid = h[2] or '', voice = voice}))
 return id
 "#;
@@ -179,14 +180,9 @@ impl Store {
     }
 
     /// A connection for a transcriber: its blocking reads outlast the pool's reply timeout.
-    pub async fn transcriber_conn(&self, read_block_ms: u64) -> Result<MultiplexedConnection> {
-        let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(
-            std::time::Duration::from_millis(read_block_ms + 5_000),
-        ));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await?)
+    pub async fn transcriber_conn(&self, read_block_ms: u64) -> Result<super::Conn> {
+        self.dedicated(std::time::Duration::from_millis(read_block_ms + 5_000))
+            .await
     }
 
     /// Creates the consumer group (and the stream) unless it exists.
@@ -229,7 +225,7 @@ impl Store {
     /// The next new job for `consumer`, waiting up to `block_ms`.
     pub async fn next_job(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut super::Conn,
         consumer: &str,
         block_ms: u64,
     ) -> Result<Option<Job>> {

@@ -456,8 +456,9 @@ impl Store {
         let Ok(mut conn) = self.conn().await else {
             return;
         };
+        let index = self.index_for(index, key);
         let r: redis::RedisResult<redis::Value> = super::posting::ADDHASH_SCRIPT
-            .key(index)
+            .key(&index)
             .arg(key)
             .arg("REPLACE")
             .invoke_async(&mut conn)

@@ -86,7 +86,7 @@ redis.call('HSET', ARGV[14] .. id, 'channel', ARGV[6], 'username', ARGV[2], 'mes
 redis.call('SET', KEYS[5], ARGV[9])
 redis.call('HSET', KEYS[6], 'channel', ARGV[6], 'message', id, 'type', ARGV[10],
   'bytes', ARGV[12], 'duration_ms', ARGV[11], 'username', ARGV[2], 'created_at', ms)
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'message',
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'message',
   username = ARGV[2], text = '', created_at = ms, uuid = ARGV[7],
   voice = {audio = ARGV[8], content_type = ARGV[10], duration_ms = tonumber(ARGV[11]),
     bytes = tonumber(ARGV[12]), state = ARGV[13]}}))
@@ -161,6 +161,11 @@ impl Store {
                     "join the channel before posting".into(),
                 ))
             }
+            Guarded::Refused(tag) => {
+                return Err(crate::error::Error::Internal(format!(
+                    "voice script answered {tag}"
+                )))
+            }
         };
         if !duplicate {
             self.index_message(channel, &id).await;
@@ -185,6 +190,7 @@ impl Store {
                 state: transcript_state.to_string(),
                 ..Default::default()
             }),
+            ..Default::default()
         };
         if !duplicate {
             return Ok(Posted {
