@@ -1055,3 +1055,99 @@ async fn moderation_write_paths_touch_one_slot_per_script() {
     let (s, v) = get(&u, "/api/admin/overview", &root).await;
     assert_eq!(s, 200, "{v}");
 }
+
+/// The same rules on a Redis Cluster (three masters, three replicas): an outsider gets
+/// `channel_not_found` on both nodes, a kick and a ban reach the other node's socket at once,
+/// a disabled account's sockets close with 1008, and a deleted channel is gone.
+#[tokio::test]
+async fn privacy_and_removals_hold_on_a_cluster() {
+    let backend = common::cluster::Backend::cluster().await;
+    let mut s = backend.settings();
+    s.voice.engine = "none".into();
+    s.voice.transcriber = false;
+    s.auth.admins = vec!["root".into()];
+    let a = node(s.clone());
+    let b = node(s);
+    let (ua, ub) = (a.http_url(), b.http_url());
+    let root = register(&ua, "root").await;
+    let ann = register(&ua, "ann").await;
+    let bob = register(&ub, "bob").await;
+    let cat = register(&ub, "cat").await;
+    let eve = register(&ub, "eve").await;
+    create_private(&ua, &ann, "secret").await;
+    add_member(&ua, &ann, "secret", "bob").await;
+    add_member(&ua, &ann, "secret", "cat").await;
+    let first = post_message(&ub, &bob, "secret", "the eagle lands").await;
+    let old_id = first["id"].as_str().unwrap().to_string();
+
+    for base in [&ua, &ub] {
+        for path in [
+            "/api/channels/secret",
+            "/api/channels/secret/messages",
+            "/api/channels/secret/members",
+            "/api/channels/secret/active",
+        ] {
+            assert_not_found(path, get(base, path, &eve).await);
+        }
+        let (s, v) = get(base, "/api/search/messages?q=eagle", &eve).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["total"], 0, "{v}");
+        let (_, v) = get(base, "/api/channels", &eve).await;
+        assert!(!v.to_string().contains("secret"), "{v}");
+    }
+    let mut we = Ws::signed_in(&b, &eve).await;
+    we.send(json!({"type": "resume", "resume": {"channels": {"secret": old_id}}}))
+        .await;
+    assert_eq!(
+        we.recv_type("error").await["error"]["code"],
+        "channel_not_found"
+    );
+
+    // Kick and ban from node a; Bob's and Cat's sockets on node b lose the channel at once.
+    let mut wb = Ws::subscribed(&b, &bob, &["secret"]).await;
+    let mut wc = Ws::subscribed(&b, &cat, &["secret"]).await;
+    let started = Instant::now();
+    let (s, _) = delete(&ua, "/api/channels/secret/members/bob", &ann).await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        wb.recv_type("channel_removed").await["channel_removed"]["reason"],
+        "kicked"
+    );
+    assert!(started.elapsed() < LIVE, "{:?}", started.elapsed());
+    let (s, _) = post(
+        &ua,
+        "/api/channels/secret/bans",
+        &ann,
+        json!({"username": "cat"}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(
+        wc.recv_type("channel_removed").await["channel_removed"]["reason"],
+        "banned"
+    );
+    wb.send(json!({"type": "resume", "resume": {"channels": {"secret": old_id}}}))
+        .await;
+    assert_eq!(
+        wb.recv_type("error").await["error"]["code"],
+        "channel_not_found"
+    );
+
+    // Disable Bob: his socket on node b closes with 1008.
+    let (s, _) = post(&ua, "/api/admin/users/bob/disable", &root, json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(wb.recv_close(LIVE).await, Some(1008));
+
+    // Delete the channel: Ann's socket on node a is told, and it is gone for her too.
+    let mut wa = Ws::subscribed(&a, &ann, &["secret"]).await;
+    let (s, _) = delete(&ua, "/api/channels/secret", &ann).await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        wa.recv_type("channel_removed").await["channel_removed"]["reason"],
+        "channel_deleted"
+    );
+    assert_not_found(
+        "deleted",
+        get(&ua, "/api/channels/secret/messages", &ann).await,
+    );
+}
