@@ -179,9 +179,13 @@ for dep in deployments:
         if not (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
             problems.append(f"{where}: readOnlyRootFilesystem is not set")
         env = env_of(c)
-        if not env.get("CHATNODE__REDIS__URL") and not env.get("CHATNODE__REDIS__CLUSTER_NODES"):
+        url, cluster = env.get("CHATNODE__REDIS__URL"), env.get("CHATNODE__REDIS__CLUSTER_NODES")
+        if not url and not cluster:
             problems.append(f"{where}: CHATNODE__REDIS__URL or CHATNODE__REDIS__CLUSTER_NODES "
                             "must be set (neither would start an embedded redis-server)")
+        if url and cluster:
+            problems.append(f"{where}: CHATNODE__REDIS__URL and CHATNODE__REDIS__CLUSTER_NODES "
+                            "are both set (a node refuses to start; empty the URL for a cluster)")
         # Shutdown budget: preStop + drain grace + margin must fit in the
         # termination grace period, or SIGKILL cuts the drain short.
         pre = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
