@@ -183,9 +183,6 @@ for dep in deployments:
         if not url and not cluster:
             problems.append(f"{where}: CHATNODE__REDIS__URL or CHATNODE__REDIS__CLUSTER_NODES "
                             "must be set (neither would start an embedded redis-server)")
-        if url and cluster:
-            problems.append(f"{where}: CHATNODE__REDIS__URL and CHATNODE__REDIS__CLUSTER_NODES "
-                            "are both set (a node refuses to start; empty the URL for a cluster)")
         # Shutdown budget: preStop + drain grace + margin must fit in the
         # termination grace period, or SIGKILL cuts the drain short.
         pre = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
