@@ -815,6 +815,24 @@ async fn groups_are_created_with_usernames_and_grow() {
         "after leaving",
         get(&ub, &format!("/api/channels/{group}/messages"), &dan).await,
     );
+    // Having left, Dan is an outsider to it everywhere, on both nodes, REST and socket.
+    for base in [&ua, &ub] {
+        outsider_gets_nothing(&redis, base, &dan, &group, "before dan").await;
+    }
+    let early_id = early["id"].as_str().unwrap().to_string();
+    create_channel(&ua, &ann, "hall").await;
+    join(&ub, &dan, "hall").await;
+    for n in [&a, &b] {
+        outsider_socket_gets_nothing(
+            n,
+            &dan,
+            &group,
+            &early_id,
+            ("hall", &ann, "hall marker"),
+            &ua,
+        )
+        .await;
+    }
     let (_, v) = get(&ua, &format!("/api/channels/{group}"), &ann).await;
     assert_eq!(
         (
