@@ -20,15 +20,19 @@ impl ResponseError for Error {
             | Error::InvalidChannelName
             | Error::InvalidMessage(_) => StatusCode::BAD_REQUEST,
             Error::InvalidCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_)
+            | Error::Muted { .. }
+            | Error::Banned { .. }
+            | Error::AccountDisabled => StatusCode::FORBIDDEN,
             Error::UserNotFound
             | Error::ChannelNotFound
             | Error::MessageNotFound
             | Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::UsernameTaken | Error::ChannelExists => StatusCode::CONFLICT,
-            Error::TooManyAttempts { .. } | Error::RateLimited | Error::TooManyPosts { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Error::TooManyAttempts { .. }
+            | Error::RateLimited
+            | Error::TooManyPosts { .. }
+            | Error::SlowMode { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::SearchUnavailable
             | Error::Unavailable(_)
             | Error::Busy { .. }
@@ -47,7 +51,8 @@ impl ResponseError for Error {
         let mut res = HttpResponse::build(self.status_code());
         if let Error::TooManyAttempts { retry_after }
         | Error::TooManyPosts { retry_after }
-        | Error::Busy { retry_after } = self
+        | Error::Busy { retry_after }
+        | Error::SlowMode { retry_after } = self
         {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }

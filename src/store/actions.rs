@@ -163,6 +163,10 @@ remember(id)
 return {'ok', id}
 "#;
 
+/// Removes a document from a RediSearch 1.x index: KEYS[1] the index, ARGV[1] the hash's key.
+const FT_DEL_LUA: &str = "return redis.pcall('FT.DEL', KEYS[1], ARGV[1])";
+static FT_DEL_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FT_DEL_LUA));
+
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{GUARD_LUA}{EXCERPT_LUA}{body}"))
 }
@@ -438,10 +442,12 @@ impl Store {
     async fn unindex_message(&self, hash: &str, audio: &str) {
         let mut conn = self.shared();
         if self.search.is_some_and(|v| v.needs_addhash()) {
-            let r: redis::RedisResult<redis::Value> = redis::cmd("FT.DEL")
-                .arg(keys::messages_index())
+            // Keyed by the index (named into a slot of the hash's master on a cluster), as
+            // `FT.ADDHASH` is sent, so it reaches the index that holds the document.
+            let r: redis::RedisResult<redis::Value> = FT_DEL_SCRIPT
+                .key(self.index_for(keys::messages_index(), hash))
                 .arg(hash)
-                .query_async(&mut conn)
+                .invoke_async(&mut conn)
                 .await;
             if let Err(e) = r {
                 log::warn!("removing {hash} from search: {e}");
@@ -474,6 +480,14 @@ impl Store {
     ) -> Result<Acted> {
         check_id(id).map_err(|_| Error::MessageNotFound)?;
         validate_emoji(emoji)?;
+        // A muted member may take a reaction back, not give one (`store::moderation`).
+        // Said only to a member: to anyone else the channel answers as it always does.
+        if add {
+            if let Some(until) = self.muted_until(channel, username).await? {
+                self.require_member(username, channel).await?;
+                return Err(Error::Muted { until });
+            }
+        }
         let guard = self.post_guard(username, channel, client_id);
         let maxlen = self.settings.history.stream_maxlen;
         let mut inv = guard.start(&REACT_SCRIPT, channel, true, maxlen);

@@ -25,6 +25,9 @@ pub struct ChannelSummary {
     /// For a DM: the other person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// For a group conversation or private channel: its title, when it has one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub title: String,
 }
 
 /// Largest unread count reported exactly; above it the count is capped.
@@ -77,16 +80,19 @@ impl Store {
     /// The caller's channels with unread counts and last message.
     pub async fn channel_summaries(&self, username: &str) -> Result<Vec<ChannelSummary>> {
         let mut out = Vec::new();
-        for name in self.memberships(username).await? {
+        // The index is checked against each channel's members: it grants nothing by itself.
+        let channels = self.memberships(username).await?;
+        for (name, kind) in self.listed(username, channels).await? {
             let last = self.range_rev(&name, "+", 1).await?.pop();
             let unread = self.unread(username, &name).await?;
             let peer = dm_pair(&name).map(|(a, b)| if a == username { b } else { a }.to_string());
+            let title = match kind {
+                Kind::Private | Kind::Group => self.channel_title(&name).await?,
+                _ => String::new(),
+            };
             out.push(ChannelSummary {
-                kind: if peer.is_some() {
-                    Kind::Dm
-                } else {
-                    Kind::Public
-                },
+                title,
+                kind,
                 name,
                 unread,
                 last_message: last,

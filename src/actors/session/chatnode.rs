@@ -166,9 +166,7 @@ pub(super) async fn read(cx: &Caller, channel: String, last_id: &str) -> Result<
 /// `typing`: published to the channel's rooms on every node, never stored or answered.
 pub(super) async fn typing(cx: &Caller, channel: String) -> Result<Reply> {
     let (store, me) = (&cx.app.store, cx.me()?);
-    if !store.is_member(&me.username, &channel).await? {
-        return Err(Error::Forbidden("not a member of that channel".into()));
-    }
+    store.require_member(&me.username, &channel).await?;
     let event = Ephemeral::typing(channel, me.username.clone());
     let payload = serde_json::to_string(&event).map_err(|e| Error::Internal(e.to_string()))?;
     store
