@@ -346,6 +346,43 @@ async fn only_the_author_changes_a_message_and_ids_belong_to_their_channel() {
         .await;
     assert_eq!(wb.recv_type("error").await["error"]["code"], "forbidden");
 
+    // The channel's owner (alice created it) moderates it: she may delete bob's message, though
+    // not edit it; the delete event names her.
+    let theirs = post_message(&base_b, &tb, "lobby", "bob's").await;
+    let theirs = theirs["id"].as_str().unwrap();
+    let (s, v) = send(
+        Method::PATCH,
+        &base_a,
+        &path("lobby", &format!("/{theirs}")),
+        &ta,
+        json!({"text": "edited by the owner"}),
+    )
+    .await;
+    assert_eq!((s, code(&v).as_str()), (403, "forbidden"), "{v}");
+    let (s, v) = send(
+        Method::DELETE,
+        &base_a,
+        &path("lobby", &format!("/{theirs}")),
+        &ta,
+        json!(null),
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    assert!(
+        redis
+            .keys(&format!("message:{{channel:lobby}}:{theirs}"))
+            .await
+            .is_empty(),
+        "the deleted message's hash is gone"
+    );
+    let stream = redis.stream("lobby").await;
+    let (_, deleted) = stream.last().unwrap();
+    assert_eq!(deleted.get("type").map(String::as_str), Some("delete"));
+    assert_eq!(deleted.get("username").map(String::as_str), Some("alice"));
+    assert_eq!(deleted.get("target").map(String::as_str), Some(theirs));
+    // bob's message went with its entry; the delete event came in.
+    let stream_len = stream_len + 1;
+
     // Unknown IDs, malformed IDs and another channel's IDs are not found there.
     for (channel, target) in [
         ("lobby", "1-0"),

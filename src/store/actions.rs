@@ -87,11 +87,12 @@ const DELETE_LUA: &str = r#"
 -- KEYS 5 the target's message hash, 6 its reactions, 7 its reactors, 8 tombstones, 9 the
 --   replies of the message it answers, 10 its audio, 11 its audio info (9-11 unused when ARGV
 --   says there is none). ARGV 6 channel, 7 uuid, 8 target ID, 9 target ID as text-sortable,
---   10 its audio ID as read before ('' = none), 11 the ID it answers as read before ('' = none)
+--   10 its audio ID as read before ('' = none), 11 the ID it answers as read before ('' = none),
+--   12 '1' when the deleter moderates the channel (may delete anyone's message)
 local h = redis.call('HMGET', KEYS[5], 'channel', 'username', 'type', 'audio', 'reply_to',
   'edit_events', 'transcript_event')
 if h[1] ~= ARGV[6] or (h[3] and h[3] ~= 'message') then return {'not_found', ''} end
-if h[2] ~= ARGV[2] then return {'forbidden', ''} end
+if h[2] ~= ARGV[2] and ARGV[12] ~= '1' then return {'forbidden', ''} end
 if (h[4] or '') ~= ARGV[10] or (h[5] or '') ~= ARGV[11] then return {'changed', ''} end
 local id, ms = append({'type', 'delete', 'username', ARGV[2], 'uuid', ARGV[7], 'target', ARGV[8]})
 -- The message's text is in its own entry, its edits' and its transcript's: all go.
@@ -328,7 +329,10 @@ impl Store {
     async fn refusal(&self, channel: &str, why: &str) -> Error {
         match why {
             "not_found" => Error::MessageNotFound,
-            "forbidden" => Error::Forbidden("only its author may change a message".into()),
+            "forbidden" => Error::Forbidden(
+                "only its author (or, to delete it, a moderator of the channel) may change a message"
+                    .into(),
+            ),
             "voice" => Error::InvalidMessage("a voice message's text cannot be edited".into()),
             "too_late" => Error::Forbidden(format!(
                 "messages may be edited for {} s after posting",
@@ -380,9 +384,11 @@ impl Store {
         self.acted(username, channel, id, outcome(done)).await
     }
 
-    /// Deletes `username`'s message `id` in `channel`: a `delete` event; the message's text
-    /// (its stream entries, hash and search entry), audio and reactions are removed and a
-    /// tombstone keeps its place. Only its author may.
+    /// Deletes message `id` in `channel` for `username`: a `delete` event (naming who deleted
+    /// it); the message's text (its stream entries, hash and search entry), audio and reactions
+    /// are removed and a tombstone keeps its place. Its author may, and so may the channel's
+    /// owner and moderators and the global admins ([`Store::can_moderate`]); anyone else is
+    /// `forbidden`.
     pub async fn delete_message(
         &self,
         username: &str,
@@ -394,6 +400,7 @@ impl Store {
         check_id(id).map_err(|_| Error::MessageNotFound)?;
         let lex = lex_id(id).ok_or(Error::MessageNotFound)?;
         let hash = keys::message(channel, id);
+        let moderates = self.can_moderate(channel, username).await?;
         // The keys the script removes besides the hash depend on what the hash says; the script
         // checks it still says so.
         for _ in 0..3 {
@@ -420,7 +427,8 @@ impl Store {
                 .arg(id)
                 .arg(&lex)
                 .arg(&audio)
-                .arg(&parent);
+                .arg(&parent)
+                .arg(if moderates { "1" } else { "0" });
             guard.finish(&mut inv);
             let done = self.run_guarded(&guard, inv).await?;
             if matches!(&done, Guarded::Refused(t) if t == "changed") {

@@ -127,8 +127,7 @@ impl Standing {
         }
     }
 
-    /// Moderators, owners and admins may remove, ban and mute members and (once message
-    /// deletion exists) delete any message.
+    /// Moderators, owners and admins may remove, ban and mute members and delete any message.
     pub fn can_moderate(&self) -> bool {
         self.readable_or_admin() && self.rank() >= 2
     }
