@@ -78,6 +78,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
         stopping: AtomicBool::new(false),
         voice,
         posts_in_flight: crate::app::PostSlots::new(settings.ws.max_inflight_per_node),
+        decodes: crate::app::PostSlots::new(settings.voice.max_concurrent_decodes),
     });
     let data = app.clone();
     let routes_settings = settings.clone();

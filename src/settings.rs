@@ -319,6 +319,14 @@ pub struct Voice {
     pub enabled: bool,
     pub max_seconds: u64,
     pub max_bytes: usize,
+    /// Highest sample rate an upload may have (read from its header before decoding).
+    pub max_sample_rate: u32,
+    /// Audio bytes one user may upload per UTC day (0 = no quota).
+    pub daily_quota_bytes: u64,
+    /// Days a voice message's audio is kept (0 = for as long as its message).
+    pub retention_days: u64,
+    /// Uploads this node decodes at once; more are answered 503 `busy`.
+    pub max_concurrent_decodes: usize,
     pub engine: String,
     pub transcriber: bool,
     pub language: String,
@@ -527,6 +535,15 @@ impl Settings {
         }
         if v.max_bytes < 1024 || v.max_bytes > 64 << 20 {
             return invalid("voice.max_bytes", "must be between 1024 and 67108864");
+        }
+        if !(8_000..=crate::voice::audio::MAX_DECODE_RATE).contains(&v.max_sample_rate) {
+            return invalid("voice.max_sample_rate", "must be between 8000 and 384000");
+        }
+        if v.retention_days > 36_500 {
+            return invalid("voice.retention_days", "must be at most 36500 (0 = keep)");
+        }
+        if !(1..=64).contains(&v.max_concurrent_decodes) {
+            return invalid("voice.max_concurrent_decodes", "must be between 1 and 64");
         }
         if !["auto", "whisper", "deepgram", "openai", "none"].contains(&v.engine.as_str()) {
             return invalid(

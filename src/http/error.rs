@@ -25,9 +25,10 @@ impl ResponseError for Error {
                 StatusCode::NOT_FOUND
             }
             Error::UsernameTaken | Error::ChannelExists => StatusCode::CONFLICT,
-            Error::TooManyAttempts { .. } | Error::RateLimited | Error::TooManyPosts { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Error::TooManyAttempts { .. }
+            | Error::RateLimited
+            | Error::TooManyPosts { .. }
+            | Error::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::SearchUnavailable
             | Error::Unavailable(_)
             | Error::Busy { .. }
@@ -46,6 +47,7 @@ impl ResponseError for Error {
         let mut res = HttpResponse::build(self.status_code());
         if let Error::TooManyAttempts { retry_after }
         | Error::TooManyPosts { retry_after }
+        | Error::Limited { retry_after, .. }
         | Error::Busy { retry_after } = self
         {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));

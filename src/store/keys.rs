@@ -133,3 +133,9 @@ pub fn audio(id: &str) -> String {
 pub fn audio_info(id: &str) -> String {
     format!("audioinfo:{id}")
 }
+
+/// `audioquota:{user:<u>}:<day>`: audio bytes the user uploaded on that UTC day (days since
+/// 1970), kept two days. Tagged with the user's slot like every per-user counter.
+pub fn audio_quota(username: &str, day: u64) -> String {
+    format!("audioquota:{{user:{username}}}:{day}")
+}

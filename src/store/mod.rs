@@ -7,6 +7,7 @@ pub mod history;
 pub mod ids;
 pub mod insights;
 pub mod keys;
+pub mod limits;
 pub mod posting;
 pub mod search;
 pub mod sessions;

@@ -72,7 +72,7 @@ const POST_VOICE_LUA: &str = r#"
 --       5 audioinfo:<a>, 6 voice:jobs, 7 the stream ID generator, then the guard's two keys
 -- ARGV: 1 channel, 2 username, 3 uuid, 4 audio id, 5 audio bytes, 6 content type,
 --       7 duration ms, 8 size, 9 transcript state, 10 maxlen, 11 addhash, 12 hash prefix,
---       13 index name, then the guard's three values
+--       13 index name, 14 seconds the audio is kept (0 = no expiry), then the guard's three values
 local id, ms = add_entry(KEYS[7], KEYS[1], tonumber(ARGV[10]) or 0,
   {'type', 'message', 'username', ARGV[2], 'message', '', 'uuid', ARGV[3], 'audio', ARGV[4],
     'audio_type', ARGV[6], 'duration_ms', ARGV[7], 'audio_bytes', ARGV[8],
@@ -91,6 +91,10 @@ end
 redis.call('SET', KEYS[4], ARGV[5])
 redis.call('HSET', KEYS[5], 'channel', ARGV[1], 'message', id, 'type', ARGV[6],
   'bytes', ARGV[8], 'duration_ms', ARGV[7], 'username', ARGV[2], 'created_at', ms)
+if tonumber(ARGV[14]) > 0 then
+  redis.call('EXPIRE', KEYS[4], ARGV[14])
+  redis.call('EXPIRE', KEYS[5], ARGV[14])
+end
 if ARGV[9] == 'pending' then
   redis.call('XADD', KEYS[6], '*', 'message', id, 'channel', ARGV[1], 'audio', ARGV[4],
     'attempt', '0')
@@ -153,7 +157,8 @@ impl Store {
             .arg(self.settings.history.stream_maxlen)
             .arg(if addhash { "1" } else { "0" })
             .arg(keys::MESSAGE_PREFIX)
-            .arg(keys::IDX_MESSAGES);
+            .arg(keys::IDX_MESSAGES)
+            .arg(self.settings.voice.retention_days.saturating_mul(86_400));
         self.post_guard(username, channel, client_id)
             .apply(&mut inv);
         let mut conn = self.conn().await?;
