@@ -40,6 +40,8 @@ pub enum Error {
     InvalidChannelName,
     #[error("{0}")]
     InvalidMessage(String),
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("slow down: too many messages")]
     RateLimited,
     #[error("slow down: too many messages; try again in {retry_after} s")]
@@ -86,6 +88,7 @@ impl Error {
             Error::ChannelExists => ErrorCode::ChannelExists,
             Error::InvalidChannelName => ErrorCode::InvalidChannelName,
             Error::InvalidMessage(_) => ErrorCode::InvalidMessage,
+            Error::InvalidQuery(_) => ErrorCode::InvalidQuery,
             Error::RateLimited | Error::TooManyPosts { .. } | Error::Limited { .. } => {
                 ErrorCode::RateLimited
             }

@@ -57,6 +57,7 @@ pub struct Settings {
     pub log: Log,
     pub shutdown: Shutdown,
     pub voice: Voice,
+    pub limits: Limits,
 }
 
 /// `[http]`: the listener.
@@ -345,6 +346,22 @@ pub struct Voice {
     pub poll_ms: u64,
 }
 
+/// `[limits]`: what one user may cost the node and Redis per minute (every node counts together).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Public channels one user may create per hour.
+    pub channel_creates_per_hour: u32,
+    /// Public channels one user may create in all.
+    pub max_channels_per_user: u32,
+    /// Joins and leaves of public channels one user may make per minute.
+    pub joins_per_minute: u32,
+    /// `typing` frames one user may send per minute; more are dropped.
+    pub typing_per_minute: u32,
+    /// Read markers (`read` frames, `POST .../read`) one user may set per minute.
+    pub reads_per_minute: u32,
+}
+
 /// A setting that could not be read or is out of range; names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -591,6 +608,21 @@ impl Settings {
         }
         if !(100..=30_000).contains(&v.poll_ms) {
             return invalid("voice.poll_ms", "must be between 100 and 30000");
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            (
+                "limits.channel_creates_per_hour",
+                l.channel_creates_per_hour,
+            ),
+            ("limits.max_channels_per_user", l.max_channels_per_user),
+            ("limits.joins_per_minute", l.joins_per_minute),
+            ("limits.typing_per_minute", l.typing_per_minute),
+            ("limits.reads_per_minute", l.reads_per_minute),
+        ] {
+            if v == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.level.as_str()) {
             return invalid(

@@ -15,6 +15,7 @@ use super::Authed;
 use crate::app::{App, PostSlot};
 use crate::error::{Error, Result};
 use crate::store::channels::{validate_channel_name, Kind};
+use crate::store::limits::Action;
 use crate::store::users::normalize_username;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -68,7 +69,15 @@ async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse> {
     validate_channel_name(&body.name)?;
-    app.store.create_channel(&body.name).await?;
+    app.store
+        .allow_channel_create(&authed.user.username)
+        .await?;
+    if let Err(e) = app.store.create_channel(&body.name).await {
+        if let Err(e) = app.store.channel_not_created(&authed.user.username).await {
+            log::warn!("giving back a channel count: {e}");
+        }
+        return Err(e);
+    }
     app.store
         .join_channel(&authed.user.username, &authed.user.uuid, &body.name)
         .await?;
@@ -81,6 +90,9 @@ async fn join(
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
     app.store
+        .count_action(&authed.user.username, Action::Join)
+        .await?;
+    app.store
         .join_channel(&authed.user.username, &authed.user.uuid, &name)
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -91,6 +103,9 @@ async fn leave(
     authed: Authed,
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
+    app.store
+        .count_action(&authed.user.username, Action::Join)
+        .await?;
     app.store
         .leave_channel(&authed.user.username, &authed.user.uuid, &name)
         .await?;
@@ -213,6 +228,9 @@ async fn read(
     body: web::Json<ReadBody>,
 ) -> Result<HttpResponse> {
     app.store.require_read(&authed.user.username, &name).await?;
+    app.store
+        .count_action(&authed.user.username, Action::Read)
+        .await?;
     app.store
         .mark_read(&authed.user.username, &name, &body.last_id)
         .await?;

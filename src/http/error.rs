@@ -18,7 +18,8 @@ impl ResponseError for Error {
             | Error::InvalidUsername(_)
             | Error::WeakPassword
             | Error::InvalidChannelName
-            | Error::InvalidMessage(_) => StatusCode::BAD_REQUEST,
+            | Error::InvalidMessage(_)
+            | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Error::InvalidCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::UserNotFound | Error::ChannelNotFound | Error::NotFound(_) => {

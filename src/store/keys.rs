@@ -139,3 +139,14 @@ pub fn audio_info(id: &str) -> String {
 pub fn audio_quota(username: &str, day: u64) -> String {
     format!("audioquota:{{user:{username}}}:{day}")
 }
+
+/// `limit:{user:<u>}:<kind>`: the user's count of one kind of action (`join`, `read`, `typing`,
+/// `create`) in the current window; expires with it.
+pub fn action_count(username: &str, kind: &str) -> String {
+    format!("limit:{{user:{username}}}:{kind}")
+}
+
+/// `channelsmade:{user:<u>}`: public channels the user has created.
+pub fn channels_created(username: &str) -> String {
+    format!("channelsmade:{{user:{username}}}")
+}

@@ -130,3 +130,128 @@ impl Store {
         }
     }
 }
+
+/// Counts one action in a fixed window: KEYS[1] the count, ARGV[1] the limit, ARGV[2] the window
+/// in ms. Answers {1, 0} when allowed, {0, ms left in the window} when over the limit.
+const COUNT_LUA: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then return {0, redis.call('PTTL', KEYS[1])} end
+return {1, 0}
+"#;
+
+static COUNT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(COUNT_LUA));
+
+/// Creating a channel: KEYS[1] the hourly count, KEYS[2] the user's total; ARGV[1] the hourly
+/// limit, ARGV[2] the window in ms, ARGV[3] the total cap. Answers {'ok', 0}, {'rate', ms left}
+/// or {'cap', 0}; only 'ok' counts anything in the total.
+const CREATE_LUA: &str = r#"
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[3]) then return {'cap', 0} end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then return {'rate', redis.call('PTTL', KEYS[1])} end
+redis.call('INCR', KEYS[2])
+return {'ok', 0}
+"#;
+
+static CREATE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CREATE_LUA));
+
+/// A kind of action with a per-user limit in `[limits]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Joining or leaving a public channel.
+    Join,
+    /// Setting a read marker.
+    Read,
+    /// A `typing` frame.
+    Typing,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Join => "join",
+            Action::Read => "read",
+            Action::Typing => "typing",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Action::Join => "joins and leaves",
+            Action::Read => "read markers",
+            Action::Typing => "typing notices",
+        }
+    }
+}
+
+fn secs(ms: i64) -> u64 {
+    (ms.max(0) as u64).div_ceil(1000).max(1)
+}
+
+impl Store {
+    /// Counts one `action` of `username` against its per-minute limit; beyond it, 429
+    /// `rate_limited` with the seconds left in the window (nothing else is done then).
+    pub async fn count_action(&self, username: &str, action: Action) -> Result<()> {
+        let l = &self.settings.limits;
+        let limit = match action {
+            Action::Join => l.joins_per_minute,
+            Action::Read => l.reads_per_minute,
+            Action::Typing => l.typing_per_minute,
+        };
+        let mut conn = self.shared();
+        let (ok, ms): (i64, i64) = COUNT_SCRIPT
+            .key(keys::action_count(username, action.name()))
+            .arg(limit)
+            .arg(60_000)
+            .invoke_async(&mut conn)
+            .await?;
+        if ok == 1 {
+            return Ok(());
+        }
+        Err(Error::Limited {
+            message: format!("at most {limit} {} per minute", action.what()),
+            retry_after: secs(ms),
+        })
+    }
+
+    /// Allows `username` to create one public channel: at most `limits.channel_creates_per_hour`
+    /// attempts an hour (429 `rate_limited`) and `limits.max_channels_per_user` channels in all
+    /// (403 `forbidden`). Counted in the total until [`Store::channel_not_created`] gives it back.
+    pub async fn allow_channel_create(&self, username: &str) -> Result<()> {
+        let l = &self.settings.limits;
+        let mut conn = self.shared();
+        let (tag, ms): (String, i64) = CREATE_SCRIPT
+            .key(keys::action_count(username, "create"))
+            .key(keys::channels_created(username))
+            .arg(l.channel_creates_per_hour)
+            .arg(3_600_000)
+            .arg(l.max_channels_per_user)
+            .invoke_async(&mut conn)
+            .await?;
+        match tag.as_str() {
+            "ok" => Ok(()),
+            "rate" => Err(Error::Limited {
+                message: format!(
+                    "at most {} new channels per hour",
+                    l.channel_creates_per_hour
+                ),
+                retry_after: secs(ms),
+            }),
+            _ => Err(Error::Forbidden(format!(
+                "one user may create at most {} channels",
+                l.max_channels_per_user
+            ))),
+        }
+    }
+
+    /// Gives back the count of a channel that was allowed but not created (its name was taken).
+    pub async fn channel_not_created(&self, username: &str) -> Result<()> {
+        let mut conn = self.shared();
+        let _: i64 = redis::cmd("DECR")
+            .arg(keys::channels_created(username))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
