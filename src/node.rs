@@ -63,6 +63,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
         .await
         .map_err(|e| format!("preparing Redis: {e}"))?;
     crate::store::setup::spawn_backfill(store.clone());
+    crate::store::retention::spawn_sweeper(store.clone());
 
     let metrics = Arc::new(Metrics::default());
     let (hub, presence) = start_actors(&store, &metrics);

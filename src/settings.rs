@@ -280,6 +280,11 @@ pub struct History {
     pub page_size: usize,
     pub max_page_size: usize,
     pub stream_maxlen: u64,
+    /// Days messages are kept, fractions allowed (0 = for ever); older ones are removed with
+    /// their hash, search entry, mentions and audio.
+    pub retention_days: f64,
+    /// Seconds between retention sweeps (one node sweeps at a time).
+    pub retention_interval_secs: u64,
 }
 
 /// `[auth]`: password hashing, sessions and login throttling.
@@ -523,6 +528,19 @@ impl Settings {
             return invalid(
                 "history.page_size",
                 "must be between 1 and history.max_page_size",
+            );
+        }
+        let h = &self.history;
+        if !(h.retention_days.is_finite() && (0.0..=36_500.0).contains(&h.retention_days)) {
+            return invalid(
+                "history.retention_days",
+                "must be between 0 and 36500 (0 = keep)",
+            );
+        }
+        if !(1..=86_400).contains(&h.retention_interval_secs) {
+            return invalid(
+                "history.retention_interval_secs",
+                "must be between 1 and 86400",
             );
         }
         if self.auth.session_ttl_secs < 60 {

@@ -23,6 +23,8 @@ pub const PRESENCE_EVENTS: &str = "events:presence";
 /// The last stream ID handed out to any channel stream (`"<ms>-<seq>"`): every append to a
 /// `channel:<c>` takes the next ID from it, so IDs are unique across channels (`store::ids`).
 pub const STREAM_IDS: &str = "ids:last";
+/// Held (with an expiry) by the node running the history retention sweep.
+pub const RETENTION_LOCK: &str = "retention:lock";
 /// Pub/sub channel of per-user notices (revoked sessions, mentions, DM invitations).
 pub const USER_EVENTS: &str = "events:user";
 

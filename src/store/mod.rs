@@ -9,6 +9,7 @@ pub mod insights;
 pub mod keys;
 pub mod limits;
 pub mod posting;
+pub mod retention;
 pub mod search;
 pub mod sessions;
 pub mod setup;
