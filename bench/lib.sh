@@ -103,3 +103,89 @@ record() {
     cp "$BENCH_OUT/$scenario.svg" "$BENCH_DIR/figures/$scenario.svg"
   fi
 }
+
+# start_haproxy PORT...: Debian's HAProxy (installed if missing) in front of the nodes on these
+# ports, round robin, maxconn 8,000 (under the 20,000-file limit with two descriptors per proxied
+# socket); sets PROXY_PORT and HAPROXY_PID.
+start_haproxy() {
+  if ! command -v haproxy >/dev/null; then
+    log "installing haproxy (Debian package)"
+    apt-get install -y haproxy >&2 || { apt-get update >&2 && apt-get install -y haproxy >&2; }
+  fi
+  PROXY_PORT=$(free_port)
+  local cfg=$BENCH_OUT/haproxy.cfg i=0 p
+  {
+    cat <<CFG
+global
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout tunnel 1h
+frontend chat
+    bind 127.0.0.1:$PROXY_PORT
+    maxconn 8000
+    default_backend nodes
+backend nodes
+    balance roundrobin
+CFG
+    for p in "$@"; do i=$((i + 1)); echo "    server n$i 127.0.0.1:$p maxconn 4000"; done
+  } > "$cfg"
+  haproxy -f "$cfg" -db > "$BENCH_OUT/haproxy.log" 2>&1 &
+  HAPROXY_PID=$!; STARTED_PIDS+=("$HAPROXY_PID")
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PROXY_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  log "haproxy pid $HAPROXY_PID on port $PROXY_PORT"
+}
+
+# A port for a cluster-mode redis-server: at most 55535, with its cluster bus port (+10000) free.
+free_cluster_port() {
+  python3 -c '
+import random, socket
+while True:
+    p = random.randint(20000, 55535)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass'
+}
+
+# start_redis_cluster [extra redis-server args...]: six redis-server processes in cluster mode
+# (RediSearch loaded when installed), formed into three masters with one replica each by
+# redis-cli. Sets MASTER_PORTS (3), REDIS_PIDS and REDIS_NAMES (master1-3, replica1-3).
+start_redis_cluster() {
+  local module=() ports=() pids=() dir p i
+  [ -f /usr/lib/redis/modules/redisearch.so ] && module=(--loadmodule /usr/lib/redis/modules/redisearch.so)
+  for i in 1 2 3 4 5 6; do
+    p=$(free_cluster_port); dir=$(mktemp -d /tmp/chatnode-bench-cluster.XXXXXX); TMP_DIRS+=("$dir")
+    redis-server --port "$p" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      "${module[@]}" "$@" > "$BENCH_OUT/redis-cluster-$i.log" 2>&1 &
+    pids+=("$!"); STARTED_PIDS+=("$!"); ports+=("$p")
+  done
+  for p in "${ports[@]}"; do
+    for _ in $(seq 100); do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  done
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") --cluster-replicas 1 --cluster-yes \
+    > "$BENCH_OUT/redis-cluster-create.log" 2>&1
+  for p in "${ports[@]}"; do
+    for _ in $(seq 100); do
+      redis-cli -p "$p" cluster info | tr -d '\r' | grep -q '^cluster_state:ok' && break; sleep 0.1
+    done
+  done
+  MASTER_PORTS=(); REDIS_PIDS=(); REDIS_NAMES=()
+  local m=0 r=0
+  for i in "${!ports[@]}"; do
+    if redis-cli -p "${ports[$i]}" role | head -1 | grep -q master; then
+      m=$((m + 1)); MASTER_PORTS+=("${ports[$i]}"); REDIS_NAMES+=("master$m")
+    else
+      r=$((r + 1)); REDIS_NAMES+=("replica$r")
+    fi
+    REDIS_PIDS+=("${pids[$i]}")
+  done
+  log "redis cluster: masters on ${MASTER_PORTS[*]}, pids ${REDIS_PIDS[*]}"
+}
+

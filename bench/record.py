@@ -153,6 +153,13 @@ def main():
                         " / ".join(fmt(lat[k], 2) for k in ("p50", "p90", "p99", "p999", "max"))))
         al = s["ack_latency_ms"]
         figures.append(("post → ack latency ms p50 / p99 / max", " / ".join(fmt(al[k], 2) for k in ("p50", "p99", "max"))))
+        an = s.get("answer_latency_ms")
+        if an and an.get("count"):
+            figures.append(("send → answer (posted or busy) ms p50 / p99 / max",
+                            " / ".join(fmt(an[k], 2) for k in ("p50", "p99", "max"))))
+            if msg.get("refused"):
+                goals.append(("post → answer p99 under overload (posted or busy)", "≤ 250 ms",
+                              f"{an['p99']:,.2f} ms", distance(an["p99"], 250, True)))
         if scenario in ("rooms", "cluster"):
             outs = dl["out_per_sec"]
             goals.append(("deliveries per second" + (" (3 nodes)" if scenario == "cluster" else " on one node"),
@@ -196,9 +203,15 @@ def main():
     for k, v in extra.items():
         if k != "persisted":
             figures.append((k.replace("_", " "), v))
+    for what in ("commands", "cpu"):
+        split = extra.get(f"master_split_{what}")
+        if split and split.endswith("%") and int(extra.get("redis_masters") or 1) > 1:
+            value = float(split[:-1])
+            goals.append((f"work split over the masters ({'commands' if what == 'commands' else 'CPU seconds'}): largest distance from the mean",
+                          "≤ 20 %", split, distance(value, 20, True)))
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"\n## {TITLES.get(scenario, scenario)} — {now}\n",
+    lines = [f"\n## {os.environ.get('BENCH_TITLE') or TITLES.get(scenario, scenario)} — {now}\n",
              f"- commit `{commit()}`; machine: {machine()}",
              f"- run `{s['run_id']}`{' (' + s['label'] + ')' if s['label'] else ''}: {c['sockets']:,} sockets over "
              f"{len(c['urls'])} URL(s), {c['workers']} workers, ramp {fmt(c['ramp_per_sec'])}/s, {c['rooms']} rooms × "

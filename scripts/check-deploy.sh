@@ -179,9 +179,9 @@ for dep in deployments:
         if not (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
             problems.append(f"{where}: readOnlyRootFilesystem is not set")
         env = env_of(c)
-        if not env.get("CHATNODE__REDIS__URL"):
-            problems.append(f"{where}: CHATNODE__REDIS__URL must be set "
-                            "(empty would start an embedded redis-server)")
+        if not env.get("CHATNODE__REDIS__URL") and not env.get("CHATNODE__REDIS__CLUSTER_NODES"):
+            problems.append(f"{where}: CHATNODE__REDIS__URL or CHATNODE__REDIS__CLUSTER_NODES "
+                            "must be set (neither would start an embedded redis-server)")
         # Shutdown budget: preStop + drain grace + margin must fit in the
         # termination grace period, or SIGKILL cuts the drain short.
         pre = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}

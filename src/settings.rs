@@ -261,7 +261,8 @@ pub struct Ws {
     /// are answered `busy` (REST: 503).
     pub max_inflight_per_node: usize,
     /// Milliseconds a post may wait behind its socket's earlier frames; then it is answered
-    /// `busy` instead of stored. Also the `retry_after_ms` every WebSocket `busy` names.
+    /// `busy` instead of stored. Also the base of the wait every `busy` names (`retry_after_ms`),
+    /// which grows with the share of posts the node refused in the last second (at most 20×).
     pub post_queue_timeout_ms: u64,
 }
 

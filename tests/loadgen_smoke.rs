@@ -103,6 +103,7 @@ async fn loadgen_smoke_run_loses_and_duplicates_nothing() {
         "deliveries",
         "latency_ms",
         "ack_latency_ms",
+        "answer_latency_ms",
         "timeseries",
         "server",
         "ok",
@@ -196,6 +197,13 @@ async fn loadgen_counts_busy_refusals_and_resends_them_until_stored() {
         "{m}"
     );
     assert_eq!(m["acked"].as_u64(), Some(sent), "{m}");
+    // Every try got an answer, and each answer was timed: one per `posted`, one per `busy`.
+    assert_eq!(
+        v["answer_latency_ms"]["count"].as_u64(),
+        Some(sent + m["busy"].as_u64().unwrap()),
+        "{}",
+        v["answer_latency_ms"]
+    );
     let d = &v["deliveries"];
     assert_eq!(d["expected"].as_u64(), Some(sent * 10), "{d}");
     assert_eq!(d["received"], d["expected"], "{d}");

@@ -130,7 +130,9 @@ async fn posts_over_the_socket_bound_are_answered_busy_and_not_stored() {
             e["payload"],
             json!({"channel": "lobby", "client_id": format!("b-{n}")})
         );
-        assert_eq!(e["retry_after_ms"], 60_000, "{v}");
+        // The base wait, spread by ±25 % (nothing was refused in the node's last second).
+        let wait = e["retry_after_ms"].as_u64().unwrap();
+        assert!((45_000..=75_000).contains(&wait), "{v}");
         assert_eq!(e["error"], e["message"]);
     }
     for n in 1..=2 {
@@ -153,7 +155,8 @@ async fn a_post_waiting_too_long_behind_a_slow_one_is_answered_busy_and_not_stor
     let refused = next_answer(&mut ws).await;
     assert_eq!(refused["error"]["code"], "busy", "{refused}");
     assert_eq!(refused["error"]["payload"]["client_id"], "q-2");
-    assert_eq!(refused["error"]["retry_after_ms"], 10);
+    let wait = refused["error"]["retry_after_ms"].as_u64().unwrap();
+    assert!((7..=13).contains(&wait), "{refused}");
     let answer = answer_to(&mut ws, "q-1").await;
     assert_eq!(answer["type"], "posted", "{answer}");
     assert_eq!(stored_texts(&redis, "lobby").await, ["first"]);

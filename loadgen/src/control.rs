@@ -95,6 +95,7 @@ pub struct FinalReport {
     pub unexpected: u64,
     pub latency: Sparse,
     pub ack_latency: Sparse,
+    pub answer_latency: Sparse,
     pub disconnects: BTreeMap<String, u64>,
     pub frames_in: u64,
     pub first_delivery_us: u64,

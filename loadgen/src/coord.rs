@@ -62,7 +62,7 @@ enum Phase {
 }
 
 enum Line {
-    Event(Event),
+    Event(Box<Event>),
     Eof,
 }
 
@@ -245,7 +245,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<Event>(&line) {
                     Ok(ev) => {
-                        if tx.send((w, Line::Event(ev))).is_err() {
+                        if tx.send((w, Line::Event(Box::new(ev)))).is_err() {
                             return;
                         }
                     }
@@ -284,7 +284,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
     loop {
         let got = rx.recv_timeout(Duration::from_millis(250));
         match got {
-            Ok((w, Line::Event(ev))) => match ev {
+            Ok((w, Line::Event(ev))) => match *ev {
                 Event::Progress(p) => {
                     let k = p.tick as usize;
                     if bins.len() <= k {
@@ -416,6 +416,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
     let mut fin = FinalReport::default();
     let mut latency = Histogram::default();
     let mut ack_latency = Histogram::default();
+    let mut answer_latency = Histogram::default();
     let mut first_delivery = u64::MAX;
     for w in &workers {
         if let Some(r) = &w.ready {
@@ -448,6 +449,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
             add_map(&mut fin.disconnects, &f.disconnects);
             latency.merge_sparse(&f.latency);
             ack_latency.merge_sparse(&f.ack_latency);
+            answer_latency.merge_sparse(&f.answer_latency);
             if f.first_delivery_us > 0 {
                 first_delivery = first_delivery.min(f.first_delivery_us);
             }
@@ -510,6 +512,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         },
         "latency_ms": latency_json(&latency),
         "ack_latency_ms": latency_json(&ack_latency),
+        "answer_latency_ms": latency_json(&answer_latency),
         "frames_in": fin.frames_in,
         "phases": {
             "setup_and_ramp_secs": t_ready.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),

@@ -11,6 +11,9 @@ pub struct Post {
     pub seq: u64,
     /// When it was first sent (unix µs); also the stamp in its text.
     pub first_sent_us: u64,
+    /// When it was last sent (unix µs): the answer to that send (`posted` or `busy`) is timed
+    /// from here.
+    pub last_sent_us: u64,
     /// Times it was sent so far.
     pub sends: u32,
 }
@@ -84,6 +87,7 @@ impl Outbox {
         }
         let (_, mut post) = self.retries.pop_front()?;
         post.sends += 1;
+        post.last_sent_us = now_us;
         Some(post)
     }
 
@@ -109,6 +113,7 @@ mod tests {
         Post {
             seq,
             first_sent_us: at,
+            last_sent_us: at,
             sends: 1,
         }
     }
@@ -149,9 +154,10 @@ mod tests {
             Post {
                 seq: 1,
                 first_sent_us: 2_000,
+                last_sent_us: 35_000,
                 sends: 2
             },
-            "same post, same first send time"
+            "same post, same first send time, its answer timed from the new send"
         );
         o.sent(again);
         assert_eq!(o.posted(Some(0)).post, Some(first(0, 1_000)));

@@ -95,6 +95,9 @@ struct State {
     latency: Histogram,
     latency_tick: Histogram,
     ack_latency: Histogram,
+    /// Each send → its answer (`posted` or `busy`), µs: how long a node makes a client wait to
+    /// know what became of one try.
+    answer_latency: Histogram,
     fail_reasons: BTreeMap<String, u64>,
     disconnects: BTreeMap<String, u64>,
     post_errors: BTreeMap<String, u64>,
@@ -186,6 +189,7 @@ async fn run(init: Init, mut rx: mpsc::UnboundedReceiver<Option<Cmd>>) -> Result
         latency: Histogram::default(),
         latency_tick: Histogram::default(),
         ack_latency: Histogram::default(),
+        answer_latency: Histogram::default(),
         fail_reasons: BTreeMap::new(),
         disconnects: BTreeMap::new(),
         post_errors: BTreeMap::new(),
@@ -358,6 +362,7 @@ async fn run(init: Init, mut rx: mpsc::UnboundedReceiver<Option<Cmd>>) -> Result
             unexpected,
             latency: s.latency.sparse(),
             ack_latency: s.ack_latency.sparse(),
+            answer_latency: s.answer_latency.sparse(),
             disconnects: s.disconnects.clone(),
             frames_in: s.c.frames_in,
             first_delivery_us: s.c.first_delivery_us,
@@ -625,7 +630,7 @@ async fn socket(
                 let frame = post_frame(&cfg, &run, g, room.unwrap_or(0), seq, sent_us);
                 {
                     let mut s = state.borrow_mut();
-                    s.socks[li].outbox.sent(Post { seq, first_sent_us: sent_us, sends: 1 });
+                    s.socks[li].outbox.sent(Post { seq, first_sent_us: sent_us, last_sent_us: sent_us, sends: 1 });
                     s.c.sent += 1;
                 }
                 seq += 1;
@@ -755,6 +760,8 @@ fn on_frame(
             }
             if let Some(post) = acked.post {
                 st.c.acked += 1;
+                st.answer_latency
+                    .record(now_us().saturating_sub(post.last_sent_us));
                 // From the first send: a refused post's wait counts.
                 st.ack_latency
                     .record(now_us().saturating_sub(post.first_sent_us));
@@ -770,8 +777,11 @@ fn on_frame(
             if *stage != Stage::Ready {
                 return After::Refused("busy".into());
             }
-            if let Some(post) = st.socks[li].outbox.refused(seq, now_us(), retry_after_ms) {
+            let now = now_us();
+            if let Some(post) = st.socks[li].outbox.refused(seq, now, retry_after_ms) {
                 st.c.busy += 1;
+                st.answer_latency
+                    .record(now.saturating_sub(post.last_sent_us));
                 if post.sends == 1 {
                     st.c.refused += 1;
                 }

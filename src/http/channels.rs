@@ -157,7 +157,15 @@ impl PostPlace {
         app.posts_in_flight
             .try_take()
             .map(|slot| PostPlace { _slot: slot })
-            .ok_or(Error::Busy { retry_after: 1 })
+            .ok_or_else(|| {
+                // Retry-After counts whole seconds.
+                let ms = app
+                    .posts_in_flight
+                    .retry_after_ms(app.settings.ws.post_queue_timeout_ms);
+                Error::Busy {
+                    retry_after: ms.div_ceil(1000).max(1),
+                }
+            })
     }
 }
 

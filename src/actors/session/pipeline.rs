@@ -98,6 +98,9 @@ impl Session {
     pub(super) fn admit(&mut self, frame: Inbound, ctx: &mut Context<Self>) {
         let ws = &self.app.settings.ws;
         if self.pipeline.in_flight() >= ws.max_inflight_per_socket {
+            if is_post(&frame) {
+                self.app.posts_in_flight.note_refused();
+            }
             self.refuse(&frame, "too many frames in flight on this socket");
             return;
         }
@@ -136,6 +139,7 @@ impl Session {
     /// A post still waiting when its time is up is answered `busy`, not stored.
     fn expire(&mut self, seq: u64) {
         if let Some(Item::Frame { frame, .. }) = self.pipeline.take(seq) {
+            self.app.posts_in_flight.note_refused();
             self.refuse(
                 &frame,
                 "the post waited too long behind this socket's earlier frames",
@@ -145,7 +149,10 @@ impl Session {
 
     /// Answers `busy` for a frame that is dropped: nothing of it was done.
     fn refuse(&self, frame: &Inbound, why: &str) {
-        let retry_after_ms = self.app.settings.ws.post_queue_timeout_ms;
+        let retry_after_ms = self
+            .app
+            .posts_in_flight
+            .retry_after_ms(self.app.settings.ws.post_queue_timeout_ms);
         let text = format!("the server is busy ({why}); try again in {retry_after_ms} ms");
         log::debug!("session {}: busy: {why}", self.id);
         self.send(Outbound::Error(ErrorFrame::busy(
