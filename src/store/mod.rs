@@ -67,7 +67,7 @@ pub struct Store {
 }
 
 /// Puts `password` into a redis URL that has none.
-fn url_with_password(url: &str, password: &str) -> String {
+pub(crate) fn url_with_password(url: &str, password: &str) -> String {
     if password.is_empty() {
         return url.to_string();
     }

@@ -40,6 +40,7 @@ impl TestRedis {
             module_path: Some(PathBuf::from(module)),
             extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(10),
+            password: None,
         })
         .await
         .expect("the RediSearch 2.x server starts");
@@ -58,6 +59,7 @@ impl TestRedis {
             module_path: module,
             extra_args,
             startup_timeout: Duration::from_secs(10),
+            password: None,
         })
         .await
         .expect("redis-server starts (install it with scripts/install-deps.sh)");
