@@ -276,6 +276,44 @@ struct Run {
     channels: usize,
 }
 
+/// The most channels an upload may have (each is decoded before being mixed down).
+pub const MAX_CHANNELS: usize = 8;
+
+/// Sample rate and channel count from a WAV's `fmt ` chunk, read before the decoder sees the file
+/// (the decoder panics on a rate of 0, and sizes its buffers by the channel count).
+pub fn wav_header(bytes: &[u8]) -> Option<(u32, u16)> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while at.checked_add(8)? <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let body = bytes.get(at + 8..at + 8 + 8)?;
+            let channels = u16::from_le_bytes([body[2], body[3]]);
+            let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+            return Some((rate, channels));
+        }
+        at = at.checked_add(8)?.checked_add(size + (size & 1))?;
+    }
+    None
+}
+
+fn check_shape(rate: u32, channels: usize, max_rate: u32) -> Result<(), AudioError> {
+    if !(1000..=max_rate).contains(&rate) {
+        return Err(unsupported(format!(
+            "its sample rate is {rate} Hz; voice messages may have 1000 to {max_rate} Hz"
+        )));
+    }
+    if !(1..=MAX_CHANNELS).contains(&channels) {
+        return Err(unsupported(format!(
+            "it has {channels} channels; voice messages may have 1 to {MAX_CHANNELS}"
+        )));
+    }
+    Ok(())
+}
+
 fn run(
     bytes: &[u8],
     format: Option<Format>,
@@ -287,6 +325,30 @@ fn run(
         Some(f) => f,
         None => sniff(bytes)?,
     };
+    // Whatever the type claims: the decoders probe the bytes, and would read a WAV header.
+    if let Some((rate, channels)) = wav_header(bytes) {
+        check_shape(rate, channels as usize, max_rate)?;
+    }
+    // The decoders are third-party code fed hostile bytes: a panic in one is a refused upload,
+    // not a failed request.
+    let label = format.label();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_decoder(bytes, format, max_seconds, max_rate, keep)
+    }))
+    .unwrap_or_else(|_| {
+        Err(unsupported(format!(
+            "the body could not be decoded as {label}: the decoder gave up on it"
+        )))
+    })
+}
+
+fn run_decoder(
+    bytes: &[u8],
+    format: Format,
+    max_seconds: u64,
+    max_rate: u32,
+    keep: bool,
+) -> Result<Run, AudioError> {
     let label = format.label();
     let cant =
         |why: String| unsupported(format!("the body could not be decoded as {label}: {why}"));
@@ -324,6 +386,9 @@ fn run(
         return Err(unsupported(format!(
             "its sample rate is {rate} Hz; voice messages may have at most {max_rate} Hz"
         )));
+    }
+    if let Some(ch) = params.channels {
+        check_shape(rate, ch.count(), max_rate)?;
     }
     let limit_frames = (max_seconds + 1) * rate as u64;
     if let Some(n) = params.n_frames {
@@ -365,6 +430,9 @@ fn run(
                 good += 1;
                 let spec = *decoded.spec();
                 let n_ch = spec.channels.count().max(1);
+                if n_ch > MAX_CHANNELS {
+                    return Err(cant(format!("it has {n_ch} channels")));
+                }
                 channels = n_ch;
                 let needed = decoded.capacity() as u64;
                 if buf
