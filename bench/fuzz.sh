@@ -4,7 +4,8 @@
 # uploads with mutated WAV/FLAC/Ogg/MP3/WebM headers (loadgen/src/bin/chatnode-fuzz.rs). Reports
 # crashes, hangs (no answer within 5 s), internal errors, codes outside the documented ones, lost
 # posts, the node's RSS before and after, and every error and close code seen; the JSON summary
-# goes to $BENCH_OUT/fuzz.json. Exits non-zero when the fuzzer found anything.
+# goes to $BENCH_OUT/fuzz.json and an entry to RESULTS.md. Exits non-zero when the fuzzer found
+# anything.
 #
 # The node's per-user limits are raised so that the inputs reach the code behind them (the
 # limits have tests of their own): posts, read markers, typing, joins, channel creation, the
@@ -28,4 +29,5 @@ status=$?
 set -e
 cat "$BENCH_OUT/fuzz.json"
 log "chatnode-fuzz exited with $status; node log: $BENCH_OUT/node.log"
+if [ -s "$BENCH_OUT/fuzz.json" ]; then python3 "$BENCH_DIR/record-fuzz.py" "$BENCH_OUT/fuzz.json"; fi
 exit $status
