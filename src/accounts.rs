@@ -137,7 +137,7 @@ pub async fn end_session(store: &Store, user: &User) -> Result<()> {
     let Some(hash) = user.token_hash.as_deref() else {
         return Ok(());
     };
-    store.revoke_session_hash(hash).await?;
+    store.revoke_session_hash(&user.username, hash).await?;
     publish_revocation(store, &user.username, Some(hash), None).await
 }
 

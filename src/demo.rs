@@ -90,7 +90,7 @@ impl Store {
         let mut conn = self.conn().await?;
         let mut to_index = Vec::new();
         for (id, username, channel, text) in MESSAGES {
-            let exists: bool = conn.exists(keys::message(id)).await?;
+            let exists: bool = conn.exists(keys::message(channel, id)).await?;
             let _: () = redis::pipe()
                 .sadd(keys::CHANNELS, *channel)
                 .sadd(keys::members(channel), *username)
@@ -119,7 +119,7 @@ impl Store {
             let created_at = id.split('-').next().unwrap_or("0");
             let _: () = conn
                 .hset_multiple(
-                    keys::message(id),
+                    keys::message(channel, id),
                     &[
                         ("username", *username),
                         ("channel", *channel),
@@ -130,12 +130,12 @@ impl Store {
                     ],
                 )
                 .await?;
-            to_index.push(keys::message(id));
+            to_index.push(keys::message(channel, id));
             loaded.messages += 1;
         }
         drop(conn);
         for key in to_index {
-            self.index_hash(keys::IDX_MESSAGES, &key).await;
+            self.index_hash(keys::messages_index(), &key).await;
         }
         Ok(loaded)
     }

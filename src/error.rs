@@ -30,6 +30,8 @@ pub enum Error {
     UserNotFound,
     #[error("no such channel")]
     ChannelNotFound,
+    #[error("no such message in that channel")]
+    MessageNotFound,
     #[error("{0}")]
     NotFound(String),
     #[error("a channel with that name exists")]
@@ -84,6 +86,7 @@ impl Error {
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::UserNotFound => ErrorCode::UserNotFound,
             Error::ChannelNotFound => ErrorCode::ChannelNotFound,
+            Error::MessageNotFound => ErrorCode::MessageNotFound,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::ChannelExists => ErrorCode::ChannelExists,
             Error::InvalidChannelName => ErrorCode::InvalidChannelName,
@@ -124,15 +127,6 @@ impl From<redis::RedisError> for Error {
             Error::RedisUnavailable(e)
         } else {
             Error::Internal(format!("redis: {e}"))
-        }
-    }
-}
-
-impl From<deadpool_redis::PoolError> for Error {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        match e {
-            deadpool_redis::PoolError::Backend(e) => e.into(),
-            other => Error::Internal(format!("redis pool: {other}")),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The `chatnode` command: `serve` (the default), `check-config`, `healthcheck`, `load-demo`,
-//! `transcriber` (only transcribes voice messages, for the Redis in `redis.url`).
+//! `migrate` (converts keys of the older layout), `transcriber` (only transcribes voice
+//! messages, for the Redis in `redis.url`).
 
 use std::process::ExitCode;
 
 use chatnode::Settings;
 
 const USAGE: &str =
-    "usage: chatnode [serve | check-config | healthcheck | load-demo | transcriber]";
+    "usage: chatnode [serve | check-config | healthcheck | load-demo | migrate | transcriber]";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
@@ -35,10 +36,12 @@ fn main() -> ExitCode {
         },
         "check-config" => {
             println!("{}", settings.to_pretty_json());
+            eprintln!("{}", chatnode::cli::describe_redis(&settings));
             ExitCode::SUCCESS
         }
         "healthcheck" => chatnode::cli::healthcheck(&settings),
         "load-demo" => chatnode::cli::load_demo(settings),
+        "migrate" => chatnode::cli::migrate(settings),
         "transcriber" => chatnode::voice::transcriber::run_command(settings),
         other => {
             eprintln!("chatnode: unknown command `{other}`\n{USAGE}");

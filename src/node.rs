@@ -31,7 +31,7 @@ struct Started {
 
 async fn start(settings: Settings) -> Result<Started, String> {
     let settings = Arc::new(settings);
-    let (url, embedded) = if settings.redis.url.is_empty() {
+    let (url, embedded) = if settings.redis.url.is_empty() && !settings.redis.is_cluster() {
         let opts = crate::redis_server::embedded_options(&settings)?;
         let process = RedisProcess::start(&opts).await?;
         log::info!(

@@ -58,6 +58,15 @@ pub struct Settings {
     pub shutdown: Shutdown,
     pub voice: Voice,
     pub limits: Limits,
+    pub messages: Messages,
+}
+
+/// `[messages]`: what may be done to a message once posted.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messages {
+    /// How long after posting its author may edit a message, in seconds (0 = no limit).
+    pub edit_window_secs: u64,
 }
 
 /// `[http]`: the listener.
@@ -230,8 +239,21 @@ pub struct Redis {
     /// Empty means: start an embedded redis-server.
     #[serde(serialize_with = "serialize_masked_url")]
     pub url: String,
+    /// Redis Cluster seed addresses, comma-separated `redis://` / `rediss://` URLs; non-empty =
+    /// cluster mode (and `url` must be empty).
+    pub cluster_nodes: String,
     pub password: Secret,
+    /// Kept so older configuration files load; commands share one multiplexed connection (per
+    /// master in cluster mode), so there is no pool to size.
     pub pool_size: usize,
+    /// Replicas that must have a post before it is answered `posted` (`WAIT n`); 0 = answer as
+    /// soon as the master stored it.
+    pub ack_replicas: u32,
+    /// Milliseconds the posting path waits for `ack_replicas` replicas.
+    pub ack_timeout_ms: u64,
+    /// Seconds between health-check `PING`s on each pub/sub connection; one not answered within
+    /// as long makes the node reconnect (and every room catch up).
+    pub pubsub_health_secs: u64,
     pub data_dir: PathBuf,
     pub module_path: PathBuf,
     pub server_binary: String,
@@ -239,6 +261,23 @@ pub struct Redis {
     /// PEM file of the CA certificates a `rediss://` server is verified against; empty = the
     /// public roots built in.
     pub tls_ca_file: PathBuf,
+}
+
+impl Redis {
+    /// The cluster seed URLs (`cluster_nodes` split at commas); empty = one Redis.
+    pub fn cluster_seeds(&self) -> Vec<String> {
+        self.cluster_nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether this node talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_seeds().is_empty()
+    }
 }
 
 /// `[ws]`: WebSocket sessions.
@@ -470,10 +509,42 @@ impl Settings {
                 "must start with redis:// or rediss:// (or be empty for the embedded Redis)",
             );
         }
+        let seeds = self.redis.cluster_seeds();
+        if !seeds.is_empty() && !self.redis.url.is_empty() {
+            return invalid(
+                "redis.cluster_nodes",
+                "set either redis.url (one Redis) or redis.cluster_nodes (Redis Cluster), not both",
+            );
+        }
+        if let Some(bad) = seeds
+            .iter()
+            .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))
+        {
+            return invalid(
+                "redis.cluster_nodes",
+                format!(
+                    "`{}` must start with redis:// or rediss://",
+                    mask_url_password(bad)
+                ),
+            );
+        }
         if !self.redis.tls_ca_file.as_os_str().is_empty()
             && !self.redis.url.starts_with("rediss://")
+            && !seeds.iter().any(|u| u.starts_with("rediss://"))
         {
-            return invalid("redis.tls_ca_file", "needs a rediss:// redis.url");
+            return invalid(
+                "redis.tls_ca_file",
+                "needs a rediss:// redis.url or redis.cluster_nodes",
+            );
+        }
+        if self.redis.pubsub_health_secs == 0 {
+            return invalid("redis.pubsub_health_secs", "must be at least 1");
+        }
+        if self.redis.ack_replicas > 0 && self.redis.ack_timeout_ms == 0 {
+            return invalid(
+                "redis.ack_timeout_ms",
+                "must be at least 1 with ack_replicas",
+            );
         }
         if self.http.metrics_port != 0 && self.http.metrics_port == self.http.port {
             return invalid(

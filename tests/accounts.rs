@@ -36,11 +36,10 @@ async fn register_login_me_and_errors() {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["user"]["username"], "ada.l", "stored lowercase");
     assert!(v["user"].get("password_hash").is_none());
-    assert_eq!(
-        v["token"].as_str().unwrap().len(),
-        43,
-        "256-bit token, base64url"
-    );
+    let token = v["token"].as_str().unwrap();
+    let (random, user) = token.split_once('.').unwrap();
+    assert_eq!(random.len(), 43, "256-bit token, base64url: {token}");
+    assert_eq!(user, "ada.l", "the token names its user: {token}");
 
     // The cookie alone authenticates.
     let me: Value = c

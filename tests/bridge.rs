@@ -16,6 +16,7 @@ use chatnode::actors::bridge::{Bridge, BridgeEvent, Subscribe, Unsubscribe};
 use chatnode::metrics::Metrics;
 use chatnode::store::{keys, Store};
 use chatnode::Settings;
+use common::proxy::FreezableProxy;
 use common::{kill_pubsub_clients, TestRedis};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
@@ -36,7 +37,15 @@ impl Handler<BridgeEvent> for Listener {
 
 /// A bridge on `redis` whose events come out of the returned receiver.
 async fn bridge_on(redis: &TestRedis) -> (Addr<Bridge>, mpsc::UnboundedReceiver<BridgeEvent>) {
-    let store = Store::connect(&redis.url(), Arc::new(Settings::defaults()))
+    bridge_at(&redis.url(), Settings::defaults()).await
+}
+
+/// A bridge on the Redis at `url`, with `settings`.
+async fn bridge_at(
+    url: &str,
+    settings: Settings,
+) -> (Addr<Bridge>, mpsc::UnboundedReceiver<BridgeEvent>) {
+    let store = Store::connect(url, Arc::new(settings))
         .await
         .expect("the store connects");
     let (tx, rx) = mpsc::unbounded_channel();
@@ -47,7 +56,13 @@ async fn bridge_on(redis: &TestRedis) -> (Addr<Bridge>, mpsc::UnboundedReceiver<
 
 /// Publishes `payload` on `subject`; answers how many subscribers received it.
 async fn publish(conn: &mut MultiplexedConnection, subject: &str, payload: &str) -> i64 {
-    redis::cmd("PUBLISH")
+    // Room subjects are shard channels, as the posting scripts publish them.
+    let command = if keys::room_from_events(subject).is_some() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
+    redis::cmd(command)
         .arg(subject)
         .arg(payload)
         .query_async(conn)
@@ -200,4 +215,49 @@ async fn a_room_followed_while_the_bridge_connects_is_subscribed_once_it_is_conn
     );
     assert_eq!(publish(&mut conn, keys::USER_EVENTS, "end").await, 1);
     assert_eq!(next_event(&mut events).await, marker("end"));
+}
+
+/// A pub/sub connection that goes silent without closing (half-open TCP: Redis still counts the
+/// bridge as a subscriber, nothing reaches it) is found by the health-check PING within about
+/// two intervals; the bridge reconnects and has every room catch up, and live events flow again.
+#[actix_rt::test]
+async fn a_silently_dead_connection_is_found_by_the_health_check_and_replaced() {
+    let redis = TestRedis::start_plain().await;
+    let proxy = FreezableProxy::start(redis.process.port()).await;
+    let mut conn = redis.conn().await;
+    let mut settings = Settings::defaults();
+    settings.redis.pubsub_health_secs = 1;
+    let (bridge, mut events) = bridge_at(&proxy.url(), settings).await;
+    assert_eq!(until_listening(&mut conn, &mut events).await, []);
+    bridge.send(Subscribe("general".into())).await.unwrap();
+
+    proxy.freeze_open_connections();
+    // Redis still delivers to the frozen connection: the event is lost on the way.
+    assert_eq!(
+        publish(&mut conn, &keys::room_events("general"), "unheard").await,
+        1
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(
+        next_event(&mut events).await,
+        BridgeEvent::Resubscribed,
+        "the lost event never arrives; the bridge reconnects and rooms catch up instead"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "found within about two health-check intervals, took {:?}",
+        started.elapsed()
+    );
+    // The old connection is still subscribed as far as Redis knows; the new one hears too.
+    assert_eq!(
+        publish(&mut conn, &keys::room_events("general"), "heard").await,
+        2
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        BridgeEvent::Room {
+            channel: "general".into(),
+            payload: "heard".into(),
+        }
+    );
 }

@@ -23,13 +23,18 @@ async fn acl(redis: &TestRedis, rules: &[&str]) {
 
 /// Whether any client is subscribed to `lobby`'s subject.
 async fn lobby_subscribers(redis: &TestRedis) -> i64 {
-    let v: Vec<(String, i64)> = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg("room:lobby")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
-    v.first().map_or(0, |(_, n)| *n)
+    let subject = chatnode::store::keys::room_events("lobby");
+    let mut n = 0;
+    for kind in ["NUMSUB", "SHARDNUMSUB"] {
+        let v: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg(kind)
+            .arg(&subject)
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+        n += v.first().map_or(0, |(_, n)| *n);
+    }
+    n
 }
 
 #[tokio::test]
@@ -49,7 +54,7 @@ async fn a_resume_during_a_pubsub_outage_does_not_make_other_members_miss_events
         .await;
 
     // Node a's pub/sub connection goes and cannot come back: SUBSCRIBE is refused.
-    acl(&redis, &["-subscribe", "-psubscribe"]).await;
+    acl(&redis, &["-subscribe", "-psubscribe", "-ssubscribe"]).await;
     assert!(kill_pubsub_clients(&mut redis.conn().await).await >= 1);
     assert_eq!(lobby_subscribers(&redis).await, 0);
 
@@ -74,7 +79,7 @@ async fn a_resume_during_a_pubsub_outage_does_not_make_other_members_miss_events
     assert_eq!(replayed, [&m1["id"], &m2["id"]]);
 
     // The connection comes back; the room catches up.
-    acl(&redis, &["+subscribe", "+psubscribe"]).await;
+    acl(&redis, &["+subscribe", "+psubscribe", "+ssubscribe"]).await;
     let back = eventually(Duration::from_secs(15), || async {
         (lobby_subscribers(&redis).await >= 1).then_some(())
     })

@@ -75,7 +75,8 @@ fn stop(mut child: std::process::Child) {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the node stops cleanly: {status:?}");
 }
 
 #[tokio::test]
@@ -128,11 +129,13 @@ async fn the_embedded_redis_needs_the_password_kept_in_its_data_folder() {
     let (status, v) = get(&format!("http://{addr}"), "/api/usernames/kept", "").await;
     assert_eq!(status, 200);
     assert_eq!(v["available"], false);
+    assert_eq!(readyz(&format!("http://{addr}")).await["redis"], "ok");
     stop(child);
 
     // Another folder, another password.
     let other = tempfile::tempdir().unwrap();
-    let (child, _) = start_binary(other.path());
+    let (child, addr) = start_binary(other.path());
+    assert_eq!(readyz(&format!("http://{addr}")).await["redis"], "ok");
     let second = std::fs::read_to_string(other.path().join("redis-password")).unwrap();
     assert_ne!(second.trim(), password);
     stop(child);

@@ -303,7 +303,7 @@ async fn a_password_change_ends_sessions_older_than_their_index() {
     live.recv_type("authorized").await;
     // The index of the user's sessions expires (its TTL is not slid by use) or is lost.
     let mut conn = redis.conn().await;
-    let _: () = conn.del("sessions:forgetful").await.unwrap();
+    let _: () = conn.del("sessions:{user:forgetful}").await.unwrap();
     let (status, _) = send(
         Method::PUT,
         &base,

@@ -1,6 +1,7 @@
-//! Stream IDs are unique across channels: a message's `message:<id>` hash, its search entry and
-//! its mentions belong to exactly one stream entry, however many channels are written in the
-//! same millisecond, on however many nodes, and whatever IDs an older database already holds.
+//! A message is named by its channel and its stream ID (Redis's own, unique within the channel):
+//! its `message:{channel:<c>}:<id>` hash, its search entry and its mentions belong to exactly
+//! one stream entry, however many channels are written in the same millisecond (and so share
+//! IDs), on however many nodes, and whatever IDs an older database already holds.
 
 mod common;
 
@@ -27,10 +28,15 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-async fn message_hash(redis: &TestRedis, id: &str) -> HashMap<String, String> {
+/// The hash of message `id` of `channel`.
+async fn message_hash(redis: &TestRedis, channel: &str, id: &str) -> HashMap<String, String> {
+    hash_at(redis, &format!("message:{{channel:{channel}}}:{id}")).await
+}
+
+async fn hash_at(redis: &TestRedis, key: &str) -> HashMap<String, String> {
     let mut conn = redis.conn().await;
     redis::cmd("HGETALL")
-        .arg(format!("message:{id}"))
+        .arg(key)
         .query_async(&mut conn)
         .await
         .unwrap()
@@ -137,24 +143,23 @@ async fn concurrent_posts_keep_every_message(redis: TestRedis) {
     let total = USERS * POSTS_PER_SOCKET;
     assert_eq!(posted.len(), total);
 
-    // Every post has its own ID, across all channels.
-    let distinct: HashSet<&str> = posted.iter().map(|(_, _, id)| id.as_str()).collect();
-    assert_eq!(
-        distinct.len(),
-        total,
-        "posts in different channels were given the same stream ID"
-    );
+    // Every post has its own ID within its channel.
+    let distinct: HashSet<(&str, &str)> = posted
+        .iter()
+        .map(|(c, _, id)| (c.as_str(), id.as_str()))
+        .collect();
+    assert_eq!(distinct.len(), total, "two posts of a channel share an ID");
 
     // Each stream entry's hash is that entry's message, in that channel.
     let mut per_channel: HashMap<String, usize> = HashMap::new();
     let mut all_ids = HashSet::new();
     for c in &channels {
         for (id, f) in redis.stream(c).await {
-            assert!(all_ids.insert(id.clone()), "{id} is in two streams");
+            assert!(all_ids.insert((c.clone(), id.clone())));
             if f.get("type").map(String::as_str) != Some("message") {
                 continue;
             }
-            let h = message_hash(&redis, &id).await;
+            let h = message_hash(&redis, c, &id).await;
             assert_eq!(h.get("channel"), Some(c), "message:{id} of {c}: {h:?}");
             assert_eq!(h.get("message"), f.get("message"), "message:{id}: {h:?}");
             assert_eq!(h.get("username"), f.get("username"), "message:{id}: {h:?}");
@@ -162,7 +167,7 @@ async fn concurrent_posts_keep_every_message(redis: TestRedis) {
         }
     }
     for (c, text, id) in &posted {
-        let h = message_hash(&redis, id).await;
+        let h = message_hash(&redis, c, id).await;
         assert_eq!(h.get("channel"), Some(c), "message:{id}");
         assert_eq!(h.get("message"), Some(text), "message:{id}");
     }
@@ -172,7 +177,7 @@ async fn concurrent_posts_keep_every_message(redis: TestRedis) {
     let mut conn = redis.conn().await;
     for u in 0..USERS {
         let n: usize = redis::cmd("ZCARD")
-            .arg(format!("mentions:user{u}"))
+            .arg(format!("mentions:{{user:user{u}}}"))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -238,10 +243,11 @@ async fn old_message(redis: &TestRedis, channel: &str, id: &str, username: &str,
         .unwrap();
 }
 
-/// A database written by a clock running an hour ahead (two channels' stream tops in the same
-/// future millisecond, `behind` one step below `ahead`, whose member writes there first, and a
-/// stream whose newest entry was deleted): every kind of write still
-/// succeeds, goes past every ID already there, in any channel, and overwrites no message.
+/// A database written the older way by a clock running an hour ahead (two channels' stream tops
+/// in the same future millisecond, `behind` one step below `ahead`, whose member writes there
+/// first, and a stream whose newest entry was deleted): every kind of write still succeeds, goes
+/// past every ID already in its channel, and overwrites no message, not even the older
+/// `message:<id>` of another channel that has the same ID as a new post.
 async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: TestRedis) {
     let f = now_ms() + 3_600_000;
     old_message(
@@ -283,20 +289,23 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
     let t = register(&base, "writer").await;
     // The writer was a member of `behind` already, so its first write is a post there.
     let _: () = redis::pipe()
-        .sadd("members:behind", "writer")
-        .sadd("memberships:writer", "behind")
+        .sadd("members:{channel:behind}", "writer")
+        .sadd("memberships:{user:writer}", "behind")
         .query_async(&mut conn)
         .await
         .unwrap();
 
-    let mut seen: Vec<String> = vec![format!("{f}-5"), format!("{f}-4")];
-    let mut check_new = |id: &str, what: &str| {
-        let newest = seen.iter().map(|s| parse_id(s)).max().unwrap();
+    let mut tops: HashMap<String, (u64, u64)> = HashMap::from([
+        ("ahead".to_string(), (f, 5)),
+        ("behind".to_string(), (f, 4)),
+    ]);
+    let mut check_new = |channel: &str, id: &str, what: &str| {
+        let top = tops.get(channel).copied().unwrap_or((0, 0));
         assert!(
-            parse_id(id) > newest,
-            "{what}: {id} is not after every ID already written"
+            parse_id(id) > top,
+            "{what}: {id} is not after every ID already in {channel}"
         );
-        seen.push(id.to_string());
+        tops.insert(channel.to_string(), parse_id(id));
     };
     let mut written: Vec<(String, String, String)> = Vec::new();
     for (c, text) in [
@@ -316,14 +325,14 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
         .await;
         assert_eq!(st, 201, "{v}");
         let id = v["message"]["id"].as_str().unwrap().to_string();
-        check_new(&id, text);
+        check_new(c, &id, text);
         written.push((c.to_string(), text.to_string(), id));
     }
     // Joins (a new channel's creation), voice messages and posts after a deleted top.
     create_channel(&base, &t, "third").await;
     let (join_id, join_fields) = redis.stream("third").await.pop().unwrap();
     assert_eq!(join_fields["type"], "join");
-    check_new(&join_id, "join");
+    check_new("third", &join_id, "join");
     let res = http()
         .post(format!("{base}/api/channels/third/voice"))
         .bearer_auth(&t)
@@ -335,7 +344,7 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
     assert_eq!(res.status(), 202);
     let v: Value = res.json().await.unwrap();
     let voice_id = v["message"]["id"].as_str().unwrap().to_string();
-    check_new(&voice_id, "voice message");
+    check_new("third", &voice_id, "voice message");
     join(&base, &t, "trimmed").await;
     let (st, v) = post(
         &base,
@@ -390,14 +399,19 @@ async fn ids_pass_every_stream_top_and_never_overwrite_an_older_message(redis: T
     assert!(parse_id(&pending.event.id) > parse_id(&voice_id));
 
     // Nothing was overwritten: the old messages and every new one are where they were written.
-    let h = message_hash(&redis, &format!("{f}-5")).await;
+    let h = hash_at(&redis, &format!("message:{f}-5")).await;
     assert_eq!(h["channel"], "ahead");
     assert_eq!(h["message"], "kept from before");
-    let h = message_hash(&redis, &format!("{f}-4")).await;
+    let h = hash_at(&redis, &format!("message:{f}-4")).await;
     assert_eq!(h["channel"], "behind");
     assert_eq!(h["message"], "also from before");
+    assert_eq!(
+        written[0].2,
+        format!("{f}-5"),
+        "behind's first post takes the ID ahead's older message has"
+    );
     for (c, text, id) in &written {
-        let h = message_hash(&redis, id).await;
+        let h = message_hash(&redis, c, id).await;
         assert_eq!(h.get("channel"), Some(c), "message:{id}: {h:?}");
         assert_eq!(h.get("message"), Some(text), "message:{id}: {h:?}");
     }

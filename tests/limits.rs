@@ -129,7 +129,7 @@ async fn join_and_leave_toggling_is_limited_and_writes_nothing_beyond_it() {
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
     assert_eq!(redis.xlen("channel:lobby").await, before + 4);
     let members: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("members:lobby")
+        .arg(chatnode::store::keys::members("lobby"))
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();

@@ -30,10 +30,18 @@ async fn all_pages(base: &str, token: &str, limit: usize) -> Vec<String> {
             .collect();
         assert!(page.len() <= limit);
         ids.extend(page.iter().cloned());
+        // A mention is named by its channel and ID (IDs are unique within a channel).
+        let last = v["mentions"].as_array().unwrap().last().map(|m| {
+            format!(
+                "{}/{}",
+                m["channel"].as_str().unwrap(),
+                m["id"].as_str().unwrap()
+            )
+        });
         match v["next_before"].as_str() {
             Some(next) => {
                 assert_eq!(page.len(), limit, "only a full page has a next one");
-                assert_eq!(Some(next), page.last().map(String::as_str));
+                assert_eq!(Some(next), last.as_deref());
                 before = Some(next.to_string());
             }
             None => return ids,
@@ -111,12 +119,13 @@ async fn forty_mentions_in_one_millisecond_page_exactly() {
             created_at: ms,
             uuid: String::new(),
             voice: None,
+            ..Default::default()
         };
         store.record_mentions(&ev).await.unwrap();
         expected.push(id);
     }
     let scores: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-        .arg("mentions:listener")
+        .arg("mentions:{user:listener}")
         .arg(ms)
         .arg(ms)
         .query_async(&mut conn)

@@ -213,7 +213,7 @@ async fn a_resent_client_id_is_stored_once_across_nodes_and_paths() {
     assert_eq!(redis.xlen("channel:general").await, before + 1);
     let mut conn = redis.conn().await;
     let mentions: u64 = redis::cmd("ZCARD")
-        .arg("mentions:mentioned")
+        .arg("mentions:{user:mentioned}")
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::cluster::Backend;
 use common::*;
 use serde_json::{json, Value};
 
@@ -27,9 +28,17 @@ async fn online(node: &chatnode::NodeHandle, token: &str, username: &str) -> Ws 
 
 #[tokio::test]
 async fn presence_reaches_people_who_share_a_channel_or_a_dm_and_nobody_else() {
-    let redis = TestRedis::start().await;
-    let a = node(settings(&redis.url()));
-    let b = node(settings(&redis.url()));
+    presence_reaches_sharers_on(Backend::one().await).await;
+}
+
+#[tokio::test]
+async fn presence_reaches_people_who_share_a_channel_or_a_dm_and_nobody_else_on_a_cluster() {
+    presence_reaches_sharers_on(Backend::cluster().await).await;
+}
+
+async fn presence_reaches_sharers_on(backend: Backend) {
+    let a = node(backend.settings());
+    let b = node(backend.settings());
     let (ua, ub) = (a.http_url(), b.http_url());
     let alice = register(&ua, "alice").await;
     let bob = register(&ub, "bob").await;

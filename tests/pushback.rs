@@ -286,7 +286,7 @@ async fn a_post_whose_answer_timed_out_is_unknown_and_stored_once_when_resent() 
     assert_eq!(answer["error"]["code"], "unknown_outcome", "{answer}");
     assert_eq!(answer["error"]["payload"]["client_id"], "ws-1", "{answer}");
 
-    // Redis is back: the held post went through after all. Re-sending it changes nothing.
+    // Redis is back; whether the held post was stored or not, re-sending it stores it once.
     tokio::time::sleep(Duration::from_millis(1600)).await;
     ws.send(post("slow", "held", "ws-1")).await;
     let posted = ws.recv_type("posted").await;

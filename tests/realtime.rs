@@ -5,19 +5,28 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::Backend;
 use common::*;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn two_nodes_chat_in_a_channel_in_stream_order() {
-    let redis = TestRedis::start().await;
+    two_nodes_chat_on(Backend::one().await).await;
+}
+
+#[tokio::test]
+async fn two_nodes_chat_in_a_channel_in_stream_order_on_a_cluster() {
+    two_nodes_chat_on(Backend::cluster().await).await;
+}
+
+async fn two_nodes_chat_on(backend: Backend) {
     let ChannelOnTwoNodes {
         a,
         b,
         owner: ta,
         member: tb,
-    } = two_nodes_one_channel(settings(&redis.url()), "lobby", "alice", "bob").await;
+    } = two_nodes_one_channel(backend.settings(), "lobby", "alice", "bob").await;
 
     let mut wa = Ws::connect(&a, Some(&ta)).await;
     let mut wb = Ws::connect(&b, Some(&tb)).await;
@@ -405,7 +414,7 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     );
     let mut conn = redis.conn().await;
     let ttl: i64 = redis::cmd("TTL")
-        .arg("presence:walker")
+        .arg("presence:{user:walker}")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -413,7 +422,7 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     // Refreshed by the tracker: still there after more than one TTL.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let exists: bool = redis::cmd("EXISTS")
-        .arg("presence:walker")
+        .arg("presence:{user:walker}")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -434,9 +443,18 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
 
 #[tokio::test]
 async fn bridge_reconnect_loses_and_doubles_nothing() {
-    let redis = TestRedis::start().await;
+    bridge_reconnect_on(Backend::one().await).await;
+}
+
+#[tokio::test]
+async fn bridge_reconnect_loses_and_doubles_nothing_on_a_cluster() {
+    bridge_reconnect_on(Backend::cluster().await).await;
+}
+
+async fn bridge_reconnect_on(backend: Backend) {
+    let backend = std::sync::Arc::new(backend);
     // One user posts faster than the default posting budget allows.
-    let mut s = settings(&redis.url());
+    let mut s = backend.settings();
     s.ws.rate_limit_messages = 10_000;
     let ChannelOnTwoNodes {
         a,
@@ -462,14 +480,12 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
-    let url = redis.url();
+    let on = backend.clone();
     let killer = tokio::spawn(async move {
-        let client = redis::Client::open(url).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let mut killed = 0;
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(150)).await;
-            killed += kill_pubsub_clients(&mut conn).await;
+            killed += on.kill_pubsub_clients().await;
         }
         killed
     });
@@ -505,14 +521,22 @@ async fn bridge_reconnect_loses_and_doubles_nothing() {
 
 #[tokio::test]
 async fn resume_replays_exactly_what_was_missed() {
-    let redis = TestRedis::start().await;
+    resume_on(Backend::one().await).await;
+}
+
+#[tokio::test]
+async fn resume_replays_exactly_what_was_missed_on_a_cluster() {
+    resume_on(Backend::cluster().await).await;
+}
+
+async fn resume_on(backend: Backend) {
     // The poster's node is `b` here, the roamer's first node `a`.
     let ChannelOnTwoNodes {
         a: b,
         b: a,
         owner: tb,
         member: ta,
-    } = two_nodes_one_channel(settings(&redis.url()), "resumable", "poster", "roamer").await;
+    } = two_nodes_one_channel(backend.settings(), "resumable", "poster", "roamer").await;
     let mut ws = Ws::subscribed(&a, &ta, &["resumable"]).await;
     for i in 0..3 {
         post(

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chatnode::store::Store;
+use chatnode::store::{keys, Store};
 use common::*;
 use serde_json::Value;
 
@@ -115,12 +115,17 @@ async fn old_messages_go_with_their_hash_search_entry_mentions_and_audio() {
         "{swept:?}"
     );
 
-    for id in [&old["id"], &old_voice["id"], &old_dm["id"]] {
+    for (channel, id) in [
+        ("lobby", &old["id"]),
+        ("lobby", &old_voice["id"]),
+        (dm.as_str(), &old_dm["id"]),
+    ] {
         let id = id.as_str().unwrap();
-        assert!(!exists(&redis, &format!("message:{id}")).await, "{id}");
+        assert!(!exists(&redis, &keys::message(channel, id)).await, "{id}");
     }
-    assert!(!exists(&redis, &format!("audio:{audio}")).await);
-    assert!(!exists(&redis, &format!("audioinfo:{audio}")).await);
+    assert!(!exists(&redis, &keys::audio("lobby", &audio)).await);
+    assert!(!exists(&redis, &keys::audio_info("lobby", &audio)).await);
+    assert!(!exists(&redis, &keys::audio_channel(&audio)).await);
     let lobby: Vec<String> = redis
         .stream("lobby")
         .await
@@ -149,16 +154,19 @@ async fn old_messages_go_with_their_hash_search_entry_mentions_and_audio() {
         .collect();
     assert_eq!(ids, [new["id"].as_str().unwrap()]);
     let left: Vec<String> = redis::cmd("ZRANGE")
-        .arg("mentions:bob")
+        .arg(keys::mentions("bob"))
         .arg(0)
         .arg(-1)
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
-    assert_eq!(left, [new["id"].as_str().unwrap()]);
+    assert_eq!(
+        left,
+        [keys::message_ref("lobby", new["id"].as_str().unwrap())]
+    );
     // What is newer is whole: hash, audio, history.
-    assert!(exists(&redis, &format!("message:{}", new["id"].as_str().unwrap())).await);
-    assert!(exists(&redis, &format!("audio:{new_audio}")).await);
+    assert!(exists(&redis, &keys::message("lobby", new["id"].as_str().unwrap())).await);
+    assert!(exists(&redis, &keys::audio("lobby", &new_audio)).await);
     let (_, page) = get(&base, "/api/channels/lobby/messages", &alice).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
     // A second sweep finds nothing more.
@@ -180,7 +188,7 @@ async fn nodes_sweep_on_their_own_one_at_a_time() {
     let _c = node(s.clone());
     let id = old["id"].as_str().unwrap().to_string();
     let gone = eventually(Duration::from_secs(10), || {
-        let key = format!("message:{id}");
+        let key = keys::message("lobby", &id);
         let redis = &redis;
         async move { (!exists(redis, &key).await).then_some(()) }
     })
@@ -200,7 +208,7 @@ async fn nodes_sweep_on_their_own_one_at_a_time() {
     let later = post_message(&a.http_url(), &alice, "lobby", "kept while locked").await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(store.sweep_retention("me").await.unwrap(), None);
-    let key = format!("message:{}", later["id"].as_str().unwrap());
+    let key = keys::message("lobby", later["id"].as_str().unwrap());
     assert!(
         exists(&redis, &key).await,
         "no sweep while another node holds the lock"

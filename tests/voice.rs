@@ -533,7 +533,7 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     // The message hash holds the transcript where search reads it.
     let mut conn = redis.conn().await;
     let h: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(format!("message:{id}"))
+        .arg(format!("message:{{channel:lobby}}:{id}"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -1035,6 +1035,50 @@ async fn search_finds_voice_messages_by_their_transcript() {
         let (_, v) = get(&a.http_url(), "/api/search/messages?q=elephant", &tb).await;
         assert_eq!(v["total"], 1, "{v}");
     }
+}
+
+#[tokio::test]
+async fn deleting_a_transcribed_voice_message_removes_audio_transcript_and_search_entry() {
+    let redis = TestRedis::start().await;
+    let standin = StandIn::start(Mode::Ok("the purple elephant likes marmalade".into()));
+    let a = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
+    let (ta, tb) = lobby(&a, &a).await;
+    wait_transcriber(&a).await;
+    let mut ws = Ws::subscribed(&a, &tb, &["lobby"]).await;
+    let (_, v) = upload(
+        &a.http_url(),
+        "lobby",
+        &ta,
+        "audio/wav",
+        tone_wav(16_000, 1, 1.0),
+    )
+    .await;
+    let id = v["message"]["id"].as_str().unwrap().to_string();
+    recv_kind(&mut ws, "lobby", "transcript", Duration::from_secs(30)).await;
+    assert_eq!(stream_kinds(&redis, "lobby", "transcript").await.len(), 1);
+    assert_eq!(redis.keys("audio:*").await.len(), 1);
+
+    let (s, v) = send(
+        reqwest::Method::DELETE,
+        &a.http_url(),
+        &format!("/api/channels/lobby/messages/{id}"),
+        &ta,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    let gone = recv_kind(&mut ws, "lobby", "delete", Duration::from_secs(10)).await;
+    assert_eq!(gone["target"], id.as_str());
+    assert!(stream_kinds(&redis, "lobby", "transcript").await.is_empty());
+    assert!(redis
+        .stream("lobby")
+        .await
+        .iter()
+        .all(|(_, f)| f.values().all(|v| !v.contains("marmalade"))));
+    assert!(redis.keys("audio*").await.is_empty(), "audio and its info");
+    assert!(redis.keys(&format!("message:*{id}")).await.is_empty());
+    let (_, v) = get(&a.http_url(), "/api/search/messages?q=marmalade", &tb).await;
+    assert_eq!(v["total"], 0, "{v}");
 }
 
 // ---------------------------------------------------------------------------------------------

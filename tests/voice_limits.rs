@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use chatnode::store::keys;
 use chatnode::Settings;
 use common::*;
 use serde_json::Value;
@@ -195,7 +196,7 @@ async fn voice_audio_expires_after_the_retention_days() {
     assert_eq!(status, 202, "{v}");
     let id = v["message"]["voice"]["audio"].as_str().unwrap().to_string();
     let mut conn = redis.conn().await;
-    for key in [format!("audio:{id}"), format!("audioinfo:{id}")] {
+    for key in [keys::audio("lobby", &id), keys::audio_info("lobby", &id)] {
         let ttl: i64 = redis::cmd("TTL")
             .arg(&key)
             .query_async(&mut conn)
@@ -208,8 +209,8 @@ async fn voice_audio_expires_after_the_retention_days() {
     }
     // Once expired, playing it answers 404 and the message stays.
     let _: () = redis::cmd("DEL")
-        .arg(format!("audio:{id}"))
-        .arg(format!("audioinfo:{id}"))
+        .arg(keys::audio("lobby", &id))
+        .arg(keys::audio_info("lobby", &id))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -227,7 +228,7 @@ async fn voice_audio_expires_after_the_retention_days() {
     assert_eq!(status, 202, "{v}");
     let id = v["message"]["voice"]["audio"].as_str().unwrap();
     let ttl: i64 = redis::cmd("TTL")
-        .arg(format!("audio:{id}"))
+        .arg(keys::audio("lobby", id))
         .query_async(&mut conn)
         .await
         .unwrap();

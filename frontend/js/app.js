@@ -327,7 +327,8 @@ function onError(p) {
 on('send', (text) => {
   const ch = S.current && S.channels.get(S.current);
   if (!ch || !ch.member) return;
-  const p = sync.queue(ch, text);
+  const p = sync.queue(ch, text, undefined, ch.replyTo || null);
+  ch.replyTo = null;
   if (!ch.atLatest) {
     ch.loaded = false;
     chat.show(ch);

@@ -4,6 +4,7 @@
 import { $, h, setText, richText, mentionsMe, fmtTime, fmtFull, fmtDay, fmtLength, dayKey, avatar, toast } from './dom.js';
 import { S, on, emit, label, addEvents, resetEvents, reachLatest, idBefore } from './state.js';
 import { get, qs, enc } from './api.js';
+import { formatted, quote, editedMark, chips, menuButton, showMenu, startEdit, isEditing, closeThread } from './msgactions.js';
 
 const PAGE = 50;
 const GROUP_MS = 5 * 60 * 1000;
@@ -52,19 +53,39 @@ function eventItem(ev, prev) {
       h('span', { class: 'who' }, ev.username), ev.type === 'join' ? ' joined' : ' left', ' · ', timeEl(ev.created_at));
   }
   if (ev.type !== 'message') return null;
+  if (ev.deleted) {
+    return h('li', { class: 'msg deleted', data: { id: ev.id } },
+      h('div', { class: 'bubble' }, h('p', { class: 'text tombstone' }, 'This message was deleted.'), chips(shown, ev)));
+  }
   const own = ev.username === meName();
-  const grouped = sameGroup(prev, ev);
+  const grouped = sameGroup(prev, ev) && !ev.reply_to;
   let cls = 'msg';
   if (own) cls += ' own';
   if (grouped) cls += ' grouped';
   if (!own && mentionsMe(ev.text, meName())) cls += ' mentions-me';
-  return h('li', { class: cls, data: { id: ev.id, user: ev.username } },
+  const ch = shown;
+  const li = h('li', { class: cls, data: { id: ev.id, user: ev.username } },
     own || grouped ? null : avatar(ev.username),
     h('div', { class: 'bubble' },
       h('div', { class: grouped ? 'meta sr-only' : 'meta' },
         h('a', { class: own ? 'who sr-only' : 'who', href: `#/u/${enc(ev.username)}` }, own ? 'You' : ev.username),
         ' ', timeEl(ev.created_at)),
-      ev.voice ? voiceBody(ev) : h('p', { class: 'text' }, richText(ev.text, meName()))));
+      quote(ch, ev),
+      ev.voice ? voiceBody(ev) : h('p', { class: 'text' }, formatted(ev.text), editedMark(ev)),
+      chips(ch, ev),
+      ch.member ? menuButton(ch, ev) : null));
+  // A long press opens the menu on touch screens.
+  let press = 0;
+  const cancel = () => clearTimeout(press);
+  li.addEventListener('touchstart', () => {
+    cancel();
+    press = setTimeout(() => {
+      const more = li.querySelector('.more');
+      if (more) showMenu(ch, ev, more);
+    }, 500);
+  }, { passive: true });
+  for (const type of ['touchend', 'touchmove', 'touchcancel']) li.addEventListener(type, cancel, { passive: true });
+  return li;
 }
 
 /** The transcript line of a voice message in its current state. */
@@ -174,6 +195,7 @@ export function updateHeader() {
 /** Shows a channel; loads its newest page the first time. */
 export function show(ch, { focus = true } = {}) {
   const changed = shown !== ch;
+  if (changed) closeThread();
   shown = ch;
   if (changed) {
     pinned = true;
@@ -192,6 +214,7 @@ export function show(ch, { focus = true } = {}) {
 
 export function hide() {
   shown = null;
+  closeThread();
 }
 
 export const current = () => shown;
@@ -450,6 +473,43 @@ new ResizeObserver(() => {
 
 document.addEventListener('visibilitychange', markRead);
 on('voice-updated', ({ ch, ev }) => voiceUpdated(ch, ev));
+
+// A message changed (edited, deleted, reacted to, replied to): the list is drawn again, keeping
+// the reader's place and the focus, once for all the changes of one turn of the event loop.
+let redraw = false;
+on('message-updated', ({ ch }) => {
+  if (ch !== shown || redraw) return;
+  redraw = true;
+  queueMicrotask(() => {
+    redraw = false;
+    if (!shown || isEditing()) return;
+    const active = document.activeElement;
+    const activeLi = active && list.contains(active) ? active.closest('li') : null;
+    const focus = activeLi && { id: activeLi.dataset.id, key: active.dataset.key };
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    renderAll();
+    if (pinned) scrollToBottom();
+    else box.scrollTop = box.scrollHeight - fromBottom;
+    if (focus) {
+      const li = list.querySelector(`li[data-id="${CSS.escape(focus.id)}"]`);
+      const el = li && (focus.key ? li.querySelector(`[data-key="${CSS.escape(focus.key)}"]`) : null);
+      if (el) el.focus();
+      else if (li) (li.querySelector('.more') || li).focus();
+    }
+  });
+});
+on('jump-to', ({ ch, id }) => showAt(ch, id));
+// ↑ in an empty message box edits your last message.
+on('edit-last', () => {
+  const ch = shown;
+  if (!ch) return;
+  const mine = ch.events.filter((e) => e.type === 'message' && e.username === meName() && !e.deleted && !e.voice);
+  const last = mine[mine.length - 1];
+  if (!last) return;
+  const li = list.querySelector(`li[data-id="${CSS.escape(last.id)}"]`);
+  if (li) li.scrollIntoView({ block: 'nearest' });
+  startEdit(ch, last);
+});
 jump.addEventListener('click', jumpToNewest);
 box.addEventListener('keydown', (e) => {
   if (e.key === 'End' && (e.ctrlKey || e.metaKey)) {

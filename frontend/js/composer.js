@@ -19,10 +19,34 @@ function autosize() {
   ta.style.height = `${Math.min(ta.scrollHeight, 180)}px`;
 }
 
+// The message being replied to, shown above the box until sent or cancelled.
+const replyBar = h('div', { id: 'reply-bar', class: 'reply-bar', hidden: true });
+form.prepend(replyBar);
+let replyCh = null;
+
+function renderReply() {
+  const r = replyCh && replyCh.replyTo;
+  replyBar.hidden = !r;
+  if (replyBar.hidden) return replyBar.replaceChildren();
+  replyBar.replaceChildren(
+    h('span', { class: 'reply-label' }, 'Replying to ', h('strong', null, r.username), ': ', h('span', { class: 'excerpt' }, r.excerpt)),
+    h('button', { type: 'button', class: 'icon', 'aria-label': 'Cancel the reply', onclick: () => { replyCh.replyTo = null; renderReply(); ta.focus(); } }, '✕'));
+}
+
+on('reply-to', ({ ch, ev }) => {
+  if (replyCh && replyCh !== ch) replyCh.replyTo = null;
+  replyCh = ch;
+  ch.replyTo = { id: ev.id, username: ev.username, excerpt: ev.text.length > 100 ? ev.text.slice(0, 100) : ev.text };
+  renderReply();
+  ta.focus();
+});
+on('reply-changed', renderReply);
+
 function send() {
   const text = ta.value;
   if (!text.trim()) return;
   emit('send', text);
+  renderReply();
   ta.value = '';
   lastTyping = 0;
   autosize();
@@ -116,6 +140,12 @@ ta.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     send();
+  } else if (e.key === 'ArrowUp' && !ta.value && !e.shiftKey) {
+    e.preventDefault();
+    emit('edit-last');
+  } else if (e.key === 'Escape' && replyCh && replyCh.replyTo) {
+    replyCh.replyTo = null;
+    renderReply();
   }
 });
 
@@ -155,6 +185,8 @@ export function switchDraft(from, to) {
   if (voiceLoaded && voiceLoaded.recording()) voiceLoaded.cancel();
   if (from) from.draft = ta.value;
   ta.value = (to && to.draft) || '';
+  replyCh = to && to.replyTo ? to : null;
+  renderReply();
   lastTyping = 0;
   autosize();
   closeMenu();

@@ -66,14 +66,17 @@ export function label(ch) {
 /**
  * Adds events to a channel's loaded range, dropping ones already there. Returns the events that
  * were new and came after everything loaded (`appended`), and whether any went elsewhere.
+ * `live`: the events came from the socket, so message actions among them are applied to the
+ * messages they target (history pages bring messages in their current state already).
  */
-export function addEvents(ch, evs) {
+export function addEvents(ch, evs, { live = false } = {}) {
   const appended = [];
   let inserted = false;
   for (const ev of evs) {
     if (ch.ids.has(ev.id)) continue;
     ch.ids.add(ev.id);
     if (ev.type === 'transcript') applyTranscript(ch, ev);
+    else if (live && (ACTIONS.has(ev.type) || ev.reply_to)) applyAction(ch, ev, S.me && S.me.username);
     const n = ch.events.length;
     if (!n || cmpId(ev.id, ch.events[n - 1].id) > 0) {
       ch.events.push(ev);
@@ -123,6 +126,63 @@ export function applyTranscript(ch, ev) {
   return target;
 }
 
+/** Event types that change an earlier message, named by their `target`. */
+export const ACTIONS = new Set(['edit', 'delete', 'reaction']);
+
+/** The start of a text a reply quotes (the server cuts at 100 bytes; this at 100 characters). */
+export const excerpt = (text) => (text.length > 100 ? text.slice(0, 100) : text);
+
+/**
+ * Applies a message action (an `edit`, `delete` or `reaction` event, or a reply) to the loaded
+ * message it targets, as the server applied it: returns that message, or null when it is not
+ * loaded (a page that loads it later brings its current state). `me` decides a reaction's `me`.
+ */
+export function applyAction(ch, ev, me) {
+  if (ev.type === 'message') {
+    const parent = ev.reply_to ? findEvent(ch, ev.reply_to.id) : null;
+    if (!parent || parent.deleted) return null;
+    parent.reply_count = (parent.reply_count || 0) + 1;
+    // A replayed reply names the message it answers but carries no quote: the loaded one gives it.
+    if (!ev.reply_to.excerpt) ev.reply_to = { ...ev.reply_to, excerpt: excerpt(parent.text) };
+    emit('message-updated', { ch, ev: parent });
+    return parent;
+  }
+  const target = ev.target ? findEvent(ch, ev.target) : null;
+  if (!target || target.type !== 'message' || target.deleted) return null;
+  if (ev.type === 'edit') {
+    target.text = ev.text;
+    target.edited_at = ev.created_at;
+  } else if (ev.type === 'delete') {
+    target.deleted = true;
+    target.text = '';
+    delete target.voice;
+    delete target.reactions;
+    delete target.edited_at;
+  } else if (ev.type === 'reaction' && ev.reacted) {
+    const { emoji, count, added } = ev.reacted;
+    const r = { ...(target.reactions || {}) };
+    const mine = ev.username === me ? added : Boolean(r[emoji] && r[emoji].me);
+    if (count > 0) r[emoji] = { count, me: mine };
+    else delete r[emoji];
+    if (Object.keys(r).length) target.reactions = r;
+    else delete target.reactions;
+  } else {
+    return null;
+  }
+  // Replies quote the current text, or say the message is gone.
+  if (ev.type !== 'reaction') {
+    for (const e of ch.events) {
+      if (e.reply_to && e.reply_to.id === target.id) {
+        e.reply_to = target.deleted
+          ? { id: target.id, username: e.reply_to.username, excerpt: '', deleted: true }
+          : { ...e.reply_to, excerpt: excerpt(target.text) };
+      }
+    }
+  }
+  emit('message-updated', { ch, ev: target });
+  return target;
+}
+
 /** Forgets the loaded range (e.g. before showing another window of history). */
 export function resetEvents(ch) {
   // Pages asked for before this are for the old range: their answers are dropped.
@@ -139,7 +199,7 @@ export function resetEvents(ch) {
  */
 export function reachLatest(ch) {
   ch.atLatest = true;
-  const r = addEvents(ch, ch.buffer);
+  const r = addEvents(ch, ch.buffer, { live: true });
   ch.buffer = [];
   return r;
 }

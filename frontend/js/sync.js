@@ -179,7 +179,7 @@ export class Sync {
     const fresh = !ch.ids.has(ev.id) && !this.ownIds.has(ev.id);
     if (ev.type === 'message' && ev.username === me && fresh) this.ackEcho(ch, ev);
     if (ch.atLatest) {
-      const r = addEvents(ch, [ev]);
+      const r = addEvents(ch, [ev], { live: true });
       if (r.appended.length || r.inserted) this.ui.added(ch, r);
     } else {
       ch.buffer.push(ev);
@@ -207,15 +207,18 @@ export class Sync {
   // ---- posting ------------------------------------------------------------------------------
 
   /** A new post of `text` in a channel, pending until confirmed (not sent yet: see `sendPost`). */
-  queue(ch, text, cid = crypto.randomUUID()) {
+  queue(ch, text, cid = crypto.randomUUID(), replyTo = null) {
     const p = { cid, channel: ch.name, text, state: 'queued' };
+    if (replyTo) p.replyTo = replyTo;
     ch.pending.push(p);
     return p;
   }
 
   /** Sends a post when its channel is subscribed on an open socket; it waits otherwise. */
   sendPost(ch, p) {
-    if (!ch.subscribed || !this.send('post', { channel: ch.name, text: p.text, client_id: p.cid })) return;
+    const frame = { channel: ch.name, text: p.text, client_id: p.cid };
+    if (p.replyTo) frame.reply_to = p.replyTo.id;
+    if (!ch.subscribed || !this.send('post', frame)) return;
     p.state = 'sent';
     this.inflight.push(p);
   }
@@ -258,7 +261,8 @@ export class Sync {
     const [post] = ch.pending.splice(i, 1);
     if (ch.atLatest) {
       const ev = { id: p.id, channel: ch.name, type: 'message', username: this.state.me.username, text: post.text, created_at: p.created_at };
-      const r = addEvents(ch, [ev]);
+      if (post.replyTo) ev.reply_to = post.replyTo;
+      const r = addEvents(ch, [ev], { live: true });
       this.ui.added(ch, r);
     }
     this.ui.pendingChanged(ch);

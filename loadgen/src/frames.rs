@@ -175,6 +175,7 @@ pub fn post(channel: &str, text: String, client_id: String) -> String {
         channel: channel.to_string(),
         text,
         client_id: Some(client_id),
+        reply_to: None,
     }
     .to_json()
 }
@@ -219,6 +220,7 @@ mod tests {
             created_at: 1_795_434_153_618,
             uuid: "8108ea69-3a4d-457c-904c-3ee932134e12".into(),
             voice: None,
+            ..Default::default()
         }
     }
 
@@ -388,7 +390,8 @@ mod tests {
             Inbound::Post {
                 channel: "lg-room-0".into(),
                 text,
-                client_id: Some("ab.5.9".into())
+                client_id: Some("ab.5.9".into()),
+                reply_to: None,
             }
         );
         let v: Value = serde_json::from_str(&p).unwrap();

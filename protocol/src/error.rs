@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Forbidden,
     UserNotFound,
     ChannelNotFound,
+    /// No message of that ID in that channel (never stored, deleted, or another channel's).
+    MessageNotFound,
     NotFound,
     ChannelExists,
     InvalidChannelName,
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::UserNotFound => "user_not_found",
             ErrorCode::ChannelNotFound => "channel_not_found",
+            ErrorCode::MessageNotFound => "message_not_found",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ChannelExists => "channel_exists",
             ErrorCode::InvalidChannelName => "invalid_channel_name",

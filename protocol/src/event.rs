@@ -5,16 +5,19 @@
 //! a socket frame an event is written with its keys in byte order instead ([`InFrame`]), as the
 //! socket has always sent it.
 
+use std::collections::BTreeMap;
+
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 /// One stored event of a channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatEvent {
     /// Stream ID: the event's place in the channel, and its time.
     pub id: String,
     pub channel: String,
-    /// `message`, `join`, `leave`, `transcript`.
+    /// `message`, `join`, `leave`, `transcript`, and the message actions `edit`, `delete` and
+    /// `reaction`.
     #[serde(rename = "type")]
     pub kind: String,
     pub username: String,
@@ -28,6 +31,66 @@ pub struct ChatEvent {
     /// Voice messages and their `transcript` events only: audio, length, transcript state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<VoiceInfo>,
+    /// `edit`, `delete`, `reaction`: the ID of the message acted on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
+    /// A message as it now is: when its text was last edited; an `edit` event: when it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// A deleted message's tombstone: no text, no audio, its place kept.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// A `reaction` event: what changed. (Not named after its type: a frame's payload is.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reacted: Option<ReactionChange>,
+    /// A message as `history` returns it: each emoji's count, and whether the reader gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<BTreeMap<String, ReactionCount>>,
+    /// A reply: the message it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
+    /// A message as `history` returns it: how many replies it has.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reply_count: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What a `reaction` event changed: `username` added (or took back) `emoji`, which the message
+/// now has `count` times. Fields in byte order, as frames write them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionChange {
+    /// True when given, false when taken back.
+    pub added: bool,
+    pub count: u64,
+    pub emoji: String,
+}
+
+/// One emoji of a message's reaction summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    pub count: u64,
+    /// Whether the reader is among those who gave it.
+    pub me: bool,
+}
+
+/// The message a reply answers: its ID, author and the start of its text (empty once it is
+/// deleted, and then `deleted` is true).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyRef {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    #[serde(default)]
+    pub excerpt: String,
+    pub id: String,
+    #[serde(default)]
+    pub username: String,
 }
 
 /// What a voice message carries besides its text: on `message` events with audio and on the
@@ -68,7 +131,28 @@ impl Serialize for InFrame<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("channel", &ev.channel)?;
         map.serialize_entry("created_at", &ev.created_at)?;
+        if ev.deleted {
+            map.serialize_entry("deleted", &true)?;
+        }
+        if let Some(at) = ev.edited_at {
+            map.serialize_entry("edited_at", &at)?;
+        }
         map.serialize_entry("id", &ev.id)?;
+        if let Some(r) = &ev.reacted {
+            map.serialize_entry("reacted", r)?;
+        }
+        if let Some(r) = &ev.reactions {
+            map.serialize_entry("reactions", r)?;
+        }
+        if ev.reply_count > 0 {
+            map.serialize_entry("reply_count", &ev.reply_count)?;
+        }
+        if let Some(r) = &ev.reply_to {
+            map.serialize_entry("reply_to", r)?;
+        }
+        if !ev.target.is_empty() {
+            map.serialize_entry("target", &ev.target)?;
+        }
         map.serialize_entry("text", &ev.text)?;
         map.serialize_entry("type", &ev.kind)?;
         map.serialize_entry("username", &ev.username)?;
@@ -116,4 +200,12 @@ pub(crate) fn serialize_list<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(events.iter().map(InFrame))
+}
+
+/// Writes one event as a socket frame does (for `serialize_with`).
+pub(crate) fn serialize_one<S: Serializer>(
+    ev: &ChatEvent,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    InFrame(ev).serialize(serializer)
 }

@@ -44,6 +44,37 @@ pub enum Inbound {
         channel: String,
         text: String,
         client_id: Option<String>,
+        /// The ID of a message of the same channel this one answers.
+        reply_to: Option<String>,
+    },
+    /// chatnode: change the text of one's own message.
+    Edit {
+        channel: String,
+        id: String,
+        text: String,
+        client_id: Option<String>,
+    },
+    /// chatnode: delete one's own message, leaving a tombstone.
+    Delete {
+        channel: String,
+        id: String,
+        client_id: Option<String>,
+    },
+    /// chatnode: add (`react`) or take back (`unreact`) an emoji reaction.
+    React {
+        channel: String,
+        id: String,
+        emoji: String,
+        client_id: Option<String>,
+        add: bool,
+    },
+    /// chatnode: one page of a message's replies.
+    Replies {
+        channel: String,
+        id: String,
+        before: Option<String>,
+        after: Option<String>,
+        limit: Option<usize>,
     },
     /// chatnode: one page of history.
     History {
@@ -127,6 +158,50 @@ struct PostPayload<'a> {
     text: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_id: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditPayload<'a> {
+    channel: Cow<'a, str>,
+    id: Cow<'a, str>,
+    text: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeletePayload<'a> {
+    channel: Cow<'a, str>,
+    id: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReactPayload<'a> {
+    channel: Cow<'a, str>,
+    id: Cow<'a, str>,
+    emoji: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepliesPayload<'a> {
+    channel: Cow<'a, str>,
+    id: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -206,6 +281,44 @@ pub fn decode_value(value: Value) -> Result<Inbound, DecodeError> {
                 channel: p.channel.into_owned(),
                 text: p.text.into_owned(),
                 client_id: p.client_id.map(Cow::into_owned),
+                reply_to: p.reply_to.map(Cow::into_owned),
+            }
+        }
+        "edit" => {
+            let p: EditPayload = take(&kind, payload)?;
+            Inbound::Edit {
+                channel: p.channel.into_owned(),
+                id: p.id.into_owned(),
+                text: p.text.into_owned(),
+                client_id: p.client_id.map(Cow::into_owned),
+            }
+        }
+        "delete" => {
+            let p: DeletePayload = take(&kind, payload)?;
+            Inbound::Delete {
+                channel: p.channel.into_owned(),
+                id: p.id.into_owned(),
+                client_id: p.client_id.map(Cow::into_owned),
+            }
+        }
+        "react" | "unreact" => {
+            let p: ReactPayload = take(&kind, payload)?;
+            Inbound::React {
+                channel: p.channel.into_owned(),
+                id: p.id.into_owned(),
+                emoji: p.emoji.into_owned(),
+                client_id: p.client_id.map(Cow::into_owned),
+                add: kind == "react",
+            }
+        }
+        "replies" => {
+            let p: RepliesPayload = take(&kind, payload)?;
+            Inbound::Replies {
+                channel: p.channel.into_owned(),
+                id: p.id.into_owned(),
+                before: p.before.map(Cow::into_owned),
+                after: p.after.map(Cow::into_owned),
+                limit: p.limit,
             }
         }
         "history" => {
@@ -271,6 +384,11 @@ impl Inbound {
             Inbound::Unsubscribe { .. } => "unsubscribe",
             Inbound::Resume { .. } => "resume",
             Inbound::Post { .. } => "post",
+            Inbound::Edit { .. } => "edit",
+            Inbound::Delete { .. } => "delete",
+            Inbound::React { add: true, .. } => "react",
+            Inbound::React { add: false, .. } => "unreact",
+            Inbound::Replies { .. } => "replies",
             Inbound::History { .. } => "history",
             Inbound::Read { .. } => "read",
             Inbound::Typing { .. } => "typing",
@@ -324,11 +442,70 @@ impl Serialize for Inbound {
                 channel,
                 text,
                 client_id,
+                reply_to,
             } => {
                 let p = PostPayload {
                     channel: b(channel),
                     text: b(text),
                     client_id: bo(client_id),
+                    reply_to: bo(reply_to),
+                };
+                envelope::serialize(s, kind, Some(&p))
+            }
+            Inbound::Edit {
+                channel,
+                id,
+                text,
+                client_id,
+            } => {
+                let p = EditPayload {
+                    channel: b(channel),
+                    id: b(id),
+                    text: b(text),
+                    client_id: bo(client_id),
+                };
+                envelope::serialize(s, kind, Some(&p))
+            }
+            Inbound::Delete {
+                channel,
+                id,
+                client_id,
+            } => {
+                let p = DeletePayload {
+                    channel: b(channel),
+                    id: b(id),
+                    client_id: bo(client_id),
+                };
+                envelope::serialize(s, kind, Some(&p))
+            }
+            Inbound::React {
+                channel,
+                id,
+                emoji,
+                client_id,
+                ..
+            } => {
+                let p = ReactPayload {
+                    channel: b(channel),
+                    id: b(id),
+                    emoji: b(emoji),
+                    client_id: bo(client_id),
+                };
+                envelope::serialize(s, kind, Some(&p))
+            }
+            Inbound::Replies {
+                channel,
+                id,
+                before,
+                after,
+                limit,
+            } => {
+                let p = RepliesPayload {
+                    channel: b(channel),
+                    id: b(id),
+                    before: bo(before),
+                    after: bo(after),
+                    limit: *limit,
                 };
                 envelope::serialize(s, kind, Some(&p))
             }
@@ -437,6 +614,12 @@ mod tests {
             r#"{"channelJoin":{"recipientUUID":""},"type":"channelJoin"}"#,
             r#"{"post":{"channel":"lobby","text":"hi","client_id":"c-1"},"type":"post"}"#,
             r#"{"post":{"channel":"lobby","text":"hi"},"type":"post"}"#,
+            r#"{"post":{"channel":"lobby","text":"hi","reply_to":"5-0"},"type":"post"}"#,
+            r#"{"edit":{"channel":"lobby","id":"5-0","text":"fixed","client_id":"e"},"type":"edit"}"#,
+            r#"{"delete":{"channel":"lobby","id":"5-0"},"type":"delete"}"#,
+            r#"{"react":{"channel":"lobby","id":"5-0","emoji":"👍"},"type":"react"}"#,
+            r#"{"type":"unreact","unreact":{"channel":"lobby","id":"5-0","emoji":"👍"}}"#,
+            r#"{"replies":{"channel":"lobby","id":"5-0","limit":5},"type":"replies"}"#,
             r#"{"history":{"channel":"lobby","after":"1-0","limit":5},"type":"history"}"#,
             r#"{"resume":{"channels":{"a":"1-0","b":"0-0"}},"type":"resume"}"#,
         ];

@@ -19,7 +19,7 @@ pub mod outbound;
 pub mod seed004;
 
 pub use error::{ErrorAbout, ErrorCode, ErrorFrame};
-pub use event::{ChatEvent, VoiceInfo};
+pub use event::{ChatEvent, ReactionChange, ReactionCount, ReplyRef, VoiceInfo};
 pub use inbound::{decode, Credentials, DecodeError, Inbound};
 pub use outbound::Outbound;
 pub use seed004::rfc3339;

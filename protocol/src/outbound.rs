@@ -54,6 +54,37 @@ pub enum Outbound {
     Mention(ChatEvent),
     /// chatnode: a private chat with this socket's user was opened.
     ChannelAdded(ChannelAdded),
+    /// chatnode: answer to `edit`, `delete`, `react` and `unreact`.
+    Updated(Updated),
+    /// chatnode: answer to `replies`.
+    Replies(RepliesPage),
+}
+
+/// `updated`: what an `edit`, `delete`, `react` or `unreact` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Updated {
+    pub channel: String,
+    /// As the frame said it; `null` when it had none.
+    pub client_id: Option<String>,
+    /// The stream ID of the action's event; `null` when nothing changed (a reaction given twice).
+    pub event_id: Option<String>,
+    /// The message as it now is (a tombstone once deleted), its reactions seen by this user.
+    #[serde(serialize_with = "event::serialize_one")]
+    pub message: ChatEvent,
+}
+
+/// `replies`: one page of the replies to a message, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepliesPage {
+    pub channel: String,
+    /// More replies exist in the paging direction.
+    pub has_more: bool,
+    /// The message replied to.
+    pub id: String,
+    #[serde(serialize_with = "event::serialize_list")]
+    pub messages: Vec<ChatEvent>,
 }
 
 /// `ready`: the socket is open.
@@ -234,6 +265,8 @@ impl Outbound {
             Outbound::Presence(_) => "presence",
             Outbound::Mention(_) => "mention",
             Outbound::ChannelAdded(_) => "channel_added",
+            Outbound::Updated(_) => "updated",
+            Outbound::Replies(_) => "replies",
         }
     }
 
@@ -276,6 +309,8 @@ impl Serialize for Outbound {
             Outbound::Typing(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::Presence(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::ChannelAdded(p) => envelope::serialize(s, kind, Some(p)),
+            Outbound::Updated(p) => envelope::serialize(s, kind, Some(p)),
+            Outbound::Replies(p) => envelope::serialize(s, kind, Some(p)),
         }
     }
 }
@@ -312,6 +347,8 @@ impl Outbound {
             "presence" => Outbound::Presence(read(payload)?),
             "mention" => Outbound::Mention(read(payload)?),
             "channel_added" => Outbound::ChannelAdded(read(payload)?),
+            "updated" => Outbound::Updated(read(payload)?),
+            "replies" => Outbound::Replies(read(payload)?),
             other => {
                 return Err(serde_json::Error::custom(format!(
                     "unknown frame type `{other}`"

@@ -46,7 +46,8 @@ pub struct Message {
     pub sender: Sender,
     #[serde(rename = "SenderUUID")]
     pub sender_uuid: String,
-    /// The stream ID.
+    /// The message named across channels: `<channel>/<stream id>` (stream IDs are unique
+    /// within a channel only).
     #[serde(rename = "UUID")]
     pub uuid: String,
     /// The stream ID again, for clients that dedupe by `id`.
@@ -74,7 +75,7 @@ impl Message {
                 username: ev.username.clone(),
             },
             sender_uuid: ev.uuid.clone(),
-            uuid: ev.id.clone(),
+            uuid: format!("{}/{}", ev.channel, ev.id),
             id: ev.id.clone(),
         }
     }

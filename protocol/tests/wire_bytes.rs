@@ -40,7 +40,7 @@ mod old {
             _ => ev.text.clone(),
         };
         json!({
-            "UUID": ev.id,
+            "UUID": format!("{}/{}", ev.channel, ev.id),
             "SenderUUID": ev.uuid,
             "Sender": {"UUID": ev.uuid, "Username": ev.username},
             "RecipientUUID": recipient_uuid,
@@ -61,6 +61,7 @@ fn event(text: &str, voice: Option<VoiceInfo>, uuid: &str) -> ChatEvent {
         created_at: 1_795_434_153_618,
         uuid: uuid.into(),
         voice,
+        ..Default::default()
     }
 }
 

@@ -386,7 +386,7 @@ impl Handler<LeaveRoom> for Hub {
 
 impl Handler<BridgeEvent> for Hub {
     type Result = ();
-    fn handle(&mut self, event: BridgeEvent, _: &mut Self::Context) {
+    fn handle(&mut self, event: BridgeEvent, ctx: &mut Self::Context) {
         match event {
             BridgeEvent::Room { channel, payload } => {
                 if let Some(entry) = self.rooms.get(&channel) {
@@ -399,8 +399,62 @@ impl Handler<BridgeEvent> for Hub {
                 for entry in self.rooms.values() {
                     entry.addr.do_send(room::CatchUp);
                 }
+                self.recheck_sessions(ctx);
             }
         }
+    }
+}
+
+impl Hub {
+    /// After a gap in the bridge's subscriptions a revocation may have been published unheard:
+    /// every signed-in socket's session is looked up again, and the sockets of sessions that
+    /// ended are closed as a revocation would have closed them.
+    fn recheck_sessions(&self, ctx: &mut Context<Self>) {
+        let signed_in: Vec<(SessionId, String, String)> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| Some((*id, s.username.clone()?, s.token_hash.clone()?)))
+            .collect();
+        if signed_in.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let check = async move {
+            let mut ended = Vec::new();
+            let mut left = signed_in.into_iter().peekable();
+            // Redis may still be hard to reach just after the bridge is back (the command
+            // connection replaced after timeouts): the sessions not yet checked are tried again.
+            for attempt in 0..10 {
+                while let Some((id, username, hash)) = left.peek() {
+                    match store.session_alive(username, hash).await {
+                        Ok(alive) => {
+                            if !alive {
+                                ended.push(*id);
+                            }
+                            left.next();
+                        }
+                        Err(e) => {
+                            log::warn!(
+                                "hub: cannot check sessions after reconnect ({attempt}): {e}"
+                            );
+                            break;
+                        }
+                    }
+                }
+                if left.peek().is_none() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            ended
+        };
+        ctx.spawn(check.into_actor(self).map(|ended, hub, _| {
+            for id in ended {
+                if let Some(s) = hub.sessions.get(&id) {
+                    s.outbox.close_with(CloseCode::Policy, "signed out");
+                }
+            }
+        }));
     }
 }
 

@@ -1,6 +1,6 @@
 //! The presence tracker: who is online, seed 004 style (a key with a 60 s expiry), on every node.
 //!
-//! For each user with a session on this node it keeps `presence:<u>` alive with SETEX and the
+//! For each user with a session on this node it keeps `presence:{user:<u>}` alive with SETEX and the
 //! `online` sorted set (score = expiry) current, in one pipelined batch per tick. Transitions are
 //! published so every node tells its clients; each carries the user's channels (public and DMs),
 //! so a node tells only the sockets that share one of them (see the hub). Each tick also sweeps
@@ -32,52 +32,140 @@ pub struct Offline(pub String);
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-/// Marks a user online from one node. KEYS: presence key, node hash, online zset, events,
-/// memberships. ARGV: node id, ttl secs, now ms, username, uuid. Publishes only on the
-/// offline→online change, with the user's channels.
+/// Marks a user online from one node, in the user's slot. KEYS: presence key, node hash,
+/// memberships. ARGV: node id, ttl secs, now ms. Answers whether the user was online already
+/// and their channels (for the announcement, made when they were not).
 const ONLINE_LUA: &str = r#"
 local was = redis.call('EXISTS', KEYS[1])
 local expiry = tonumber(ARGV[3]) + tonumber(ARGV[2]) * 1000
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], expiry)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], expiry, ARGV[4])
-if was == 0 then
-  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[4], uuid = ARGV[5], online = true,
-    channels = redis.call('SMEMBERS', KEYS[5])}))
-end
-return was
+if was == 1 then return {1, {}} end
+return {0, redis.call('SMEMBERS', KEYS[3])}
 "#;
 
-/// Removes one node's claim; the user goes offline when no live node claims them.
-/// KEYS/ARGV as ONLINE_LUA.
+/// Removes one node's claim, in the user's slot; the user goes offline when no live node claims
+/// them. KEYS/ARGV as ONLINE_LUA. Answers {1, when the presence was last set (ms), channels}
+/// when the user went offline, else {0}.
 const OFFLINE_LUA: &str = r#"
 redis.call('HDEL', KEYS[2], ARGV[1])
 local claims = redis.call('HGETALL', KEYS[2])
 local now = tonumber(ARGV[3])
 for i = 2, #claims, 2 do
-  if tonumber(claims[i]) > now then return 0 end
+  if tonumber(claims[i]) > now then return {0} end
 end
+local set_at = redis.call('GET', KEYS[1]) or ARGV[3]
 redis.call('DEL', KEYS[1], KEYS[2])
-if redis.call('ZREM', KEYS[3], ARGV[4]) == 1 then
-  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[4], uuid = ARGV[5], online = false,
-    channels = redis.call('SMEMBERS', KEYS[5])}))
-end
+return {1, set_at, redis.call('SMEMBERS', KEYS[3])}
+"#;
+
+/// A user whose presence key expired (their node died), in the user's slot. KEYS: presence key,
+/// node hash, memberships. Answers the user's channels when the presence is gone, else nothing.
+const SWEEP_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+redis.call('DEL', KEYS[2])
+return redis.call('SMEMBERS', KEYS[3])
+"#;
+
+/// Takes a user out of `online` (its own slot) and announces them offline, once: only while
+/// their score is not after ARGV[2] (a later claim, from a node where they came back, keeps
+/// them). KEYS[1] online; ARGV: 1 username, 2 latest score removed, 3 subject, 4 announcement.
+const LEAVE_ONLINE_LUA: &str = r#"
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 "#;
 
-/// Announces a user offline whose presence key expired (their node died). KEYS: presence key,
-/// node hash, online zset, events, memberships; ARGV: username, uuid.
-const SWEEP_LUA: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[2])
-if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
-  redis.call('PUBLISH', KEYS[4], cjson.encode({username = ARGV[1], uuid = ARGV[2], online = false,
-    channels = redis.call('SMEMBERS', KEYS[5])}))
-  return 1
-end
-return 0
-"#;
+/// A presence announcement.
+fn announcement(username: &str, uuid: &str, online: bool, channels: &[String]) -> String {
+    serde_json::json!({
+        "username": username,
+        "uuid": uuid,
+        "online": online,
+        "channels": channels,
+    })
+    .to_string()
+}
+
+/// Runs a user-slot presence script.
+fn user_script<'a>(script: &'a redis::Script, username: &str) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    inv.key(keys::presence(username))
+        .key(keys::presence_nodes(username))
+        .key(keys::memberships(username));
+    inv
+}
+
+/// Takes a user out of `online` and announces them offline, unless a claim after
+/// `latest_score` keeps them.
+async fn leave_online(
+    conn: &mut crate::store::Conn,
+    username: &str,
+    uuid: &str,
+    latest_score: i64,
+    channels: &[String],
+) -> redis::RedisResult<i64> {
+    redis::Script::new(LEAVE_ONLINE_LUA)
+        .key(keys::ONLINE)
+        .arg(username)
+        .arg(latest_score)
+        .arg(keys::PRESENCE_EVENTS)
+        .arg(announcement(username, uuid, false, channels))
+        .invoke_async(conn)
+        .await
+}
+
+/// One node's claim on a user: online (`true`) or gone. Two steps in two slots: the user's
+/// presence keys, then the `online` set and the announcement.
+async fn claim(
+    store: &Store,
+    node: &str,
+    ttl: u64,
+    username: &str,
+    uuid: &str,
+    online: bool,
+) -> crate::error::Result<()> {
+    let mut conn = store.conn().await?;
+    let now = crate::store::users::now_ms();
+    if online {
+        let (was, channels): (i64, Vec<String>) =
+            user_script(&redis::Script::new(ONLINE_LUA), username)
+                .arg(node)
+                .arg(ttl)
+                .arg(now)
+                .invoke_async(&mut conn)
+                .await?;
+        let mut pipe = redis::pipe();
+        pipe.zadd(keys::ONLINE, username, now + ttl as i64 * 1000)
+            .ignore();
+        if was == 0 {
+            pipe.publish(
+                keys::PRESENCE_EVENTS,
+                announcement(username, uuid, true, &channels),
+            )
+            .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await?;
+    } else {
+        let reply: redis::Value = user_script(&redis::Script::new(OFFLINE_LUA), username)
+            .arg(node)
+            .arg(ttl)
+            .arg(now)
+            .invoke_async(&mut conn)
+            .await?;
+        let (gone, set_at, channels): (i64, Option<i64>, Vec<String>) =
+            redis::FromRedisValue::from_redis_value(reply).unwrap_or_default();
+        if gone == 1 {
+            // The last claim's expiry; a node that claims the user since sets a later one.
+            let latest = set_at.unwrap_or(now) + ttl as i64 * 1000;
+            leave_online(&mut conn, username, uuid, latest, &channels).await?;
+        }
+    }
+    Ok(())
+}
 
 /// The presence actor.
 pub struct Presence {
@@ -104,7 +192,7 @@ impl Presence {
         self.store.settings.presence.ttl_secs
     }
 
-    fn run_script(&self, script: &'static str, username: String, ctx: &mut Context<Self>) {
+    fn run_script(&self, online: bool, username: String, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let node = self.node_id.clone();
         let ttl = self.ttl();
@@ -119,20 +207,7 @@ impl Presence {
                         .remove(&username)
                         .unwrap_or_default(),
                 };
-                let mut conn = store.conn().await?;
-                let _: i64 = redis::Script::new(script)
-                    .key(keys::presence(&username))
-                    .key(presence_nodes(&username))
-                    .key(keys::ONLINE)
-                    .key(keys::PRESENCE_EVENTS)
-                    .key(keys::memberships(&username))
-                    .arg(&node)
-                    .arg(ttl)
-                    .arg(crate::store::users::now_ms())
-                    .arg(&username)
-                    .arg(&uuid)
-                    .invoke_async(&mut conn)
-                    .await?;
+                claim(&store, &node, ttl, &username, &uuid, online).await?;
                 Ok::<_, crate::error::Error>((username, uuid))
             }
             .into_actor(self)
@@ -167,8 +242,8 @@ impl Presence {
                             .arg("EX")
                             .arg(ttl)
                             .ignore();
-                        pipe.hset(presence_nodes(u), &node, expiry).ignore();
-                        pipe.expire(presence_nodes(u), ttl as i64).ignore();
+                        pipe.hset(keys::presence_nodes(u), &node, expiry).ignore();
+                        pipe.expire(keys::presence_nodes(u), ttl as i64).ignore();
                         pipe.zadd(keys::ONLINE, u, expiry).ignore();
                     }
                     let _: () = pipe.query_async(&mut conn).await?;
@@ -191,16 +266,14 @@ impl Presence {
                     let uuids = store.uuids(&expired).await?;
                     let mut conn = store.conn().await?;
                     for u in &expired {
-                        let _: i64 = redis::Script::new(SWEEP_LUA)
-                            .key(keys::presence(u))
-                            .key(presence_nodes(u))
-                            .key(keys::ONLINE)
-                            .key(keys::PRESENCE_EVENTS)
-                            .key(keys::memberships(u))
-                            .arg(u)
-                            .arg(uuids.get(u).cloned().unwrap_or_default())
-                            .invoke_async(&mut conn)
-                            .await?;
+                        let channels: Option<Vec<String>> =
+                            user_script(&redis::Script::new(SWEEP_LUA), u)
+                                .invoke_async(&mut conn)
+                                .await?;
+                        if let Some(channels) = channels {
+                            let uuid = uuids.get(u).cloned().unwrap_or_default();
+                            leave_online(&mut conn, u, &uuid, now, &channels).await?;
+                        }
                     }
                 }
                 Ok::<_, crate::error::Error>(())
@@ -213,11 +286,6 @@ impl Presence {
             }),
         );
     }
-}
-
-/// `presence:nodes:<u>`: which nodes claim the user online, with their claim's expiry.
-fn presence_nodes(username: &str) -> String {
-    format!("{}:nodes", keys::presence(username))
 }
 
 impl Actor for Presence {
@@ -235,7 +303,7 @@ impl Handler<Online> for Presence {
         let n = self.local.entry(msg.0.clone()).or_insert(0);
         *n += 1;
         if *n == 1 {
-            self.run_script(ONLINE_LUA, msg.0, ctx);
+            self.run_script(true, msg.0, ctx);
         }
     }
 }
@@ -249,7 +317,7 @@ impl Handler<Offline> for Presence {
         *n -= 1;
         if *n == 0 {
             self.local.remove(&msg.0);
-            self.run_script(OFFLINE_LUA, msg.0, ctx);
+            self.run_script(false, msg.0, ctx);
         }
     }
 }
@@ -261,24 +329,13 @@ impl Handler<Shutdown> for Presence {
         let uuids = self.uuids.clone();
         let store = self.store.clone();
         let node = self.node_id.clone();
+        let ttl = self.ttl();
         Box::pin(async move {
-            let Ok(mut conn) = store.conn().await else {
-                return;
-            };
             for u in users {
-                let _: redis::RedisResult<i64> = redis::Script::new(OFFLINE_LUA)
-                    .key(keys::presence(&u))
-                    .key(presence_nodes(&u))
-                    .key(keys::ONLINE)
-                    .key(keys::PRESENCE_EVENTS)
-                    .key(keys::memberships(&u))
-                    .arg(&node)
-                    .arg(0)
-                    .arg(crate::store::users::now_ms())
-                    .arg(&u)
-                    .arg(uuids.get(&u).cloned().unwrap_or_default())
-                    .invoke_async(&mut conn)
-                    .await;
+                let uuid = uuids.get(&u).cloned().unwrap_or_default();
+                if let Err(e) = claim(&store, &node, ttl, &u, &uuid, false).await {
+                    log::warn!("presence: {u} offline at shutdown: {e}");
+                }
             }
         })
     }

@@ -130,7 +130,13 @@ async fn history(
     let limit = q.limit.unwrap_or(app.settings.history.page_size);
     let page = app
         .store
-        .history(&name, q.before.as_deref(), q.after.as_deref(), limit)
+        .history_for(
+            &authed.user.username,
+            &name,
+            q.before.as_deref(),
+            q.after.as_deref(),
+            limit,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
@@ -142,6 +148,9 @@ struct PostBody {
     /// Makes re-sending safe: the same client_id again stores nothing new.
     #[serde(default)]
     client_id: Option<String>,
+    /// Makes the post a reply to that message of the same channel.
+    #[serde(default)]
+    reply_to: Option<String>,
 }
 
 /// A place among the node's posts in flight (`ws.max_inflight_per_node`), held until the post
@@ -191,10 +200,18 @@ async fn post(
 ) -> Result<HttpResponse> {
     let u = &authed.user;
     let client_id = client_id(&req, body.client_id.as_deref())?;
-    let posted = app
-        .store
-        .post_message_once(&u.username, &u.uuid, &name, &body.text, client_id)
-        .await?;
+    let posted = match &body.reply_to {
+        Some(reply_to) => {
+            app.store
+                .post_reply_once(&u.username, &u.uuid, &name, &body.text, reply_to, client_id)
+                .await?
+        }
+        None => {
+            app.store
+                .post_message_once(&u.username, &u.uuid, &name, &body.text, client_id)
+                .await?
+        }
+    };
     let body = json!({"message": posted.event});
     if posted.duplicate {
         // Stored before under this client_id: the first answer again, nothing new written.
@@ -206,7 +223,10 @@ async fn post(
 
 /// The post's `client_id`: the body's, or the `Idempotency-Key` header's (the usual name for it
 /// over HTTP). Both may be given only when they agree.
-fn client_id<'a>(req: &'a HttpRequest, in_body: Option<&'a str>) -> Result<Option<&'a str>> {
+pub(super) fn client_id<'a>(
+    req: &'a HttpRequest,
+    in_body: Option<&'a str>,
+) -> Result<Option<&'a str>> {
     let header = match req.headers().get("idempotency-key") {
         Some(v) => Some(
             v.to_str()

@@ -22,9 +22,10 @@ impl ResponseError for Error {
             | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Error::InvalidCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::UserNotFound | Error::ChannelNotFound | Error::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Error::UserNotFound
+            | Error::ChannelNotFound
+            | Error::MessageNotFound
+            | Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::UsernameTaken | Error::ChannelExists => StatusCode::CONFLICT,
             Error::TooManyAttempts { .. }
             | Error::RateLimited

@@ -2,6 +2,7 @@
 //! frontend. Handlers are thin: parse, call the store or the actors, answer.
 
 mod accounts;
+mod actions;
 mod channels;
 mod error;
 mod frontend;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
                 web::scope("/api")
                     .configure(accounts::routes)
                     .configure(channels::routes)
+                    .configure(actions::routes)
                     .configure(search::routes)
                     .configure(voice::routes)
                     .default_service(web::to(|| async {
@@ -96,9 +98,14 @@ async fn readyz(app: web::Data<App>) -> HttpResponse {
             };
             let mut voice = serde_json::to_value(app.voice.get()).unwrap_or_default();
             voice["transcribers"] = json!(app.store.live_transcribers().await.unwrap_or(0));
-            HttpResponse::Ok().json(
-                json!({"redis": "ok", "search": search, "search_backfill": backfill, "voice": voice}),
-            )
+            HttpResponse::Ok().json(json!({
+                "redis": "ok",
+                "redis_mode": app.store.mode(),
+                "redis_masters": app.store.topology().masters.len(),
+                "search": search,
+                "search_backfill": backfill,
+                "voice": voice
+            }))
         }
         Ok(Err(e)) => HttpResponse::ServiceUnavailable()
             .json(json!({"redis": "down", "search": search, "error": e.to_string()})),

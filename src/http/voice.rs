@@ -252,14 +252,15 @@ async fn play(
         return Ok(res.finish());
     }
     let store = app.store.clone();
+    let info = std::sync::Arc::new(info);
     let body = futures_util::stream::unfold(Some(start), move |next| {
         let store = store.clone();
-        let id = id.clone();
+        let info = info.clone();
         async move {
             let from = next?;
             let to = (from + CHUNK - 1).min(end);
             let item = store
-                .audio_range(&id, from, to)
+                .audio_range(&info, from, to)
                 .await
                 .map(web::Bytes::from)
                 .map_err(actix_web::error::ErrorServiceUnavailable);

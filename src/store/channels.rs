@@ -1,5 +1,7 @@
-//! Channels and who is in them (seed 003's layout): the `channels` set of public channels, the
-//! `members:<c>` and `memberships:<u>` sets, and private chats (DMs) named `dm:<a>:<b>`.
+//! Channels and who is in them: the `channels` set of public channels (seed 003), the
+//! `members:{channel:<c>}` and `memberships:{user:<u>}` sets, and private chats (DMs) named
+//! `dm:<a>:<b>`. A channel's members are in its slot, a user's channels in theirs: every change
+//! is two single-slot writes, ordered so that a failure between them never grants access.
 //!
 //! Who may read a channel and who may post to it is decided here. This module never writes a
 //! channel's stream itself: a join or a leave is recorded through [`super::posting`], messages are
@@ -139,12 +141,11 @@ impl Store {
         if !self.channel_exists(channel).await? {
             return Err(Error::ChannelNotFound);
         }
+        // Two writes in two slots: the user's list first, the channel's members (what lets one
+        // post) last, so a failure between them never lets anyone post who has not joined.
         let mut conn = self.conn().await?;
-        let (added, _): (i64, i64) = redis::pipe()
-            .sadd(keys::members(channel), username)
-            .sadd(keys::memberships(username), channel)
-            .query_async(&mut conn)
-            .await?;
+        let _: i64 = conn.sadd(keys::memberships(username), channel).await?;
+        let added: i64 = conn.sadd(keys::members(channel), username).await?;
         drop(conn);
         if added == 1 {
             self.append_event(channel, "join", username, "", uuid)
@@ -161,12 +162,10 @@ impl Store {
         if !self.channel_exists(channel).await? {
             return Err(Error::ChannelNotFound);
         }
+        // The right to post goes first, the user's list after (the order of a join, reversed).
         let mut conn = self.conn().await?;
-        let (removed, _): (i64, i64) = redis::pipe()
-            .srem(keys::members(channel), username)
-            .srem(keys::memberships(username), channel)
-            .query_async(&mut conn)
-            .await?;
+        let removed: i64 = conn.srem(keys::members(channel), username).await?;
+        let _: i64 = conn.srem(keys::memberships(username), channel).await?;
         drop(conn);
         if removed == 1 {
             self.append_event(channel, "leave", username, "", uuid)
@@ -192,12 +191,16 @@ impl Store {
             return Err(Error::UserNotFound);
         }
         let name = dm_name(me, other);
-        let (added, _, _): (i64, i64, i64) = redis::pipe()
-            .sadd(keys::members(&name), &[me, other])
+        // Each person's list first (two slots), the DM's members (what lets one read and post)
+        // last, so a failure between them never opens a chat that is not in both lists.
+        let _: () = redis::pipe()
             .sadd(keys::memberships(me), &name)
+            .ignore()
             .sadd(keys::memberships(other), &name)
+            .ignore()
             .query_async(&mut conn)
             .await?;
+        let added: i64 = conn.sadd(keys::members(&name), &[me, other]).await?;
         if added > 0 {
             // Both people's sockets, on any node, learn of the new private chat.
             let mut pipe = redis::pipe();

@@ -1,7 +1,8 @@
 //! Reading a channel back from its stream: ranges, history pages before or after an ID, every
 //! event after an ID (a resuming socket's catch-up), and the newest ID. Entries written by seed
-//! 003's loader carry only their type, so their text comes from the `message:<id>` hash; voice
-//! messages get their current transcript state.
+//! 003's loader carry only their type, so their text comes from the message's hash
+//! (`message:{channel:<c>}:<id>`, or `message:<id>` of the older layout); voice messages get
+//! their current transcript state.
 //!
 //! Read only: it must never write, and it does not decide who may read; callers check that first
 //! ([`Store::require_read`]).
@@ -136,8 +137,40 @@ impl Store {
         Ok(raw.into_iter().next().map(|(id, _)| id))
     }
 
+    /// Message hashes by channel and ID, in the order given (empty where there is none): the
+    /// hash of the tagged layout, else the older layout's `message:<id>`. One pipelined read.
+    pub(crate) async fn message_hashes(
+        &self,
+        refs: &[(String, String)],
+    ) -> Result<Vec<HashMap<String, String>>> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for (channel, id) in refs {
+            pipe.hgetall(keys::message(channel, id))
+                .hgetall(keys::legacy::message(id));
+        }
+        let got: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(refs.len());
+        let mut it = got.into_iter();
+        while let (Some(new), Some(old)) = (it.next(), it.next()) {
+            // An old hash of the same ID in another channel is not this message's.
+            let old_here = refs
+                .get(out.len())
+                .is_some_and(|(c, _)| old.get("channel").is_none_or(|oc| oc == c));
+            out.push(if !new.is_empty() || !old_here {
+                new
+            } else {
+                old
+            });
+        }
+        Ok(out)
+    }
+
     /// Turns XRANGE entries into events; entries written by seed 003's loader carry only
-    /// `type`, so their text comes from the `message:<id>` hash (one pipelined read).
+    /// `type`, so their text comes from the message's hash (one pipelined read).
     pub(super) async fn events_from_entries(
         &self,
         channel: &str,
@@ -153,14 +186,13 @@ impl Store {
             .collect();
         let mut hashes: HashMap<String, HashMap<String, String>> = HashMap::new();
         if !missing.is_empty() {
-            let mut conn = self.conn().await?;
-            let mut pipe = redis::pipe();
-            for id in &missing {
-                pipe.hgetall(keys::message(id));
-            }
-            let got: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-            for (id, h) in missing.into_iter().zip(got) {
-                hashes.insert(id.clone(), h);
+            let refs: Vec<(String, String)> = missing
+                .iter()
+                .map(|id| (channel.to_string(), (*id).clone()))
+                .collect();
+            let got = self.message_hashes(&refs).await?;
+            for ((_, id), h) in refs.into_iter().zip(got) {
+                hashes.insert(id, h);
             }
         }
         let mut events: Vec<ChatEvent> = entries
@@ -177,6 +209,7 @@ impl Store {
                     uuid: get("uuid"),
                     voice: super::voice::info_from_fields(&f),
                     id,
+                    ..super::actions::action_fields(&f)
                 }
             })
             .collect();

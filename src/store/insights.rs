@@ -86,7 +86,12 @@ impl Store {
         let mut any = false;
         for (n, _) in names.iter().zip(exists).filter(|(_, e)| *e) {
             any = true;
-            pipe.zadd(keys::mentions(n), &ev.id, ev.created_at).ignore();
+            pipe.zadd(
+                keys::mentions(n),
+                keys::message_ref(&ev.channel, &ev.id),
+                ev.created_at,
+            )
+            .ignore();
             let notice = json!({"username": n, "kind": "mention", "payload": ev});
             pipe.publish(keys::USER_EVENTS, notice.to_string()).ignore();
         }
@@ -96,9 +101,10 @@ impl Store {
         Ok(())
     }
 
-    /// One page of the messages mentioning a user, newest first by stream ID, strictly before
-    /// `before`: a mention's ID (exact, also among mentions of the same millisecond) or bare
-    /// unix ms (before that millisecond).
+    /// One page of the messages mentioning a user, newest first by stream ID (then channel),
+    /// strictly before `before`: a page's `next_before` (`<channel>/<id>`, exact, also among
+    /// mentions of the same millisecond or the same ID in two channels), a mention's ID (before
+    /// that ID) or bare unix ms (before that millisecond).
     ///
     /// The sorted set scores mentions by millisecond and orders equal scores by the member's
     /// bytes, not by stream ID, so a page is cut only at whole milliseconds: the one of the
@@ -109,12 +115,26 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<MentionPage> {
-        let cursor = match before {
-            Some(b) => {
-                check_id(b)?;
-                parse_id(b)
+        // (ms, seq) and, for an exact cursor, the channel: later channels of the same ID come
+        // first.
+        let (cursor, cursor_channel) = match before {
+            Some(b) => match keys::parse_message_ref(b) {
+                Some((c, id)) => {
+                    check_id(id)?;
+                    (parse_id(id), Some(c.to_string()))
+                }
+                None => {
+                    check_id(b)?;
+                    (parse_id(b), None)
+                }
+            },
+            None => (None, None),
+        };
+        let before_cursor = |p: (u64, u64), channel: &str| match cursor {
+            None => true,
+            Some(c) => {
+                p < c || (p == c && cursor_channel.as_deref().is_some_and(|cc| channel < cc))
             }
-            None => None,
         };
         let limit = limit.max(1);
         let key = keys::mentions(username);
@@ -143,10 +163,12 @@ impl Store {
         let cut = (older.len() > limit)
             .then(|| older.last().map(|(_, score)| *score as i64))
             .flatten();
-        let mut ids: Vec<(u64, u64, String)> = Vec::with_capacity(older.len() + tied.len());
-        let mut push = |id: String| {
-            if let Some(p) = parse_id(&id).filter(|p| cursor.is_none_or(|c| *p < c)) {
-                ids.push((p.0, p.1, id));
+        // Members are `<channel>/<id>` (a bare `<id>` in the older layout), ordered by the ID.
+        let mut ids: Vec<(u64, u64, String, String)> = Vec::with_capacity(older.len() + tied.len());
+        let mut push = |member: String| {
+            let (channel, id) = keys::parse_message_ref(&member).unwrap_or(("", member.as_str()));
+            if let Some(p) = parse_id(id).filter(|p| before_cursor(*p, channel)) {
+                ids.push((p.0, p.1, channel.to_string(), member));
             }
         };
         tied.into_iter().for_each(&mut push);
@@ -164,39 +186,65 @@ impl Store {
             whole.into_iter().for_each(&mut push);
         }
         drop(conn);
-        ids.sort_unstable_by_key(|(ms, seq, _)| std::cmp::Reverse((*ms, *seq)));
-        ids.dedup_by(|a, b| a.2 == b.2);
+        ids.sort_unstable_by(|a, b| (b.0, b.1, &b.2).cmp(&(a.0, a.1, &a.2)));
+        ids.dedup_by(|a, b| a.3 == b.3);
         let more = ids.len() > limit;
         ids.truncate(limit);
         let next_before = if more {
-            ids.last().map(|(_, _, id)| id.clone())
+            ids.last().map(|(_, _, _, member)| member.clone())
         } else {
             None
         };
-        let ids: Vec<String> = ids.into_iter().map(|(_, _, id)| id).collect();
+        let ids: Vec<String> = ids.into_iter().map(|(_, _, _, member)| member).collect();
         Ok(MentionPage {
-            mentions: self.messages_by_id(&ids).await?,
+            mentions: self.messages_by_ref(&ids).await?,
             next_before,
         })
     }
 
-    /// Message hashes by ID (missing ones skipped), in the order given.
-    pub async fn messages_by_id(&self, ids: &[String]) -> Result<Vec<ChatEvent>> {
-        if ids.is_empty() {
+    /// Messages by their [`keys::message_ref`] (`<channel>/<id>`, or a bare `<id>` of the older
+    /// layout), missing ones skipped, in the order given.
+    pub async fn messages_by_ref(&self, refs: &[String]) -> Result<Vec<ChatEvent>> {
+        if refs.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn().await?;
         let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hgetall(keys::message(id));
+        let mut ids = Vec::with_capacity(refs.len());
+        for r in refs {
+            match keys::parse_message_ref(r) {
+                Some((channel, id)) => {
+                    pipe.hgetall(keys::message(channel, id))
+                        .hgetall(keys::legacy::message(id));
+                    ids.push(id);
+                }
+                None => {
+                    pipe.hgetall(keys::legacy::message(r))
+                        .hgetall(keys::legacy::message(r));
+                    ids.push(r.as_str());
+                }
+            }
         }
-        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
-        Ok(ids
-            .iter()
-            .zip(hashes)
-            .filter(|(_, h)| !h.is_empty())
-            .map(|(id, h)| event_from_hash(id, &h))
-            .collect())
+        let got: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let mut it = got.into_iter();
+        let mut out = Vec::with_capacity(refs.len());
+        for (r, id) in refs.iter().zip(ids) {
+            let (Some(new), Some(old)) = (it.next(), it.next()) else {
+                break;
+            };
+            let channel = keys::parse_message_ref(r).map(|(c, _)| c);
+            let h = if !new.is_empty() {
+                new
+            } else if channel.is_none_or(|c| old.get("channel").is_none_or(|oc| oc == c)) {
+                old
+            } else {
+                continue;
+            };
+            if !h.is_empty() {
+                out.push(event_from_hash(id, &h));
+            }
+        }
+        Ok(out)
     }
 
     /// Users who posted or joined within the last `minutes`, most recent first.
@@ -233,7 +281,9 @@ impl Store {
         let mut out = Vec::new();
         for c in channels {
             // Newest first from the end, so a busy channel keeps its latest messages.
-            let events = self.range_rev(c, "+", per_channel).await?;
+            let mut events = self.range_rev(c, "+", per_channel).await?;
+            // Edited text, not the first; deleted messages are no longer in the stream.
+            self.current_state("", c, &mut events).await?;
             out.extend(
                 events
                     .into_iter()
@@ -253,9 +303,18 @@ impl Store {
             return Ok(Vec::new());
         }
         let filter = channel_filter(channels);
+        if self.is_cluster() {
+            let counts = self
+                .count_by_sharded(keys::messages_index(), &filter, "username", limit)
+                .await?;
+            return Ok(counts
+                .into_iter()
+                .map(|(username, count)| Poster { username, count })
+                .collect());
+        }
         let mut conn = self.conn().await?;
-        let v: redis::Value = redis::cmd("FT.AGGREGATE")
-            .arg(keys::IDX_MESSAGES)
+        let v: redis::RedisResult<redis::Value> = redis::cmd("FT.AGGREGATE")
+            .arg(keys::messages_index())
             .arg(&filter)
             .arg(&[
                 "GROUPBY",
@@ -270,7 +329,13 @@ impl Store {
             .arg(&["SORTBY", "2", "@count", "DESC", "LIMIT", "0"])
             .arg(limit)
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let v = match v {
+            Ok(v) => v,
+            // RediSearch 1.2's answer when no message of these channels is indexed.
+            Err(e) if e.to_string().contains("QueryParseCtx") => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         // The reply is shaped like a search answer with no keys: a count, then field lists.
         let redis::Value::Array(items) = v else {
             return Ok(Vec::new());
@@ -301,6 +366,7 @@ pub fn event_from_hash(id: &str, h: &HashMap<String, String>) -> ChatEvent {
         created_at: parse_id(id).map(|(ms, _)| ms as i64).unwrap_or(0),
         uuid: get("uuid"),
         voice: super::voice::info_from_fields(h),
+        ..Default::default()
     }
 }
 

@@ -1,8 +1,20 @@
-//! Every Redis key chatnode reads or writes, named in one place.
+//! Every Redis key chatnode reads or writes, named in one place, laid out so that every script
+//! and every multi-key command touches exactly one hash slot (the rule of Redis Cluster, which
+//! also holds for one `redis-server` started with `cluster-enabled yes`).
 //!
-//! Seed 003's names are the base (`usernames`, `user:<u>`, `channels`, `channel:<c>`,
-//! `message:<id>`, `idx:users`, `idx:messages`), so a database filled by that guide's loader is
-//! served as it is. Everything chatnode adds is spelled here and nowhere else.
+//! Two kinds of anchor keep seed 003's names, so a database filled by that guide's loader is
+//! served as it is: `channel:<c>` (the channel's stream) and `user:<u>` (the profile hash). Every
+//! other key of a channel carries the hash tag `{channel:<c>}`, every other key of a user the
+//! tag `{user:<u>}`: Redis hashes only what is between the braces, so `members:{channel:general}`
+//! lives in the same slot as `channel:general`, and one script can touch both. Channel names are
+//! `[a-z0-9_-]` (DMs `dm:<a>:<b>`), usernames `[a-z0-9_.-]`: no name holds a brace, so no name
+//! can break out of its tag. docs/DESIGN.md, "Key layout", has the table: key, slot, who
+//! writes it, who reads it.
+//!
+//! Keys that belong to no channel and no user (`usernames`, `channels`, `online`, the search
+//! indexes, the voice job stream, `uuid:<uuid>`) are each touched alone or by single-key
+//! commands. The names of the older layout (`message:<id>`, `members:<c>`, …) are kept here as
+//! `legacy_*` for the readers that still serve such data and for `chatnode migrate`.
 
 /// Set of every username (seed 003).
 pub const USERNAMES: &str = "usernames";
@@ -10,73 +22,111 @@ pub const USERNAMES: &str = "usernames";
 pub const CHANNELS: &str = "channels";
 /// RediSearch index over `user:*` hashes (seed 003).
 pub const IDX_USERS: &str = "idx:users";
-/// RediSearch index over `message:*` hashes (seed 003).
-pub const IDX_MESSAGES: &str = "idx:messages";
 /// Prefix of user hashes, as RediSearch 2.x `ON HASH PREFIX` names it.
 pub const USER_PREFIX: &str = "user:";
-/// Prefix of message hashes.
+/// Prefix of message hashes, old (`message:<id>`) and new (`message:{channel:<c>}:<id>`) alike.
 pub const MESSAGE_PREFIX: &str = "message:";
 /// Sorted set of online usernames, score = presence expiry (unix ms).
 pub const ONLINE: &str = "online";
 /// Pub/sub channel of presence transitions (`{"username","online"}`).
 pub const PRESENCE_EVENTS: &str = "events:presence";
-/// The last stream ID handed out to any channel stream (`"<ms>-<seq>"`): every append to a
-/// `channel:<c>` takes the next ID from it, so IDs are unique across channels (`store::ids`).
-pub const STREAM_IDS: &str = "ids:last";
 /// Held (with an expiry) by the node running the history retention sweep.
 pub const RETENTION_LOCK: &str = "retention:lock";
 /// Pub/sub channel of per-user notices (revoked sessions, mentions, DM invitations).
 pub const USER_EVENTS: &str = "events:user";
 
-/// `user:<username>`: the profile hash (seed 003 fields plus chatnode's).
+/// The RediSearch index over message hashes (seed 003's `idx:messages`). A function, so that
+/// an index per shard can be named here when there is more than one.
+pub fn messages_index() -> &'static str {
+    "idx:messages"
+}
+
+/// The hash tag of a channel's keys: `{channel:<c>}`, the slot of `channel:<c>`.
+pub fn channel_tag(channel: &str) -> String {
+    format!("{{channel:{channel}}}")
+}
+
+/// The hash tag of a user's keys: `{user:<u>}`, the slot of `user:<u>`.
+pub fn user_tag(username: &str) -> String {
+    format!("{{user:{username}}}")
+}
+
+// ---- per user: the slot of `user:<u>` ----
+
+/// `user:<username>`: the profile hash (seed 003 fields plus chatnode's). Anchor of the user's
+/// slot.
 pub fn user(username: &str) -> String {
     format!("user:{username}")
 }
 
-/// `uuid:<uuid>` → username (seed 004 addresses users by UUID).
-pub fn user_by_uuid(uuid: &str) -> String {
-    format!("uuid:{uuid}")
+/// `session:{user:<u>}:<sha256 hex of token>` → `<username> <generation>`, sliding TTL. Tokens
+/// name their user (`<random>.<username>`), so the session lives in the user's slot and is
+/// checked against the user's generation in one step.
+pub fn session(username: &str, token_hash: &str) -> String {
+    format!("session:{}:{token_hash}", user_tag(username))
 }
 
-/// `session:<sha256 hex of token>` → username, with a sliding TTL.
-pub fn session(token_hash: &str) -> String {
-    format!("session:{token_hash}")
-}
-
-/// `sessions:<username>`: set of that user's session key hashes, to revoke them all.
+/// `sessions:{user:<u>}`: set of that user's session token hashes, to revoke them all.
 pub fn user_sessions(username: &str) -> String {
-    format!("sessions:{username}")
+    format!("sessions:{}", user_tag(username))
 }
 
-/// `loginfail:user:<username>` / `loginfail:addr:<ip>`: failed-login counters.
-pub fn login_failures(kind: &str, who: &str) -> String {
-    format!("loginfail:{kind}:{who}")
+/// `loginfail:{user:<u>}`: failed logins for the user.
+pub fn login_failures_user(username: &str) -> String {
+    format!("loginfail:{}", user_tag(username))
 }
 
-/// `postrate:<username>`: posts counted in the user's current rate window (expires with it).
+/// `loginfail:{user:<u>}:<ip>`: this address has failed for this user.
+pub fn login_failures_pair(username: &str, addr: &str) -> String {
+    format!("loginfail:{}:{addr}", user_tag(username))
+}
+
+/// `loginfail:addr:<ip>`: failed logins from an address (its own slot, touched alone).
+pub fn login_failures_addr(addr: &str) -> String {
+    format!("loginfail:addr:{addr}")
+}
+
+/// `postrate:{user:<u>}`: posts counted in the user's current rate window (expires with it).
 pub fn post_rate(username: &str) -> String {
-    format!("postrate:{username}")
+    format!("postrate:{}", user_tag(username))
 }
 
-/// `postonce:<username>:<sha256 hex of channel NUL client_id>` → the stream ID first stored for
-/// that post; expires after `ws.post_dedupe_secs`. Hashed, so any client_id gives a short key.
-pub fn post_once(username: &str, channel: &str, client_id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(channel.as_bytes());
-    h.update([0u8]);
-    h.update(client_id.as_bytes());
-    format!("postonce:{username}:{}", hex::encode(h.finalize()))
+/// `audioquota:{user:<u>}:<day>`: audio bytes the user uploaded on that UTC day (days since
+/// 1970), kept two days.
+pub fn audio_quota(username: &str, day: u64) -> String {
+    format!("audioquota:{}:{day}", user_tag(username))
 }
 
-/// `channel:<name>`: the channel's stream, the source of truth (seed 003).
-pub fn channel(name: &str) -> String {
-    format!("channel:{name}")
+/// `limit:{user:<u>}:<kind>`: the user's count of one kind of action (`join`, `read`, `typing`,
+/// `create`) in the current window; expires with it.
+pub fn action_count(username: &str, kind: &str) -> String {
+    format!("limit:{}:{kind}", user_tag(username))
 }
 
-/// `message:<stream id>`: one message's hash (seed 003).
-pub fn message(id: &str) -> String {
-    format!("message:{id}")
+/// `channelsmade:{user:<u>}`: public channels the user has created.
+pub fn channels_created(username: &str) -> String {
+    format!("channelsmade:{}", user_tag(username))
+}
+
+/// `memberships:{user:<u>}`: set of channels a user belongs to (public and DMs).
+pub fn memberships(username: &str) -> String {
+    format!("memberships:{}", user_tag(username))
+}
+
+/// `presence:{user:<u>}`: exists while the user is online (SETEX, seed 004).
+pub fn presence(username: &str) -> String {
+    format!("presence:{}", user_tag(username))
+}
+
+/// `presence:{user:<u>}:nodes`: which nodes claim the user online, with each claim's expiry.
+pub fn presence_nodes(username: &str) -> String {
+    format!("presence:{}:nodes", user_tag(username))
+}
+
+/// `mentions:{user:<u>}`: sorted set of the messages mentioning the user, by time (unix ms);
+/// members are [`message_ref`]s (`<channel>/<id>`; a bare `<id>` from the older layout).
+pub fn mentions(username: &str) -> String {
+    format!("mentions:{}", user_tag(username))
 }
 
 /// Field of `user:<u>` holding the last stream ID that user saw in a channel (seed 003).
@@ -84,40 +134,120 @@ pub fn last_seen_field(channel: &str) -> String {
     format!("channel:{channel}")
 }
 
-/// `members:<channel>`: set of a channel's members.
+/// `uuid:<uuid>` → username (seed 004 addresses users by UUID); looked up alone.
+pub fn user_by_uuid(uuid: &str) -> String {
+    format!("uuid:{uuid}")
+}
+
+// ---- per channel: the slot of `channel:<c>` ----
+
+/// `channel:<name>`: the channel's stream, the source of truth (seed 003). Anchor of the
+/// channel's slot. Its stream IDs are Redis's own (`XADD … *`), unique within the channel.
+pub fn channel(name: &str) -> String {
+    format!("channel:{name}")
+}
+
+/// `message:{channel:<c>}:<stream id>`: one message's hash.
+pub fn message(channel: &str, id: &str) -> String {
+    format!("message:{}:{id}", channel_tag(channel))
+}
+
+/// The stream ID of a message hash key, new layout or old.
+pub fn id_of_message_key(key: &str) -> &str {
+    key.rsplit_once(':').map_or(key, |(_, id)| id)
+}
+
+/// How a message is named across channels (mentions, jobs): `<channel>/<id>`. Channel names
+/// hold no `/`.
+pub fn message_ref(channel: &str, id: &str) -> String {
+    format!("{channel}/{id}")
+}
+
+/// The channel and ID of a [`message_ref`]; `None` for a bare `<id>` (the older layout).
+pub fn parse_message_ref(r: &str) -> Option<(&str, &str)> {
+    r.rsplit_once('/')
+}
+
+/// `members:{channel:<c>}`: set of a channel's members.
 pub fn members(channel: &str) -> String {
-    format!("members:{channel}")
+    format!("members:{}", channel_tag(channel))
 }
 
-/// `memberships:<username>`: set of channels a user belongs to (public and DMs).
-pub fn memberships(username: &str) -> String {
-    format!("memberships:{username}")
-}
-
-/// `presence:<username>`: exists while the user is online (SETEX, seed 004).
-pub fn presence(username: &str) -> String {
-    format!("presence:{username}")
-}
-
-/// `active:<channel>`: sorted set of usernames by their last post or join there (unix ms).
+/// `active:{channel:<c>}`: sorted set of usernames by their last post or join there (unix ms).
 pub fn activity(channel: &str) -> String {
-    format!("active:{channel}")
+    format!("active:{}", channel_tag(channel))
 }
 
-/// `mentions:<username>`: sorted set of message IDs mentioning the user, by time (unix ms).
-pub fn mentions(username: &str) -> String {
-    format!("mentions:{username}")
+/// `postonce:{channel:<c>}:<sha256 hex of username NUL client_id>` → the stream ID first stored
+/// for that post; expires after `ws.post_dedupe_secs`. Hashed, so any client_id gives a short
+/// key; in the channel's slot, so the posting script checks and sets it.
+pub fn post_once(username: &str, channel: &str, client_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(username.as_bytes());
+    h.update([0u8]);
+    h.update(client_id.as_bytes());
+    format!(
+        "postonce:{}:{}",
+        channel_tag(channel),
+        hex::encode(h.finalize())
+    )
 }
 
-/// `room:<channel>`: the pub/sub channel carrying a room's live events.
+/// `room:{channel:<c>}`: the pub/sub channel carrying a room's live events (in the channel's
+/// slot, so that a sharded `SPUBLISH` from the posting script stays in it).
 pub fn room_events(channel: &str) -> String {
-    format!("room:{channel}")
+    format!("room:{}", channel_tag(channel))
 }
 
-/// The channel name of a pub/sub `room:<channel>` subject, if it is one.
+/// The channel name of a pub/sub `room:{channel:<c>}` subject, if it is one.
 pub fn room_from_events(subject: &str) -> Option<&str> {
-    subject.strip_prefix("room:")
+    subject
+        .strip_prefix("room:{channel:")
+        .and_then(|s| s.strip_suffix('}'))
 }
+
+/// `audio:{channel:<c>}:<a>`: a voice message's audio bytes, exactly as uploaded.
+pub fn audio(channel: &str, audio_id: &str) -> String {
+    format!("audio:{}:{audio_id}", channel_tag(channel))
+}
+
+/// `audioinfo:{channel:<c>}:<a>`: hash of that audio's channel, message ID, type, size, length.
+pub fn audio_info(channel: &str, audio_id: &str) -> String {
+    format!("audioinfo:{}:{audio_id}", channel_tag(channel))
+}
+
+/// `audiochannel:<a>` → the channel of audio `<a>`: how a playback URL, which names only the
+/// audio, finds the audio's slot. Written before the voice post, touched alone.
+pub fn audio_channel(audio_id: &str) -> String {
+    format!("audiochannel:{audio_id}")
+}
+
+/// `reactions:{channel:<c>}:<id>`: hash of a message's reactions, emoji → how many gave it. Its
+/// length is the number of distinct emoji (at most 20).
+pub fn reactions(channel: &str, id: &str) -> String {
+    format!("reactions:{}:{id}", channel_tag(channel))
+}
+
+/// `reactors:{channel:<c>}:<id>`: set of who reacted with what on a message, `<emoji>\n<user>`
+/// (one reaction per user per emoji).
+pub fn reactors(channel: &str, id: &str) -> String {
+    format!("reactors:{}:{id}", channel_tag(channel))
+}
+
+/// `replies:{channel:<c>}:<id>`: the replies to a message, members their stream IDs padded to
+/// sort as text (`actions::lex_id`), all at score 0 so they page with `ZRANGEBYLEX`.
+pub fn replies(channel: &str, id: &str) -> String {
+    format!("replies:{}:{id}", channel_tag(channel))
+}
+
+/// `tombstones:{channel:<c>}`: the deleted messages of a channel, as `replies` keeps IDs, so
+/// history shows each in its place after its stream entry is gone.
+pub fn tombstones(channel: &str) -> String {
+    format!("tombstones:{}", channel_tag(channel))
+}
+
+// ---- voice jobs: their own keys, each touched alone ----
 
 /// Stream of voice transcription jobs, read by the transcribers' consumer group.
 pub const VOICE_JOBS: &str = "voice:jobs";
@@ -126,29 +256,148 @@ pub const VOICE_GROUP: &str = "transcribers";
 /// Sorted set of live transcribers (consumer names), score = heartbeat expiry (unix ms).
 pub const VOICE_TRANSCRIBERS: &str = "voice:transcribers";
 
-/// `audio:<id>`: a voice message's audio bytes, exactly as uploaded (binary-safe string).
-pub fn audio(id: &str) -> String {
-    format!("audio:{id}")
+/// `lock:backfill:<index>`: held by the node backfilling that search index.
+pub fn backfill_lock(index: &str) -> String {
+    format!("lock:backfill:{index}")
 }
 
-/// `audioinfo:<id>`: hash of that audio's channel, message ID, type, size and length.
-pub fn audio_info(id: &str) -> String {
-    format!("audioinfo:{id}")
+// ---- the older layout: read where such data may still be, converted by `chatnode migrate` ----
+
+/// Old names, before every key carried its channel's or user's hash tag.
+pub mod legacy {
+    /// The former global stream-ID generator (`"<ms>-<seq>"`), no longer written.
+    pub const STREAM_IDS: &str = "ids:last";
+
+    /// `message:<id>` (seed 003's loader and chatnode before the tagged layout).
+    pub fn message(id: &str) -> String {
+        format!("message:{id}")
+    }
+    /// `session:<hash>` of a token without a username.
+    pub fn session(token_hash: &str) -> String {
+        format!("session:{token_hash}")
+    }
+    pub fn user_sessions(username: &str) -> String {
+        format!("sessions:{username}")
+    }
+    pub fn members(channel: &str) -> String {
+        format!("members:{channel}")
+    }
+    pub fn memberships(username: &str) -> String {
+        format!("memberships:{username}")
+    }
+    pub fn activity(channel: &str) -> String {
+        format!("active:{channel}")
+    }
+    pub fn mentions(username: &str) -> String {
+        format!("mentions:{username}")
+    }
+    pub fn audio(audio_id: &str) -> String {
+        format!("audio:{audio_id}")
+    }
+    pub fn audio_info(audio_id: &str) -> String {
+        format!("audioinfo:{audio_id}")
+    }
 }
 
-/// `audioquota:{user:<u>}:<day>`: audio bytes the user uploaded on that UTC day (days since
-/// 1970), kept two days. Tagged with the user's slot like every per-user counter.
-pub fn audio_quota(username: &str, day: u64) -> String {
-    format!("audioquota:{{user:{username}}}:{day}")
+/// The hash slot of a key as Redis Cluster computes it: CRC16 (XMODEM) of the key, or of the
+/// first non-empty `{…}` in it, modulo 16384.
+pub fn slot(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let hashed = match b.iter().position(|&c| c == b'{') {
+        Some(open) => match b[open + 1..].iter().position(|&c| c == b'}') {
+            Some(len) if len > 0 => &b[open + 1..open + 1 + len],
+            _ => b,
+        },
+        None => b,
+    };
+    crc16_xmodem(hashed) % 16384
 }
 
-/// `limit:{user:<u>}:<kind>`: the user's count of one kind of action (`join`, `read`, `typing`,
-/// `create`) in the current window; expires with it.
-pub fn action_count(username: &str, kind: &str) -> String {
-    format!("limit:{{user:{username}}}:{kind}")
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
 }
 
-/// `channelsmade:{user:<u>}`: public channels the user has created.
-pub fn channels_created(username: &str) -> String {
-    format!("channelsmade:{{user:{username}}}")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from CLUSTER KEYSLOT on Redis 7.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("123456789"), 12739);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_ne!(slot("foo{}{bar}"), slot("bar"));
+        assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
+        assert_eq!(slot("foo{bar}{zap}"), slot("bar"));
+    }
+
+    #[test]
+    fn every_channel_key_is_in_the_channel_slot() {
+        for c in ["general", "a-b_9", "dm:amy:zed", "x", "room-42"] {
+            let anchor = slot(&channel(c));
+            for key in [
+                message(c, "1631623305083-0"),
+                members(c),
+                activity(c),
+                post_once("amy", c, "client-1"),
+                room_events(c),
+                audio(c, "0123abcd"),
+                audio_info(c, "0123abcd"),
+                reactions(c, "1631623305083-0"),
+                reactors(c, "1631623305083-0"),
+                replies(c, "1631623305083-0"),
+                tombstones(c),
+            ] {
+                assert_eq!(
+                    slot(&key),
+                    anchor,
+                    "{key} is not in the slot of channel:{c}"
+                );
+            }
+            assert_eq!(room_from_events(&room_events(c)), Some(c));
+        }
+    }
+
+    #[test]
+    fn every_user_key_is_in_the_user_slot() {
+        for u in ["amy", "a.b-c_9", "zed", "user123"] {
+            let anchor = slot(&user(u));
+            for key in [
+                session(u, "ab12"),
+                user_sessions(u),
+                login_failures_user(u),
+                login_failures_pair(u, "203.0.113.9"),
+                login_failures_pair(u, "2001:db8::1"),
+                post_rate(u),
+                memberships(u),
+                presence(u),
+                presence_nodes(u),
+                mentions(u),
+            ] {
+                assert_eq!(slot(&key), anchor, "{key} is not in the slot of user:{u}");
+            }
+        }
+    }
+
+    #[test]
+    fn message_keys_and_refs_read_back() {
+        assert_eq!(id_of_message_key(&message("dm:a:b", "5-1")), "5-1");
+        assert_eq!(id_of_message_key(&legacy::message("5-1")), "5-1");
+        let r = message_ref("dm:amy:zed", "5-1");
+        assert_eq!(parse_message_ref(&r), Some(("dm:amy:zed", "5-1")));
+        assert_eq!(parse_message_ref("5-1"), None);
+    }
 }

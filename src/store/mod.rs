@@ -2,17 +2,22 @@
 //!
 //! Handlers and actors call these functions; none of them builds a Redis key or command itself.
 
+pub mod actions;
 pub mod channels;
+pub mod conn;
 pub mod history;
 pub mod ids;
 pub mod insights;
 pub mod keys;
 pub mod limits;
+pub mod migrate;
 pub mod posting;
+pub mod replicas;
 pub mod retention;
 pub mod search;
 pub mod sessions;
 pub mod setup;
+pub mod shards;
 pub mod transcription;
 pub mod unread;
 pub mod users;
@@ -21,8 +26,9 @@ pub mod voice;
 use std::path::Path;
 use std::sync::Arc;
 
-use deadpool_redis::{Pool, PoolConfig, Runtime};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
+
+pub use conn::{ClusterState, Conn, Master, Topology};
 
 use crate::error::Result;
 use crate::settings::Settings;
@@ -49,17 +55,22 @@ impl SearchVersion {
     }
 }
 
-/// Shared handle to Redis: the command pool, the shared connection of the posting path, a client
-/// for dedicated connections, and facts.
+/// Shared handle to Redis: the shared command connection, a client for dedicated connections, the
+/// cluster's shape when there is one, and facts.
 #[derive(Clone)]
 pub struct Store {
-    pub pool: Pool,
-    /// One multiplexed connection every node task shares for short commands on the hot path
-    /// (posts above all): concurrent commands are pipelined on it, with no pool checkout and no
-    /// recycle check (`UNWATCH` + `PING`) per command. Reconnects by itself when the connection
-    /// drops. Never for blocking reads or long scripts: they would hold up everyone's replies.
-    pub shared: ConnectionManager,
+    /// One multiplexed connection (on a cluster: one per master, routed by slot) every node task
+    /// shares for its commands: concurrent commands are pipelined on it, with no pool checkout
+    /// and no recycle check (`UNWATCH` + `PING`) per command. Reconnects by itself when the
+    /// connection drops. Never for blocking reads: they would hold up everyone's replies
+    /// ([`Store::dedicated`] makes a connection of its own for those).
+    pub shared: Conn,
+    /// One Redis: its client. A cluster: the client of the first seed (for nothing but its
+    /// connection settings; [`Store::master_client`] reaches each master).
     pub client: redis::Client,
+    /// A cluster: its client and its shape as last read. `None` on one Redis.
+    pub cluster: Option<Arc<ClusterState>>,
+    cluster_client: Option<redis::cluster::ClusterClient>,
     pub search: Option<SearchVersion>,
     pub settings: Arc<Settings>,
     /// Whether the RediSearch 1.x backfill of older hashes has finished.
@@ -137,29 +148,91 @@ fn shared_config() -> ConnectionManagerConfig {
         .set_max_delay(std::time::Duration::from_millis(200))
 }
 
+/// The cluster client of `seeds`: the same reply timeout (500 ms) and connect timeout (1 s) as
+/// the single connection, and few, short retries, so a command meeting a failover fails within
+/// a few seconds (the client re-sends with its `client_id`) instead of waiting through the
+/// default sixteen.
+fn cluster_client_for(
+    seeds: &[redis::ConnectionInfo],
+    ca_file: &Path,
+    response_timeout: std::time::Duration,
+) -> Result<redis::cluster::ClusterClient, String> {
+    let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(std::time::Duration::from_secs(1))
+        .response_timeout(response_timeout)
+        .retries(4)
+        .min_retry_wait(100)
+        .max_retry_wait(1000);
+    if !ca_file.as_os_str().is_empty() {
+        let pem = std::fs::read(ca_file)
+            .map_err(|e| format!("redis.tls_ca_file: cannot read {}: {e}", ca_file.display()))?;
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
+    }
+    builder
+        .build()
+        .map_err(|e| format!("redis.cluster_nodes: {e}"))
+}
+
 impl Store {
-    /// Connects to `url` and detects the search module.
+    /// Connects to the Redis of the settings (`url`, or the cluster of `redis.cluster_nodes` when
+    /// it is set) and detects the search module.
     pub async fn connect(url: &str, settings: Arc<Settings>) -> Result<Self, String> {
-        let url = url_with_password(url, settings.redis.password.expose());
-        let client = client_for(&url, &settings.redis.tls_ca_file)?;
-        // The pool's connections are made from the client's connection info, TLS roots included.
-        let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
-            .map_err(|e| format!("redis.url: {e}"))?;
-        let pool = Pool::builder(manager)
-            .config(PoolConfig::new(settings.redis.pool_size))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| format!("redis pool: {e}"))?;
-        let shared = ConnectionManager::new_lazy_with_config(client.clone(), shared_config())
-            .map_err(|e| format!("redis shared connection: {e}"))?;
+        let seeds = settings.redis.cluster_seeds();
+        let password = settings.redis.password.expose().to_string();
+        let ca = settings.redis.tls_ca_file.clone();
+        let (shared, client, cluster, cluster_client) = if seeds.is_empty() {
+            let url = url_with_password(url, &password);
+            let client = client_for(&url, &ca)?;
+            let shared = conn::SingleConn::new(client.clone(), shared_config())
+                .map_err(|e| format!("redis shared connection: {e}"))?;
+            (Conn::Single(shared), client, None, None)
+        } else {
+            let clients = seeds
+                .iter()
+                .map(|s| client_for(&url_with_password(s, &password), &ca))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.replace("redis.url", "redis.cluster_nodes"))?;
+            let infos: Vec<redis::ConnectionInfo> = clients
+                .iter()
+                .map(|c| c.get_connection_info().clone())
+                .collect();
+            let cluster_client =
+                cluster_client_for(&infos, &ca, std::time::Duration::from_millis(500))?;
+            let connection = cluster_client
+                .get_async_connection()
+                .await
+                .map_err(|e| format!("cannot reach the Redis Cluster: {e}"))?;
+            let state = Arc::new(ClusterState {
+                template: infos[0].clone(),
+                topology: std::sync::RwLock::new(Arc::new(Topology {
+                    masters: Vec::new(),
+                })),
+            });
+            (
+                Conn::Cluster(connection),
+                clients[0].clone(),
+                Some(state),
+                Some(cluster_client),
+            )
+        };
         let mut store = Store {
-            pool,
             shared,
             client,
+            cluster,
+            cluster_client,
             search: None,
             settings,
             backfill_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
+        if store.cluster.is_some() {
+            store
+                .refresh_topology()
+                .await
+                .map_err(|e| format!("cannot read the cluster's slots: {}", cause(&e)))?;
+        }
         store.search = store
             .detect_search()
             .await
@@ -167,23 +240,118 @@ impl Store {
         Ok(store)
     }
 
-    /// A pooled connection.
-    pub async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        Ok(self.pool.get().await?)
+    /// The shared command connection ([`Store::shared`]); cloning it is cheap.
+    pub async fn conn(&self) -> Result<Conn> {
+        Ok(self.shared.clone())
     }
 
-    /// The shared multiplexed connection ([`Store::shared`]); cloning it is cheap.
-    pub fn shared(&self) -> ConnectionManager {
+    /// The shared command connection, without the `Result` of [`Store::conn`].
+    pub fn shared(&self) -> Conn {
         self.shared.clone()
+    }
+
+    /// A connection of its own, for commands that block or wait long (their replies may take
+    /// `response_timeout`): on a cluster a cluster connection of its own.
+    pub async fn dedicated(&self, response_timeout: std::time::Duration) -> Result<Conn> {
+        match &self.cluster_client {
+            None => {
+                let cfg = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(response_timeout));
+                Ok(Conn::Direct(
+                    self.client
+                        .get_multiplexed_async_connection_with_config(&cfg)
+                        .await?,
+                ))
+            }
+            Some(_) => {
+                let Some(state) = &self.cluster else {
+                    return Err(crate::error::Error::Internal("no cluster state".into()));
+                };
+                let seeds = vec![state.template.clone()];
+                let client =
+                    cluster_client_for(&seeds, &self.settings.redis.tls_ca_file, response_timeout)
+                        .map_err(crate::error::Error::Internal)?;
+                Ok(Conn::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+
+    /// Whether this node talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// `"single"` or `"cluster"`.
+    pub fn mode(&self) -> &'static str {
+        if self.is_cluster() {
+            "cluster"
+        } else {
+            "single"
+        }
+    }
+
+    /// The masters as last read (one Redis: itself).
+    pub fn topology(&self) -> Arc<Topology> {
+        match &self.cluster {
+            Some(state) => state
+                .topology
+                .read()
+                .map(|t| t.clone())
+                .unwrap_or_else(|e| e.into_inner().clone()),
+            None => {
+                let (host, port) = conn::host_port(self.client.get_connection_info())
+                    .unwrap_or_else(|| ("localhost".into(), 6379));
+                Arc::new(Topology::single(&host, port))
+            }
+        }
+    }
+
+    /// Reads the cluster's slots again (`CLUSTER SLOTS`); answers whether they changed. One Redis:
+    /// nothing to read.
+    pub async fn refresh_topology(&self) -> Result<bool> {
+        let Some(state) = &self.cluster else {
+            return Ok(false);
+        };
+        let mut conn = self.shared();
+        let v: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await?;
+        let Some(fresh) = Topology::from_cluster_slots(&v) else {
+            return Err(crate::error::Error::Internal(
+                "CLUSTER SLOTS answered no slots".into(),
+            ));
+        };
+        let mut current = state.topology.write().unwrap_or_else(|e| e.into_inner());
+        let changed = **current != fresh;
+        if changed {
+            *current = Arc::new(fresh);
+        }
+        Ok(changed)
+    }
+
+    /// A client of one master, with the node's password and TLS settings (one Redis: its client).
+    pub fn master_client(&self, master: &Master) -> Result<redis::Client> {
+        match &self.cluster {
+            None => Ok(self.client.clone()),
+            Some(state) => Ok(redis::Client::open(conn::info_at(
+                &state.template,
+                &master.host,
+                master.port,
+            ))?),
+        }
     }
 
     /// Reads `MODULE LIST` and finds RediSearch (`ft` in 1.x, `search` in 2.x).
     async fn detect_search(&self) -> Result<Option<SearchVersion>> {
         let mut conn = self.conn().await?;
-        let modules: Vec<redis::Value> = redis::cmd("MODULE")
-            .arg("LIST")
-            .query_async(&mut conn)
-            .await?;
+        // On a cluster every master loads the same modules; the first is asked.
+        let topology = self.topology();
+        let cmd = redis::cmd("MODULE").arg("LIST").to_owned();
+        let modules: Vec<redis::Value> = match topology.masters.first() {
+            Some(m) if self.is_cluster() => conn.query_on_master(&cmd, m).await?,
+            _ => cmd.query_async(&mut conn).await?,
+        };
         for module in modules {
             let fields = flatten_pairs(module);
             let name = fields
@@ -202,10 +370,10 @@ impl Store {
         Ok(None)
     }
 
-    /// PING, for readiness.
+    /// PING, for readiness (on a cluster: every master answers).
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.conn().await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let _: redis::Value = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
 }
@@ -234,10 +402,16 @@ pub fn flatten_pairs(v: redis::Value) -> Vec<(String, String)> {
 }
 
 impl Store {
-    /// PUBLISH on a pub/sub subject.
+    /// PUBLISH on a pub/sub subject; a room's subject is a shard channel (`SPUBLISH`, on a
+    /// cluster sent to the master of its slot), as the posting scripts publish it.
     pub async fn publish(&self, subject: &str, payload: &str) -> Result<()> {
         let mut conn = self.shared();
-        let _: i64 = redis::cmd("PUBLISH")
+        let command = if keys::room_from_events(subject).is_some() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let _: i64 = redis::cmd(command)
             .arg(subject)
             .arg(payload)
             .query_async(&mut conn)

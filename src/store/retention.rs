@@ -1,7 +1,8 @@
 //! History retention (`history.retention_days`): messages older than that are removed with
-//! everything kept for them — the stream entry, the `message:<id>` hash, its search index entry
+//! everything kept for them — the stream entry, the message hash, its search index entry
 //! (RediSearch 1.x keeps documents added with `FT.ADDHASH` until `FT.DEL`; 2.x drops them with the
-//! hash), the `mentions:<user>` entries and a voice message's audio.
+//! hash), the `mentions:{user:<u>}` entries, its reactions and reply list, and a voice message's
+//! audio.
 //!
 //! Every node runs the sweep on an interval; a lock in Redis (`retention:lock`, with an expiry)
 //! lets one node at a time do the work. Each batch removes what hangs off the entries first and
@@ -98,27 +99,33 @@ impl Store {
         Ok(total)
     }
 
-    /// The keys of every channel stream (public channels and private chats).
+    /// The keys of every channel stream (public channels and private chats), on every master.
     async fn channel_streams(&self) -> Result<Vec<String>> {
+        let topology = self.topology();
         let mut conn = self.conn().await?;
-        let mut cursor: u64 = 0;
         let mut out = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(keys::channel("*"))
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream")
-                .query_async(&mut conn)
-                .await?;
-            out.extend(batch);
-            if next == 0 {
-                break;
+        for master in &topology.masters {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = conn
+                    .query_on_master(
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(keys::channel("*"))
+                            .arg("COUNT")
+                            .arg(1000)
+                            .arg("TYPE")
+                            .arg("stream"),
+                        master,
+                    )
+                    .await?;
+                out.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         out.sort();
         out.dedup();
@@ -139,27 +146,24 @@ impl Store {
         if entries.is_empty() {
             return Ok(0);
         }
-        // A message's hash holds what its entry may lack (seed 003's loader wrote bare entries).
-        let messages: Vec<&String> = entries
-            .iter()
-            .filter(|(_, f)| f.get("type").is_none_or(|t| t == "message"))
-            .map(|(id, _)| id)
-            .collect();
+        // A message's hash holds what its entry may lack (seed 003's loader wrote bare entries);
+        // a hash of the older layout (`message:<id>`) counts when it is this channel's.
         let mut read = redis::pipe();
-        for id in &messages {
-            read.hgetall(keys::message(id));
+        for (id, _) in &entries {
+            read.hgetall(keys::message(channel, id))
+                .hgetall(keys::legacy::message(id));
         }
-        let hashes: Vec<HashMap<String, String>> = if messages.is_empty() {
-            Vec::new()
-        } else {
-            read.query_async(&mut conn).await?
-        };
-        let by_id: HashMap<&String, &HashMap<String, String>> =
-            messages.iter().copied().zip(hashes.iter()).collect();
+        let hashes: Vec<HashMap<String, String>> = read.query_async(&mut conn).await?;
         let delist = self.search.is_some_and(|v| v.needs_addhash());
         let mut pipe = redis::pipe();
-        for (id, fields) in &entries {
-            let hash = by_id.get(id);
+        for ((id, fields), pair) in entries.iter().zip(hashes.chunks(2)) {
+            let (new, old) = (&pair[0], &pair[1]);
+            let old_here = !old.is_empty() && old.get("channel").is_none_or(|c| c == channel);
+            let hash = if !new.is_empty() {
+                Some(new)
+            } else {
+                old_here.then_some(old)
+            };
             let field = |k: &str| {
                 fields
                     .get(k)
@@ -168,26 +172,51 @@ impl Store {
             };
             if let Some(text) = field("message") {
                 for name in mentioned_names(text) {
-                    pipe.zrem(keys::mentions(&name), id).ignore();
+                    pipe.zrem(keys::mentions(&name), keys::message_ref(channel, id))
+                        .ignore()
+                        .zrem(keys::mentions(&name), id)
+                        .ignore()
+                        .zrem(keys::legacy::mentions(&name), id)
+                        .ignore();
                 }
             }
             if let Some(audio) = field(super::voice::fields::AUDIO) {
                 if fields.get("type").is_none_or(|t| t == "message") {
-                    pipe.del(&[keys::audio(audio), keys::audio_info(audio)])
+                    pipe.del(keys::audio(channel, audio))
+                        .ignore()
+                        .del(keys::audio_info(channel, audio))
+                        .ignore()
+                        .del(keys::audio_channel(audio))
+                        .ignore()
+                        .del(keys::legacy::audio(audio))
+                        .ignore()
+                        .del(keys::legacy::audio_info(audio))
                         .ignore();
                     total.audio += 1;
                 }
             }
-            if hash.is_some_and(|h| !h.is_empty()) {
+            let mut drop_hash = |key: String| {
                 if delist {
-                    pipe.cmd("FT.DEL")
-                        .arg(keys::IDX_MESSAGES)
-                        .arg(keys::message(id))
-                        .ignore();
+                    let index = self.index_for(keys::messages_index(), &key);
+                    pipe.cmd("FT.DEL").arg(index).arg(&key).ignore();
                 }
-                pipe.del(keys::message(id)).ignore();
+                pipe.del(key).ignore();
+            };
+            if !new.is_empty() {
+                drop_hash(keys::message(channel, id));
+            }
+            if old_here {
+                drop_hash(keys::legacy::message(id));
+            }
+            if hash.is_some() {
                 total.messages += 1;
             }
+            pipe.del(keys::reactions(channel, id))
+                .ignore()
+                .del(keys::reactors(channel, id))
+                .ignore()
+                .del(keys::replies(channel, id))
+                .ignore();
         }
         let mut xdel = redis::cmd("XDEL");
         xdel.arg(keys::channel(channel));

@@ -202,18 +202,24 @@ impl Store {
         if self.search.is_none() {
             return Err(Error::SearchUnavailable);
         }
-        let mut conn = self.conn().await?;
-        let v: redis::RedisResult<redis::Value> = redis::cmd("FT.SEARCH")
-            .arg(index)
-            .arg(query)
-            .arg(extra)
-            .arg("LIMIT")
-            .arg(offset)
-            .arg(limit)
-            .query_async(&mut conn)
-            .await;
+        let v: redis::RedisResult<(u64, Docs)> = if self.is_cluster() {
+            self.ft_search_sharded(index, query, extra, offset, limit)
+                .await
+        } else {
+            let mut conn = self.conn().await?;
+            redis::cmd("FT.SEARCH")
+                .arg(index)
+                .arg(query)
+                .arg(extra)
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(limit)
+                .query_async(&mut conn)
+                .await
+                .map(parse_search)
+        };
         match v {
-            Ok(v) => Ok(parse_search(v)),
+            Ok(v) => Ok(v),
             // User text is escaped, so a refused query means a value the module cannot search
             // for (1.x and stopword tags): it finds nothing rather than failing the request.
             Err(e) if e.to_string().contains("Syntax error") => {
@@ -368,16 +374,12 @@ impl Store {
             });
         };
         let (total, docs) = self
-            .ft_search(keys::IDX_MESSAGES, &query, &[], q.offset, q.limit)
+            .ft_search(keys::messages_index(), &query, &[], q.offset, q.limit)
             .await?;
         let messages = docs
             .into_iter()
             .map(|(key, fields)| {
-                let id = key
-                    .strip_prefix(keys::MESSAGE_PREFIX)
-                    .unwrap_or(&key)
-                    .to_string();
-                super::insights::event_from_hash(&id, &fields)
+                super::insights::event_from_hash(keys::id_of_message_key(&key), &fields)
             })
             .collect();
         Ok(MessageResults { total, messages })

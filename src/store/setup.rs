@@ -2,6 +2,7 @@
 //! (plus chatnode's fields), on RediSearch 1.x (documents added with FT.ADDHASH, and a backfill of
 //! hashes not yet indexed) and 2.x and later (ON HASH PREFIX). Without the module: nothing.
 
+use super::posting::ADDHASH_SCRIPT;
 use super::{keys, SearchVersion, Store};
 use crate::error::Result;
 
@@ -37,7 +38,7 @@ pub async fn prepare(store: &Store) -> Result<()> {
     };
     for (index, prefix, fields) in [
         (keys::IDX_USERS, keys::USER_PREFIX, USER_FIELDS),
-        (keys::IDX_MESSAGES, keys::MESSAGE_PREFIX, MESSAGE_FIELDS),
+        (keys::messages_index(), keys::MESSAGE_PREFIX, MESSAGE_FIELDS),
     ] {
         ensure_index(store, version, index, prefix, fields).await?;
     }
@@ -52,6 +53,23 @@ async fn ensure_index(
     prefix: &str,
     fields: &[(&str, &[&str])],
 ) -> Result<()> {
+    if store.is_cluster() {
+        // One index per master, each named into one of its master's slots (store::shards).
+        let create = |name: &str| {
+            let mut cmd = redis::cmd("FT.CREATE");
+            cmd.arg(name);
+            if !version.needs_addhash() {
+                cmd.arg("ON").arg("HASH").arg("PREFIX").arg(1).arg(prefix);
+            }
+            cmd.arg("SCHEMA");
+            for (field, spec) in fields {
+                cmd.arg(*field).arg(*spec);
+            }
+            cmd
+        };
+        store.create_on_every_master(index, create).await?;
+        return Ok(());
+    }
     let mut conn = store.conn().await?;
     let info: redis::RedisResult<redis::Value> = redis::cmd("FT.INFO")
         .arg(index)
@@ -139,24 +157,17 @@ fn field_names(info: &redis::Value) -> Vec<String> {
     out
 }
 
-/// Adds a batch of keys with FT.ADDHASH inside Redis; documents already indexed are refused by
-/// the module and skipped, so one round trip serves a whole batch. Returns how many were added.
-const BACKFILL_LUA: &str = r#"
-local added = 0
-for i = 1, #KEYS do
-  if pcall(redis.call, 'FT.ADDHASH', ARGV[1], KEYS[i], '1.0') then added = added + 1 end
-end
-return added
-"#;
-
 /// Only one node backfills at a time; the lock expires if that node dies.
 const BACKFILL_LOCK_SECS: u64 = 600;
 
 /// RediSearch 1.x: adds every `prefix*` hash not yet in the index (a database filled by seed
 /// 003's loader relies on ON HASH PREFIX, which 1.x lacks), in batches.
 async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
+    if store.is_cluster() {
+        return backfill_masters(store, index, prefix).await;
+    }
     let mut conn = store.conn().await?;
-    let lock = format!("lock:backfill:{index}");
+    let lock = keys::backfill_lock(index);
     let owned: Option<String> = redis::cmd("SET")
         .arg(&lock)
         .arg("1")
@@ -184,14 +195,10 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
     result
 }
 
-async fn scan_and_add(
-    conn: &mut deadpool_redis::Connection,
-    index: &str,
-    prefix: &str,
-) -> Result<usize> {
-    let script = redis::Script::new(BACKFILL_LUA);
+async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Result<usize> {
     let mut cursor: u64 = 0;
     let mut added = 0;
+    let _: String = ADDHASH_SCRIPT.prepare_invoke().load_async(conn).await?;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -204,13 +211,94 @@ async fn scan_and_add(
             .query_async(conn)
             .await?;
         if !batch.is_empty() {
-            let n: usize = script.key(&batch).arg(index).invoke_async(conn).await?;
-            added += n;
+            // One pipelined FT.ADDHASH script per key (keys of many slots: never one script for
+            // all; a script, because a plain FT.ADDHASH waits for RediSearch's thread pool, see
+            // `ADDHASH_SCRIPT`); documents already indexed are refused by the module and counted
+            // out.
+            let mut pipe = redis::pipe();
+            for key in &batch {
+                pipe.cmd("EVALSHA")
+                    .arg(ADDHASH_SCRIPT.get_hash())
+                    .arg(1)
+                    .arg(index)
+                    .arg(key);
+            }
+            let results: Vec<redis::RedisResult<redis::Value>> =
+                pipe.ignore_errors().query_async(conn).await?;
+            added += results.iter().filter(|r| r.is_ok()).count();
         }
         cursor = next;
         if cursor == 0 {
             break;
         }
+    }
+    Ok(added)
+}
+
+/// The backfill on a cluster: each master's hashes (SCAN on that master) go into that master's
+/// index, one `FT.ADDHASH` script each (a script may not touch keys of several slots), pipelined on the
+/// shared connection. The lock is per index, so masters are backfilled by different nodes at once.
+async fn backfill_masters(store: &Store, base: &str, prefix: &str) -> Result<usize> {
+    let topology = store.topology();
+    let mut conn = store.conn().await?;
+    let mut added = 0;
+    for (i, master) in topology.masters.iter().enumerate() {
+        let index = topology.index_on(base, i);
+        let lock = format!("lock:backfill:{index}");
+        let owned: Option<String> = redis::cmd("SET")
+            .arg(&lock)
+            .arg("1")
+            .arg("NX")
+            .arg("EX")
+            .arg(BACKFILL_LOCK_SECS)
+            .query_async(&mut conn)
+            .await?;
+        if owned.is_none() {
+            log::info!("{index}: another node is backfilling it");
+            continue;
+        }
+        let mut cursor: u64 = 0;
+        let result: Result<()> = async {
+            loop {
+                let (next, batch): (u64, Vec<String>) = conn
+                    .query_on_master(
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(format!("{prefix}*"))
+                            .arg("COUNT")
+                            .arg(BACKFILL_BATCH)
+                            .arg("TYPE")
+                            .arg("hash"),
+                        master,
+                    )
+                    .await?;
+                let adds = batch.iter().map(|key| {
+                    let mut c = conn.clone();
+                    let index = &index;
+                    async move {
+                        ADDHASH_SCRIPT
+                            .key(index)
+                            .arg(key)
+                            .invoke_async::<redis::Value>(&mut c)
+                            .await
+                            .is_ok()
+                    }
+                });
+                added += futures_util::future::join_all(adds)
+                    .await
+                    .into_iter()
+                    .filter(|ok| *ok)
+                    .count();
+                cursor = next;
+                if cursor == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
+        result?;
     }
     Ok(added)
 }
@@ -228,7 +316,7 @@ pub fn spawn_backfill(store: Store) {
     tokio::spawn(async move {
         for (index, prefix) in [
             (keys::IDX_USERS, keys::USER_PREFIX),
-            (keys::IDX_MESSAGES, keys::MESSAGE_PREFIX),
+            (keys::messages_index(), keys::MESSAGE_PREFIX),
         ] {
             let started = std::time::Instant::now();
             match backfill(&store, index, prefix).await {

@@ -9,59 +9,59 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
-use super::ids::ADD_ENTRY_LUA;
 use super::voice::{fields, state};
 use super::{keys, Store};
 use crate::error::{Error, Result};
 
-static FINISH_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{ADD_ENTRY_LUA}{FINISH_LUA}")));
+static FINISH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FINISH_LUA));
 
+/// Stores a transcript, in the channel's slot; the job is acknowledged after it (`voice:jobs`
+/// is a key of its own): a job whose acknowledgement was lost is taken again, finds the message
+/// no longer pending and is only acknowledged.
 const FINISH_LUA: &str = r#"
--- KEYS: 1 message:<id>, 2 stream channel:<c>, 3 subject room:<c>, 4 voice:jobs,
---       5 the stream ID generator
--- ARGV: 1 message id, 2 job id, 3 group, 4 state (done|failed), 5 text, 6 confidence ('' = none),
---       7 engine, 8 error, 9 maxlen, 10 addhash, 11 index name, 12 channel
-local function ack()
-  redis.call('XACK', KEYS[4], ARGV[3], ARGV[2])
-  redis.call('XDEL', KEYS[4], ARGV[2])
-end
+-- KEYS: 1 the message hash, 2 stream channel:<c>, 3 subject room:{channel:<c>}
+-- ARGV: 1 message id, 2 state (done|failed), 3 text, 4 confidence ('' = none), 5 engine,
+--       6 error, 7 maxlen, 8 channel
 if redis.call('HGET', KEYS[1], 'transcript_state') ~= 'pending' then
-  ack()
   return false
 end
 local h = redis.call('HMGET', KEYS[1], 'username', 'uuid', 'audio', 'audio_type', 'duration_ms',
   'audio_bytes')
-local fields = {'transcript_state', ARGV[4], 'engine', ARGV[7]}
-if ARGV[4] == 'done' then
-  fields[#fields + 1] = 'message'; fields[#fields + 1] = ARGV[5]
-  if ARGV[6] ~= '' then
-    fields[#fields + 1] = 'confidence'; fields[#fields + 1] = ARGV[6]
+local fields = {'transcript_state', ARGV[2], 'engine', ARGV[5]}
+if ARGV[2] == 'done' then
+  fields[#fields + 1] = 'message'; fields[#fields + 1] = ARGV[3]
+  if ARGV[4] ~= '' then
+    fields[#fields + 1] = 'confidence'; fields[#fields + 1] = ARGV[4]
   end
 else
-  fields[#fields + 1] = 'transcript_error'; fields[#fields + 1] = ARGV[8]
+  fields[#fields + 1] = 'transcript_error'; fields[#fields + 1] = ARGV[6]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-if ARGV[10] == '1' then
-  pcall(redis.call, 'FT.ADDHASH', ARGV[11], KEYS[1], '1.0', 'REPLACE')
+local entry = {KEYS[2]}
+local maxlen = tonumber(ARGV[7]) or 0
+if maxlen > 0 then
+  entry[#entry + 1] = 'MAXLEN'; entry[#entry + 1] = '~'; entry[#entry + 1] = maxlen
 end
-local fields = {'type', 'transcript', 'username', h[1] or '', 'message', ARGV[5],
+for _, v in ipairs({'*', 'type', 'transcript', 'username', h[1] or '', 'message', ARGV[3],
   'uuid', h[2] or '', 'ref', ARGV[1], 'audio', h[3] or '', 'audio_type', h[4] or '',
-  'duration_ms', h[5] or '0', 'audio_bytes', h[6] or '0', 'transcript_state', ARGV[4],
-  'engine', ARGV[7]}
-if ARGV[6] ~= '' then fields[#fields + 1] = 'confidence'; fields[#fields + 1] = ARGV[6] end
-if ARGV[8] ~= '' then fields[#fields + 1] = 'transcript_error'; fields[#fields + 1] = ARGV[8] end
-local id, ms = add_entry(KEYS[5], KEYS[2], tonumber(ARGV[9]) or 0, fields, nil)
+  'duration_ms', h[5] or '0', 'audio_bytes', h[6] or '0', 'transcript_state', ARGV[2],
+  'engine', ARGV[5]}) do
+  entry[#entry + 1] = v
+end
+if ARGV[4] ~= '' then entry[#entry + 1] = 'confidence'; entry[#entry + 1] = ARGV[4] end
+if ARGV[6] ~= '' then entry[#entry + 1] = 'transcript_error'; entry[#entry + 1] = ARGV[6] end
+local id = redis.call('XADD', unpack(entry))
+local ms = tonumber(string.match(id, '^(%d+)'))
+-- A delete of the message removes this entry too (it holds the text).
+redis.call('HSET', KEYS[1], 'transcript_event', id)
 local voice = {audio = h[3] or '', content_type = h[4] or '', duration_ms = tonumber(h[5] or '0'),
-  bytes = tonumber(h[6] or '0'), state = ARGV[4], engine = ARGV[7], message_id = ARGV[1]}
-if ARGV[6] ~= '' then voice.confidence = tonumber(ARGV[6]) end
-if ARGV[8] ~= '' then voice.error = ARGV[8] end
-redis.call('PUBLISH', KEYS[3], cjson.encode({id = id, channel = ARGV[12], type = 'transcript',
-  username = h[1] or '', text = ARGV[5], created_at = ms, uuid = h[2] or '', voice = voice}))
-ack()
+  bytes = tonumber(h[6] or '0'), state = ARGV[2], engine = ARGV[5], message_id = ARGV[1]}
+if ARGV[4] ~= '' then voice.confidence = tonumber(ARGV[4]) end
+if ARGV[6] ~= '' then voice.error = ARGV[6] end
+redis.call('SPUBLISH', KEYS[3], cjson.encode({id = id, channel = ARGV[8], type = 'transcript',
+  username = h[1] or '', text = ARGV[3], created_at = ms, uuid = h[2] or '', voice = voice}))
 return id
 "#;
 
@@ -129,20 +129,60 @@ impl Store {
     }
 
     /// The current transcript state of a voice message (None: no such message).
-    pub async fn transcript_state(&self, message_id: &str) -> Result<Option<String>> {
+    pub async fn transcript_state(
+        &self,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<Option<String>> {
+        let key = self.voice_message_key(channel, message_id).await?;
         let mut conn = self.conn().await?;
-        Ok(conn.hget(keys::message(message_id), fields::STATE).await?)
+        Ok(conn.hget(key, fields::STATE).await?)
+    }
+
+    /// The hash of a voice message: `message:{channel:<c>}:<id>`, or the older layout's
+    /// `message:<id>` where only that exists (its transcript is then stored there; on one Redis
+    /// only, as that key is in another slot; `chatnode migrate` moves it).
+    async fn voice_message_key(&self, channel: &str, id: &str) -> Result<String> {
+        let key = keys::message(channel, id);
+        let mut conn = self.conn().await?;
+        let (new, old): (bool, bool) = redis::pipe()
+            .exists(&key)
+            .exists(keys::legacy::message(id))
+            .query_async(&mut conn)
+            .await?;
+        Ok(if !new && old {
+            keys::legacy::message(id)
+        } else {
+            key
+        })
+    }
+
+    /// Queues the transcription of a stored voice message (after its posting script).
+    pub(crate) async fn queue_transcription(
+        &self,
+        channel: &str,
+        message_id: &str,
+        audio_id: &str,
+    ) -> Result<()> {
+        let mut conn = self.shared();
+        let _: String = redis::cmd("XADD")
+            .arg(keys::VOICE_JOBS)
+            .arg("*")
+            .arg(&[
+                ("message", message_id),
+                ("channel", channel),
+                ("audio", audio_id),
+                ("attempt", "0"),
+            ])
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// A connection for a transcriber: its blocking reads outlast the pool's reply timeout.
-    pub async fn transcriber_conn(&self, read_block_ms: u64) -> Result<MultiplexedConnection> {
-        let cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(
-            std::time::Duration::from_millis(read_block_ms + 5_000),
-        ));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await?)
+    pub async fn transcriber_conn(&self, read_block_ms: u64) -> Result<super::Conn> {
+        self.dedicated(std::time::Duration::from_millis(read_block_ms + 5_000))
+            .await
     }
 
     /// Creates the consumer group (and the stream) unless it exists.
@@ -185,7 +225,7 @@ impl Store {
     /// The next new job for `consumer`, waiting up to `block_ms`.
     pub async fn next_job(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut super::Conn,
         consumer: &str,
         block_ms: u64,
     ) -> Result<Option<Job>> {
@@ -277,28 +317,38 @@ impl Store {
                 error.as_str(),
             ),
         };
-        let addhash = self.search.is_some_and(|v| v.needs_addhash());
+        let key = self.voice_message_key(&job.channel, &job.message).await?;
         let mut conn = self.conn().await?;
         let id: Option<String> = FINISH_SCRIPT
-            .key(keys::message(&job.message))
+            .key(&key)
             .key(keys::channel(&job.channel))
             .key(keys::room_events(&job.channel))
-            .key(keys::VOICE_JOBS)
-            .key(keys::STREAM_IDS)
             .arg(&job.message)
-            .arg(&job.id)
-            .arg(keys::VOICE_GROUP)
             .arg(state)
             .arg(text)
             .arg(confidence)
             .arg(engine)
             .arg(error)
             .arg(self.settings.history.stream_maxlen)
-            .arg(if addhash { "1" } else { "0" })
-            .arg(keys::IDX_MESSAGES)
             .arg(&job.channel)
             .invoke_async(&mut conn)
             .await?;
+        let _: () = redis::pipe()
+            .cmd("XACK")
+            .arg(keys::VOICE_JOBS)
+            .arg(keys::VOICE_GROUP)
+            .arg(&job.id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(keys::VOICE_JOBS)
+            .arg(&job.id)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        drop(conn);
+        if id.is_some() {
+            self.index_hash(keys::messages_index(), &key).await;
+        }
         Ok(id)
     }
 

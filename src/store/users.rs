@@ -276,17 +276,12 @@ pub struct NewUser {
     pub profile: ProfileUpdate,
 }
 
+/// KEYS[1] user:<u>; ARGV: field/value pairs. Creates the user hash unless it exists: exactly one
+/// of two concurrent registrations of a name wins (the hash is the user's slot's anchor; the
+/// `usernames` set and the `uuid:<uuid>` index, in slots of their own, are written after it).
 const REGISTER_LUA: &str = r#"
--- KEYS[1] user hash, KEYS[2] usernames set, KEYS[3] uuid index; ARGV[1] username, ARGV[2] uuid,
--- then field/value pairs. Exactly one of two concurrent registrations of a name wins.
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
-  return 0
-end
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 "#;
 
@@ -295,7 +290,7 @@ impl Store {
     pub async fn create_user(&self, user: &NewUser) -> Result<Profile> {
         let uuid = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
-        let mut args: Vec<String> = vec![user.username.clone(), uuid.clone()];
+        let mut args: Vec<String> = Vec::new();
         let mut push = |k: &str, v: String| {
             args.push(k.to_string());
             args.push(v);
@@ -311,13 +306,25 @@ impl Store {
             push(k, v);
         }
         let mut conn = self.conn().await?;
+        // A name seed 003's loader listed without a hash is taken too.
+        let listed: bool = conn.sismember(keys::USERNAMES, &user.username).await?;
+        if listed {
+            return Err(Error::UsernameTaken);
+        }
         let created: i64 = redis::Script::new(REGISTER_LUA)
             .key(keys::user(&user.username))
-            .key(keys::USERNAMES)
-            .key(keys::user_by_uuid(&uuid))
             .arg(&args)
             .invoke_async(&mut conn)
             .await?;
+        if created == 1 {
+            let _: () = redis::pipe()
+                .sadd(keys::USERNAMES, &user.username)
+                .ignore()
+                .set(keys::user_by_uuid(&uuid), &user.username)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+        }
         // Never hold a pooled connection across another call that takes one: with every
         // connection held that way at once, the pool would wait on itself forever.
         drop(conn);
@@ -449,12 +456,12 @@ impl Store {
         let Ok(mut conn) = self.conn().await else {
             return;
         };
-        let r: redis::RedisResult<redis::Value> = redis::cmd("FT.ADDHASH")
-            .arg(index)
+        let index = self.index_for(index, key);
+        let r: redis::RedisResult<redis::Value> = super::posting::ADDHASH_SCRIPT
+            .key(&index)
             .arg(key)
-            .arg("1.0")
             .arg("REPLACE")
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await;
         if let Err(e) = r {
             log::warn!("indexing {key} in {index}: {e}");

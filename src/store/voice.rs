@@ -1,9 +1,11 @@
-//! Voice messages in Redis: the audio (`audio:<id>`, binary-safe, with `audioinfo:<id>`), the
+//! Voice messages in Redis: the audio (`audio:{channel:<c>}:<a>`, binary-safe, with
+//! `audioinfo:{channel:<c>}:<a>`, and `audiochannel:<a>` naming its channel), the
 //! message posted with it, and reading both back (audio ranges for playback, a message's current
 //! transcript state overlaid on what its stream entry says).
 //!
-//! Posting is one Lua script: audio, audio info, stream entry, message hash, search index,
-//! activity, the live event and the transcription job are written together or not at all. The
+//! Posting is one Lua script in the channel's slot: audio, audio info, stream entry, message
+//! hash, activity and the live event are written together or not at all; the search entry and
+//! the transcription job (keys of their own) follow it. The
 //! jobs themselves, and the transcripts, are [`super::transcription`]'s. Like text posts, a voice
 //! post must never write outside its script.
 
@@ -12,7 +14,7 @@ use std::sync::LazyLock;
 
 use redis::AsyncCommands;
 
-use super::ids::{parse_id, ADD_ENTRY_LUA};
+use super::ids::parse_id;
 use super::posting::{Guarded, Posted, GUARD_LUA};
 use super::{keys, Store};
 use crate::error::Result;
@@ -31,7 +33,7 @@ pub mod state {
     pub const UNAVAILABLE: &str = "unavailable";
 }
 
-/// Field names in `message:<id>` hashes and in stream entries.
+/// Field names in message hashes and in stream entries.
 pub mod fields {
     pub const AUDIO: &str = "audio";
     pub const AUDIO_TYPE: &str = "audio_type";
@@ -66,49 +68,39 @@ pub fn info_from_fields(f: &HashMap<String, String>) -> Option<VoiceInfo> {
     })
 }
 
-/// Runs after [`GUARD_LUA`], which answers repeated client_ids and counts the user's budget.
+/// Runs after [`GUARD_LUA`], which answers repeated client_ids; every key is in the channel's
+/// slot. The transcription job is queued after it (`voice:jobs` is a key of its own).
 const POST_VOICE_LUA: &str = r#"
--- KEYS: 1 stream channel:<c>, 2 subject room:<c>, 3 activity active:<c>, 4 audio:<a>,
---       5 audioinfo:<a>, 6 voice:jobs, 7 the stream ID generator, then the guard's two keys
--- ARGV: 1 channel, 2 username, 3 uuid, 4 audio id, 5 audio bytes, 6 content type,
---       7 duration ms, 8 size, 9 transcript state, 10 maxlen, 11 addhash, 12 hash prefix,
---       13 index name, 14 seconds the audio is kept (0 = no expiry), then the guard's three values
-local id, ms = add_entry(KEYS[7], KEYS[1], tonumber(ARGV[10]) or 0,
-  {'type', 'message', 'username', ARGV[2], 'message', '', 'uuid', ARGV[3], 'audio', ARGV[4],
-    'audio_type', ARGV[6], 'duration_ms', ARGV[7], 'audio_bytes', ARGV[8],
-    'transcript_state', ARGV[9]},
-  ARGV[12])
+-- KEYS after the guard's four: 5 audio:{channel:<c>}:<a>, 6 audioinfo:{channel:<c>}:<a>
+-- ARGV after the guard's five: 6 channel, 7 uuid, 8 audio id, 9 audio bytes, 10 content type,
+--   11 duration ms, 12 size, 13 transcript state, 14 message-hash key prefix, 15 seconds the
+--   audio is kept (0 = no expiry)
+local id, ms = append({'type', 'message', 'username', ARGV[2], 'message', '', 'uuid', ARGV[7],
+  'audio', ARGV[8], 'audio_type', ARGV[10], 'duration_ms', ARGV[11], 'audio_bytes', ARGV[12],
+  'transcript_state', ARGV[13]})
 redis.call('ZADD', KEYS[3], ms, ARGV[2])
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)
-local key = ARGV[12] .. id
-redis.call('HSET', key, 'channel', ARGV[1], 'username', ARGV[2], 'message', '',
-  'created_at', ms, 'uuid', ARGV[3], 'type', 'message', 'audio', ARGV[4],
-  'audio_type', ARGV[6], 'duration_ms', ARGV[7], 'audio_bytes', ARGV[8],
-  'transcript_state', ARGV[9])
-if ARGV[11] == '1' then
-  pcall(redis.call, 'FT.ADDHASH', ARGV[13], key, '1.0', 'REPLACE')
+redis.call('HSET', ARGV[14] .. id, 'channel', ARGV[6], 'username', ARGV[2], 'message', '',
+  'created_at', ms, 'uuid', ARGV[7], 'type', 'message', 'audio', ARGV[8],
+  'audio_type', ARGV[10], 'duration_ms', ARGV[11], 'audio_bytes', ARGV[12],
+  'transcript_state', ARGV[13])
+redis.call('SET', KEYS[5], ARGV[9])
+redis.call('HSET', KEYS[6], 'channel', ARGV[6], 'message', id, 'type', ARGV[10],
+  'bytes', ARGV[12], 'duration_ms', ARGV[11], 'username', ARGV[2], 'created_at', ms)
+if tonumber(ARGV[15]) > 0 then
+  redis.call('EXPIRE', KEYS[5], ARGV[15])
+  redis.call('EXPIRE', KEYS[6], ARGV[15])
 end
-redis.call('SET', KEYS[4], ARGV[5])
-redis.call('HSET', KEYS[5], 'channel', ARGV[1], 'message', id, 'type', ARGV[6],
-  'bytes', ARGV[8], 'duration_ms', ARGV[7], 'username', ARGV[2], 'created_at', ms)
-if tonumber(ARGV[14]) > 0 then
-  redis.call('EXPIRE', KEYS[4], ARGV[14])
-  redis.call('EXPIRE', KEYS[5], ARGV[14])
-end
-if ARGV[9] == 'pending' then
-  redis.call('XADD', KEYS[6], '*', 'message', id, 'channel', ARGV[1], 'audio', ARGV[4],
-    'attempt', '0')
-end
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[1], type = 'message',
-  username = ARGV[2], text = '', created_at = ms, uuid = ARGV[3],
-  voice = {audio = ARGV[4], content_type = ARGV[6], duration_ms = tonumber(ARGV[7]),
-    bytes = tonumber(ARGV[8]), state = ARGV[9]}}))
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'message',
+  username = ARGV[2], text = '', created_at = ms, uuid = ARGV[7],
+  voice = {audio = ARGV[8], content_type = ARGV[10], duration_ms = tonumber(ARGV[11]),
+    bytes = tonumber(ARGV[12]), state = ARGV[13]}}))
 remember(id)
 return {'ok', id}
 "#;
 
 static POST_VOICE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{ADD_ENTRY_LUA}{POST_VOICE_LUA}")));
+    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{POST_VOICE_LUA}")));
 
 /// Where a voice message's audio is, and who may hear it.
 #[derive(Debug, Clone)]
@@ -117,6 +109,8 @@ pub struct AudioInfo {
     pub message: String,
     pub content_type: String,
     pub bytes: u64,
+    /// The key holding the audio bytes.
+    pub key: String,
 }
 
 impl Store {
@@ -137,16 +131,27 @@ impl Store {
         client_id: Option<&str>,
     ) -> Result<Posted> {
         let audio_id = uuid::Uuid::new_v4().simple().to_string();
-        let addhash = self.search.is_some_and(|v| v.needs_addhash());
-        let mut inv = POST_VOICE_SCRIPT.key(keys::channel(channel));
-        inv.key(keys::room_events(channel))
-            .key(keys::activity(channel))
-            .key(keys::audio(&audio_id))
-            .key(keys::audio_info(&audio_id))
-            .key(keys::VOICE_JOBS)
-            .key(keys::STREAM_IDS)
+        let guard = self.post_guard(username, channel, client_id);
+        // The pointer from the audio ID to its channel comes first: a refused post leaves only
+        // it, pointing at no audio.
+        // It expires with the audio (`voice.retention_days`).
+        let keep_secs = self.settings.voice.retention_days.saturating_mul(86_400);
+        let mut conn = self.shared();
+        let mut set = redis::cmd("SET");
+        set.arg(keys::audio_channel(&audio_id)).arg(channel);
+        if keep_secs > 0 {
+            set.arg("EX").arg(keep_secs);
+        }
+        let _: () = set.query_async(&mut conn).await?;
+        let mut inv = guard.start(
+            &POST_VOICE_SCRIPT,
+            channel,
+            false,
+            self.settings.history.stream_maxlen,
+        );
+        inv.key(keys::audio(channel, &audio_id))
+            .key(keys::audio_info(channel, &audio_id))
             .arg(channel)
-            .arg(username)
             .arg(uuid)
             .arg(&audio_id)
             .arg(audio)
@@ -154,23 +159,29 @@ impl Store {
             .arg(duration_ms)
             .arg(audio.len())
             .arg(transcript_state)
-            .arg(self.settings.history.stream_maxlen)
-            .arg(if addhash { "1" } else { "0" })
-            .arg(keys::MESSAGE_PREFIX)
-            .arg(keys::IDX_MESSAGES)
-            .arg(self.settings.voice.retention_days.saturating_mul(86_400));
-        self.post_guard(username, channel, client_id)
-            .apply(&mut inv);
-        let mut conn = self.conn().await?;
-        let reply: (String, String) = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(super::posting::write_outcome)?;
-        drop(conn);
-        let (id, duplicate) = match Guarded::from_reply(reply)? {
+            .arg(keys::message(channel, ""))
+            .arg(keep_secs);
+        guard.finish(&mut inv);
+        let (id, duplicate) = match self.run_guarded(&guard, inv).await? {
             Guarded::Stored(id) => (id, false),
             Guarded::Duplicate(id) => (id, true),
+            Guarded::NotMember => {
+                return Err(crate::error::Error::Forbidden(
+                    "join the channel before posting".into(),
+                ))
+            }
+            Guarded::Refused(tag) => {
+                return Err(crate::error::Error::Internal(format!(
+                    "voice script answered {tag}"
+                )))
+            }
         };
+        if !duplicate {
+            self.index_message(channel, &id).await;
+            if transcript_state == state::PENDING {
+                self.queue_transcription(channel, &id, &audio_id).await?;
+            }
+        }
         let created_at = parse_id(&id).map(|(ms, _)| ms as i64).unwrap_or(0);
         let event = ChatEvent {
             id,
@@ -188,6 +199,7 @@ impl Store {
                 state: transcript_state.to_string(),
                 ..Default::default()
             }),
+            ..Default::default()
         };
         if !duplicate {
             return Ok(Posted {
@@ -206,10 +218,23 @@ impl Store {
         })
     }
 
-    /// The channel, message and type of an audio ID.
+    /// The channel, message and type of an audio ID, and where its bytes are (the older
+    /// layout's `audioinfo:<a>` too).
     pub async fn audio_info(&self, audio_id: &str) -> Result<Option<AudioInfo>> {
         let mut conn = self.conn().await?;
-        let h: HashMap<String, String> = conn.hgetall(keys::audio_info(audio_id)).await?;
+        let (channel, old): (Option<String>, HashMap<String, String>) = redis::pipe()
+            .get(keys::audio_channel(audio_id))
+            .hgetall(keys::legacy::audio_info(audio_id))
+            .query_async(&mut conn)
+            .await?;
+        let (h, key) = match channel {
+            Some(c) => (
+                conn.hgetall(keys::audio_info(&c, audio_id)).await?,
+                keys::audio(&c, audio_id),
+            ),
+            None => (old, keys::legacy::audio(audio_id)),
+        };
+        let h: HashMap<String, String> = h;
         let Some(channel) = h.get("channel").cloned() else {
             return Ok(None);
         };
@@ -221,14 +246,15 @@ impl Store {
                 .cloned()
                 .unwrap_or_else(|| "application/octet-stream".into()),
             bytes: h.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
+            key,
         }))
     }
 
     /// Bytes `start..=end` of an audio (GETRANGE).
-    pub async fn audio_range(&self, audio_id: &str, start: u64, end: u64) -> Result<Vec<u8>> {
+    pub async fn audio_range(&self, audio: &AudioInfo, start: u64, end: u64) -> Result<Vec<u8>> {
         let mut conn = self.conn().await?;
         let v: Vec<u8> = redis::cmd("GETRANGE")
-            .arg(keys::audio(audio_id))
+            .arg(&audio.key)
             .arg(start)
             .arg(end)
             .query_async(&mut conn)
@@ -237,9 +263,9 @@ impl Store {
     }
 
     /// The whole audio, if it exists.
-    pub async fn audio_bytes(&self, audio_id: &str) -> Result<Option<Vec<u8>>> {
+    pub async fn audio_bytes(&self, audio: &AudioInfo) -> Result<Option<Vec<u8>>> {
         let mut conn = self.conn().await?;
-        Ok(conn.get(keys::audio(audio_id)).await?)
+        Ok(conn.get(&audio.key).await?)
     }
 
     /// Voice messages read from the stream carry the state they were posted with; their
@@ -256,12 +282,11 @@ impl Store {
         if idx.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for &i in &idx {
-            pipe.hgetall(keys::message(&events[i].id));
-        }
-        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let refs: Vec<(String, String)> = idx
+            .iter()
+            .map(|&i| (events[i].channel.clone(), events[i].id.clone()))
+            .collect();
+        let hashes = self.message_hashes(&refs).await?;
         for (i, h) in idx.into_iter().zip(hashes) {
             if let Some(v) = info_from_fields(&h) {
                 if v.state == state::DONE {

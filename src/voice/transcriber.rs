@@ -213,7 +213,11 @@ impl Worker {
             error,
             engine: name.clone(),
         };
-        match self.store.transcript_state(&job.message).await {
+        match self
+            .store
+            .transcript_state(&job.channel, &job.message)
+            .await
+        {
             Ok(Some(s)) if s == state::PENDING => {}
             Ok(_) => {
                 // Finished by someone else, or the message is gone: only acknowledge.
@@ -303,7 +307,7 @@ impl Worker {
                 return Err(None);
             }
         };
-        let bytes = match self.store.audio_bytes(&job.audio).await {
+        let bytes = match self.store.audio_bytes(&info).await {
             Ok(Some(b)) => b,
             Ok(None) => return Err(Some("the audio is gone".into())),
             Err(e) => {

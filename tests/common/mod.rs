@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -64,6 +67,50 @@ impl TestRedis {
         .await
         .expect("redis-server starts (install it with scripts/install-deps.sh)");
         TestRedis { process }
+    }
+
+    /// ONE `redis-server` in cluster mode (`cluster-enabled yes`) owning all 16384 slots, with
+    /// RediSearch 1.x. Like every cluster node it refuses a script, or a multi-key command,
+    /// whose keys are in two hash slots (`CROSSSLOT`); a plain connection can send it anything
+    /// else, since every slot is its own.
+    pub async fn start_cluster_node() -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nodes.conf");
+        let redis = Self::start_with(
+            Some(PathBuf::from(SEARCH_V1)),
+            vec![
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                conf.display().to_string(),
+            ],
+        )
+        .await;
+        let mut conn = redis.conn().await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let ok = eventually(Duration::from_secs(10), || {
+            let mut conn = conn.clone();
+            async move {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                info.contains("cluster_state:ok").then_some(())
+            }
+        })
+        .await;
+        assert!(
+            ok.is_some(),
+            "the one-node cluster reaches cluster_state:ok"
+        );
+        (redis, dir)
     }
 
     pub fn url(&self) -> String {
@@ -672,4 +719,74 @@ pub async fn kill_pubsub_clients(conn: &mut redis::aio::MultiplexedConnection) -
         .query_async(conn)
         .await
         .unwrap()
+}
+
+/// Does exactly what seed 003's data loader does, on a Redis no node has touched yet.
+pub async fn seed_003_loader(redis: &TestRedis) {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/seeds/challenge-sample-data"
+    );
+    let users: Vec<Value> = match std::fs::read_to_string(format!("{dir}/users.json")) {
+        Ok(t) => serde_json::from_str(&t).unwrap(),
+        Err(_) => serde_json::from_str(include_str!("../data/seed003_users.json")).unwrap(),
+    };
+    let messages: Vec<Value> = match std::fs::read_to_string(format!("{dir}/messages.json")) {
+        Ok(t) => serde_json::from_str(&t).unwrap(),
+        Err(_) => serde_json::from_str(include_str!("../data/seed003_messages.json")).unwrap(),
+    };
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    // RediSearch 1.x has no ON HASH PREFIX: there these two fail, as they would for the loader.
+    let _: redis::RedisResult<()> = redis::cmd("FT.CREATE")
+        .arg("idx:users ON HASH PREFIX 1 user SCHEMA firstname TEXT lastname TEXT city TAG SORTABLE country TAG SORTABLE username TAG SORTABLE".split(' ').collect::<Vec<_>>())
+        .query_async(&mut conn)
+        .await;
+    let _: redis::RedisResult<()> = redis::cmd("FT.CREATE")
+        .arg("idx:messages ON HASH PREFIX 1 message SCHEMA username TAG SORTABLE channel TAG SORTABLE message TEXT".split(' ').collect::<Vec<_>>())
+        .query_async(&mut conn)
+        .await;
+    for u in &users {
+        let name = u["username"].as_str().unwrap();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(format!("user:{name}"));
+        for f in ["firstname", "lastname", "city", "country", "username"] {
+            cmd.arg(f).arg(u[f].as_str().unwrap());
+        }
+        let _: () = cmd.query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SADD")
+            .arg("usernames")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for m in &messages {
+        let (id, c) = (m["id"].as_str().unwrap(), m["channel"].as_str().unwrap());
+        let _: () = redis::cmd("SADD")
+            .arg("channels")
+            .arg(c)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(format!("channel:{c}"))
+            .arg(id)
+            .arg("type")
+            .arg("message")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(format!("message:{id}"))
+            .arg("username")
+            .arg(m["username"].as_str().unwrap())
+            .arg("channel")
+            .arg(c)
+            .arg("message")
+            .arg(m["message"].as_str().unwrap())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 }

@@ -137,7 +137,13 @@ pub(super) async fn history(
     let limit = limit.unwrap_or(app.settings.history.page_size);
     let page = app
         .store
-        .history(&channel, before.as_deref(), after.as_deref(), limit)
+        .history_for(
+            &me.username,
+            &channel,
+            before.as_deref(),
+            after.as_deref(),
+            limit,
+        )
         .await?;
     Ok(Reply::frames(vec![Outbound::History(HistoryPage {
         channel,

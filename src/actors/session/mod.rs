@@ -9,6 +9,7 @@
 //! events reach the socket from rooms through the bounded outbox, never through this actor's
 //! mailbox.
 
+mod actions;
 mod chatnode;
 mod identity;
 mod pipeline;
@@ -155,7 +156,8 @@ impl Session {
             self.send_error(&Error::Unauthorized, None);
             return false;
         }
-        if matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
+        if (matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
+            || actions::is_action(frame))
             && !self.allow_post()
         {
             self.send_error(&Error::RateLimited, pipeline::about(frame));
@@ -202,7 +204,39 @@ async fn route(frame: Inbound, cx: Caller) -> Result<Reply> {
             channel,
             text,
             client_id,
+            reply_to: None,
         } => chatnode::post(&cx, channel, &text, client_id).await,
+        Inbound::Post {
+            channel,
+            text,
+            client_id,
+            reply_to: Some(reply_to),
+        } => actions::reply(&cx, channel, &text, &reply_to, client_id).await,
+        Inbound::Edit {
+            channel,
+            id,
+            text,
+            client_id,
+        } => actions::edit(&cx, channel, &id, &text, client_id).await,
+        Inbound::Delete {
+            channel,
+            id,
+            client_id,
+        } => actions::delete(&cx, channel, &id, client_id).await,
+        Inbound::React {
+            channel,
+            id,
+            emoji,
+            client_id,
+            add,
+        } => actions::react(&cx, channel, &id, &emoji, add, client_id).await,
+        Inbound::Replies {
+            channel,
+            id,
+            before,
+            after,
+            limit,
+        } => actions::replies(&cx, channel, id, before, after, limit).await,
         Inbound::History {
             channel,
             before,

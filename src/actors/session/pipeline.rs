@@ -76,6 +76,7 @@ impl Pipeline {
 /// Posts take a place among the node's posts in flight and may wait only so long.
 fn is_post(frame: &Inbound) -> bool {
     matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
+        || super::actions::is_action(frame)
 }
 
 /// What an error answering this frame names: a `post` its channel and `client_id`, so a client
@@ -88,7 +89,7 @@ pub(super) fn about(frame: &Inbound) -> Option<ErrorAbout> {
             channel: channel.clone(),
             client_id: client_id.clone(),
         }),
-        _ => None,
+        _ => super::actions::about(frame),
     }
 }
 
