@@ -58,9 +58,9 @@ persisted() {
 }
 
 run_shapes() {
-  local label=$1 seed_port=$2; shift 2
+  local label=$1 slug=$2 seed_port=$3; shift 3
   local masters=("$@") pidargs=() ports=() pids=() i
-  for i in 1 2 3; do start_node "$label-node$i"; ports+=("$NODE_PORT"); pids+=("$NODE_PID"); done
+  for i in 1 2 3; do start_node "$slug-node$i"; ports+=("$NODE_PORT"); pids+=("$NODE_PID"); done
   start_haproxy "${ports[@]}"
   pidargs=(--pid node1="${pids[0]}" --pid node2="${pids[1]}" --pid node3="${pids[2]}" --pid haproxy="$HAPROXY_PID")
   for i in "${!REDIS_PIDS[@]}"; do pidargs+=(--pid "${REDIS_NAMES[$i]}=${REDIS_PIDS[$i]}"); done
@@ -90,12 +90,13 @@ run_shapes() {
 start_redis_cluster --appendonly yes --appendfsync everysec
 REDIS_PORT=${MASTER_PORTS[0]}
 seeds=""; for p in "${MASTER_PORTS[@]}"; do seeds+="${seeds:+,}redis://127.0.0.1:$p"; done
-NODE_ENV="CHATNODE__REDIS__CLUSTER_NODES=$seeds" run_shapes "Redis Cluster (3 masters + 3 replicas)" "${MASTER_PORTS[0]}" "${MASTER_PORTS[@]}"
+NODE_REDIS_URL="" NODE_ENV="CHATNODE__REDIS__CLUSTER_NODES=$seeds" \
+  run_shapes "Redis Cluster (3 masters + 3 replicas)" cluster "${MASTER_PORTS[0]}" "${MASTER_PORTS[@]}"
 for p in "${REDIS_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 
 # One Redis, same shapes, same run.
 if [ "${SKIP_SINGLE:-}" != 1 ]; then
   start_redis --appendonly yes --appendfsync everysec
   REDIS_PIDS=("$REDIS_PID"); REDIS_NAMES=(redis)
-  run_shapes "one Redis" "$REDIS_PORT" "$REDIS_PORT"
+  run_shapes "one Redis" single "$REDIS_PORT" "$REDIS_PORT"
 fi

@@ -57,7 +57,8 @@ start_redis() {
   log "redis-server did not start (see $BENCH_OUT/redis.log)"; exit 1
 }
 
-# start_node NAME: a node on a free port against $REDIS_PORT; sets NODE_PORT and NODE_PID.
+# start_node NAME: a node on a free port against $REDIS_PORT (or $NODE_REDIS_URL when set, which
+# may be empty, e.g. for a cluster named in $NODE_ENV); sets NODE_PORT and NODE_PID.
 # Benchmarks lower argon2 (bulk sign-up) and raise the per-user post, channel and join limits (one
 # admin creates every room); $NODE_ENV adds more.
 start_node() {
@@ -66,7 +67,7 @@ start_node() {
   # Only the compiled-in defaults and the variables below: no config/*.toml of the work tree.
   local confdir; confdir=$(mktemp -d /tmp/chatnode-bench-conf.XXXXXX); TMP_DIRS+=("$confdir")
   env CHATNODE_CONFIG_DIR="$confdir" CHATNODE__HTTP__PORT="$NODE_PORT" \
-    CHATNODE__REDIS__URL="redis://127.0.0.1:$REDIS_PORT/" \
+    CHATNODE__REDIS__URL="${NODE_REDIS_URL-redis://127.0.0.1:$REDIS_PORT/}" \
     CHATNODE__AUTH__ARGON2_MEMORY_KIB=8 CHATNODE__AUTH__ARGON2_ITERATIONS=1 \
     CHATNODE__WS__RATE_LIMIT_MESSAGES=1000000 \
     CHATNODE__LIMITS__CHANNEL_CREATES_PER_HOUR=1000000 CHATNODE__LIMITS__MAX_CHANNELS_PER_USER=1000000 \

@@ -179,7 +179,8 @@ for dep in deployments:
         if not (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
             problems.append(f"{where}: readOnlyRootFilesystem is not set")
         env = env_of(c)
-        if not env.get("CHATNODE__REDIS__URL") and not env.get("CHATNODE__REDIS__CLUSTER_NODES"):
+        url, cluster = env.get("CHATNODE__REDIS__URL"), env.get("CHATNODE__REDIS__CLUSTER_NODES")
+        if not url and not cluster:
             problems.append(f"{where}: CHATNODE__REDIS__URL or CHATNODE__REDIS__CLUSTER_NODES "
                             "must be set (neither would start an embedded redis-server)")
         # Shutdown budget: preStop + drain grace + margin must fit in the

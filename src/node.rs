@@ -48,6 +48,9 @@ async fn start(settings: Settings) -> Result<Started, String> {
     } else {
         (settings.redis.url.clone(), None)
     };
+    if settings.redis.is_cluster() && !settings.redis.url.is_empty() {
+        log::warn!("redis.cluster_nodes is set: cluster mode; redis.url is not used");
+    }
     let store = Store::connect(&url, settings.clone()).await?;
     match store.search {
         Some(v) => log::info!("search: {}", v.label()),

@@ -240,7 +240,7 @@ pub struct Redis {
     #[serde(serialize_with = "serialize_masked_url")]
     pub url: String,
     /// Redis Cluster seed addresses, comma-separated `redis://` / `rediss://` URLs; non-empty =
-    /// cluster mode (and `url` must be empty).
+    /// cluster mode (`url` is then not used).
     pub cluster_nodes: String,
     pub password: Secret,
     /// Kept so older configuration files load; commands share one multiplexed connection (per
@@ -510,12 +510,6 @@ impl Settings {
             );
         }
         let seeds = self.redis.cluster_seeds();
-        if !seeds.is_empty() && !self.redis.url.is_empty() {
-            return invalid(
-                "redis.cluster_nodes",
-                "set either redis.url (one Redis) or redis.cluster_nodes (Redis Cluster), not both",
-            );
-        }
         if let Some(bad) = seeds
             .iter()
             .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))

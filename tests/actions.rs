@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::cluster::Backend;
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -102,13 +103,23 @@ fn enc(s: &str) -> String {
 
 #[tokio::test]
 async fn actions_reach_the_other_node_live_and_resume_and_history_converge() {
-    let redis = TestRedis::start().await;
+    actions_live_on(Backend::one().await).await;
+}
+
+#[tokio::test]
+async fn actions_reach_the_other_node_live_and_resume_and_history_converge_on_a_cluster() {
+    actions_live_on(Backend::cluster().await).await;
+}
+
+async fn actions_live_on(backend: Backend) {
+    let mut s = backend.settings();
+    s.voice.transcriber = false;
     let ChannelOnTwoNodes {
         a,
         b,
         owner: ta,
         member: tb,
-    } = two_nodes_one_channel(test_settings(&redis), "lobby", "alice", "bob").await;
+    } = two_nodes_one_channel(s, "lobby", "alice", "bob").await;
     let (base_a, base_b) = (a.http_url(), b.http_url());
 
     // Bob listens on node B; his position before anything is posted.

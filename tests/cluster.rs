@@ -395,3 +395,245 @@ async fn the_bridge_follows_rooms_on_every_master_and_through_a_failover() {
     }
     assert_eq!(pubsub_clients(&cluster, promoted).await, 1);
 }
+
+/// Every node's keys, by master port (SCAN of each master).
+async fn keys_by_master(cluster: &TestCluster) -> Vec<(u16, Vec<String>)> {
+    let mut out = Vec::new();
+    for port in cluster.master_ports().await {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut cluster.node(port).conn().await)
+            .await
+            .unwrap();
+        out.push((port, keys));
+    }
+    out
+}
+
+/// Keys of many channels and users land on all three masters: no global key takes every write,
+/// and no master holds most of the data.
+#[tokio::test]
+async fn keys_of_many_channels_and_users_land_on_all_three_masters() {
+    let cluster = TestCluster::start().await;
+    let n = common::node(cluster_settings(&cluster.seeds()));
+    let base = n.http_url();
+    let ready = common::readyz(&base).await;
+    assert_eq!(ready["redis_mode"], "cluster", "{ready}");
+    assert_eq!(ready["redis_masters"], 3, "{ready}");
+    for i in 0..30 {
+        let t = common::register(&base, &format!("user{i:02}")).await;
+        let channel = format!("chan{i:02}");
+        common::create_channel(&base, &t, &channel).await;
+        common::post_message(&base, &t, &channel, "hello").await;
+    }
+    let by_master = keys_by_master(&cluster).await;
+    let total: usize = by_master.iter().map(|(_, k)| k.len()).sum();
+    for (port, keys) in &by_master {
+        let users = keys.iter().filter(|k| k.contains("{user:user")).count()
+            + keys.iter().filter(|k| k.starts_with("user:user")).count();
+        let channels = keys.iter().filter(|k| k.contains("{channel:chan")).count()
+            + keys
+                .iter()
+                .filter(|k| k.starts_with("channel:chan"))
+                .count();
+        eprintln!(
+            "master {port}: {} keys, {users} of users, {channels} of channels",
+            keys.len()
+        );
+        assert!(users >= 5, "master {port} holds keys of users: {keys:?}");
+        assert!(
+            channels >= 5,
+            "master {port} holds keys of channels: {keys:?}"
+        );
+        assert!(
+            keys.len() * 100 < total * 60,
+            "master {port} holds {} of {total} keys",
+            keys.len()
+        );
+    }
+}
+
+/// Sends a post frame with `client_id` and waits for its answer (`posted` or `error`); `None`
+/// when the socket closed.
+async fn post_once(
+    ws: &mut common::Ws,
+    channel: &str,
+    text: &str,
+    client_id: &str,
+) -> Option<serde_json::Value> {
+    ws.send(serde_json::json!({"type": "post", "post": {"channel": channel, "text": text, "client_id": client_id}}))
+        .await;
+    loop {
+        let v = ws.try_recv(Duration::from_secs(10)).await?;
+        if v["type"] == "__close" {
+            return None;
+        }
+        if (v["type"] == "posted" || v["type"] == "error")
+            && (v["posted"]["client_id"] == client_id
+                || v["error"]["payload"]["client_id"] == client_id)
+        {
+            return Some(v);
+        }
+    }
+}
+
+/// Two nodes; one client posts with client_ids at a steady rate on node A, another receives on
+/// node B; the master owning the channel's slot is killed with SIGKILL mid-stream and its
+/// replica promoted; the killed process comes back (as a replica) a few seconds later. Both
+/// nodes reconnect by themselves. Answers: posts acknowledged, acknowledged posts missing from
+/// the stream, stream entries per acknowledged post that appear more than once, deliveries
+/// missing, deliveries doubled.
+async fn failover_under_load(ack_replicas: u32) -> (usize, usize, usize, usize, usize) {
+    use chatnode::store::keys;
+    let mut cluster = TestCluster::start().await;
+    let mut s = cluster_settings(&cluster.seeds());
+    s.ws.rate_limit_messages = 100_000;
+    s.redis.ack_replicas = ack_replicas;
+    let a = common::node(s.clone());
+    let b = common::node(s.clone());
+    let (owner, member) =
+        common::channel_with_member(&a, &b, "failover", "poster", "receiver").await;
+    let mut receiver = common::Ws::subscribed(&b, &member, &["failover"]).await;
+    let total = 200;
+    // The receiver reads all along (its pongs keep it alive), until it has the last post and
+    // then two quiet seconds.
+    let reading = tokio::spawn(async move {
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        let last = format!("m{}", total - 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let Some(v) = receiver.try_recv(Duration::from_secs(2)).await else {
+                if seen.contains_key(&last) {
+                    break;
+                }
+                continue;
+            };
+            if v["type"] == "message" {
+                *seen
+                    .entry(v["message"]["text"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+        (seen, b)
+    });
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let poster_node = a.http_url();
+    let poster = tokio::spawn(async move {
+        let _ = poster_node;
+        let mut ws = common::Ws::connect(&a, Some(&owner)).await;
+        for i in 0..total {
+            let cid = format!("c{i}");
+            let text = format!("m{i}");
+            loop {
+                match post_once(&mut ws, "failover", &text, &cid).await {
+                    Some(v) if v["type"] == "posted" => {
+                        let _ = acked_tx.send((i, v["posted"]["id"].as_str().unwrap().to_string()));
+                        break;
+                    }
+                    Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        ws = common::Ws::connect(&a, Some(&owner)).await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        a
+    });
+    // Let a third of the posts through, then kill the channel's master.
+    let mut acked = Vec::new();
+    while acked.len() < total / 3 {
+        acked.push(acked_rx.recv().await.unwrap());
+    }
+    let victim = cluster.master_of(&keys::channel("failover")).await;
+    cluster.kill(victim);
+    let killed_at = std::time::Instant::now();
+    // The replica takes over; the killed process comes back later, as its replica.
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if cluster
+            .serving(&keys::channel("failover"))
+            .await
+            .is_some_and(|p| p != victim)
+        {
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "no failover");
+    }
+    eprintln!("replica promoted {:?} after the kill", killed_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.restart(victim);
+    let _a = poster.await.unwrap();
+    while let Ok(x) = acked_rx.try_recv() {
+        acked.push(x);
+    }
+    assert_eq!(acked.len(), total, "every post was acknowledged in the end");
+    eprintln!(
+        "all {total} posts acknowledged {:?} after the kill",
+        killed_at.elapsed()
+    );
+
+    let (seen, _b) = reading.await.unwrap();
+    let store = Store::connect("", Arc::new(s)).await.unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(keys::channel("failover"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut stored: std::collections::HashMap<String, usize> = Default::default();
+    for (_, fields) in &entries {
+        if fields.get("type").map(String::as_str) != Some("message") {
+            continue;
+        }
+        if let Some(t) = fields.get("message") {
+            *stored.entry(t.clone()).or_default() += 1;
+        }
+    }
+    let ids: std::collections::HashSet<&String> = entries.iter().map(|(id, _)| id).collect();
+    let lost = acked.iter().filter(|(_, id)| !ids.contains(id)).count();
+    let stored_twice = stored.values().filter(|n| **n > 1).count();
+    let undelivered = (0..total)
+        .filter(|i| !seen.contains_key(&format!("m{i}")))
+        .count();
+    let delivered_twice = seen.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "ack_replicas={ack_replicas}: {} acknowledged, {lost} lost, {stored_twice} stored twice, \
+         {undelivered} not delivered, {delivered_twice} delivered twice",
+        acked.len()
+    );
+    (
+        acked.len(),
+        lost,
+        stored_twice,
+        undelivered,
+        delivered_twice,
+    )
+}
+
+/// With `ack_replicas = 1` every acknowledged post survives the loss of its master: stored once,
+/// delivered once.
+#[tokio::test]
+async fn failover_under_load_loses_no_acknowledged_post_with_ack_replicas() {
+    let (acked, lost, stored_twice, undelivered, delivered_twice) = failover_under_load(1).await;
+    assert_eq!(acked, 200);
+    assert_eq!(lost, 0, "no acknowledged post lost");
+    assert_eq!(stored_twice, 0, "none stored twice");
+    assert_eq!(undelivered, 0, "every acknowledged post delivered");
+    assert_eq!(delivered_twice, 0, "none delivered twice");
+}
+
+/// With `ack_replicas = 0` (the default) a post acknowledged by a master that dies before its
+/// replica has it is lost: the test reports how many, and checks that nothing is doubled.
+#[tokio::test]
+async fn failover_under_load_without_ack_replicas_reports_its_losses() {
+    let (acked, lost, stored_twice, undelivered, delivered_twice) = failover_under_load(0).await;
+    assert_eq!(acked, 200);
+    eprintln!("without ack_replicas: {lost} of {acked} acknowledged posts lost in the failover");
+    assert_eq!(stored_twice, 0, "none stored twice");
+    assert_eq!(delivered_twice, 0, "none delivered twice");
+    assert!(undelivered <= lost, "what was kept was delivered");
+}

@@ -62,6 +62,7 @@ async fn ack_replicas_answers_posted_only_once_the_replica_has_the_post() {
     let mut s = settings(&master.url());
     s.redis.ack_replicas = 1;
     s.redis.ack_timeout_ms = 200;
+    s.ws.rate_limit_messages = 10_000;
     let n = node(s);
     let t = register(&n.http_url(), "durable").await;
     join(&n.http_url(), &t, "general").await;
@@ -75,6 +76,34 @@ async fn ack_replicas_answers_posted_only_once_the_replica_has_the_post() {
         assert_eq!(on_replica, master.xlen("channel:general").await);
     }
 
+    // Many posts at once share their WAITs (one in flight per master): every answer is still
+    // given only once the replica has that post.
+    let posts = (0..60).map(|i| {
+        let (base, t) = (n.http_url(), t.clone());
+        async move {
+            let (status, v) = post(
+                &base,
+                "/api/channels/general/messages",
+                &t,
+                json!({"text": format!("burst {i}")}),
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+            v["message"]["id"].as_str().unwrap().to_string()
+        }
+    });
+    let ids = futures_util::future::join_all(posts).await;
+    let mut conn = replica.conn().await;
+    for id in &ids {
+        let found: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg("channel:general")
+            .arg(id)
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{id} is on the replica once answered");
+    }
     let before = master.xlen("channel:general").await;
     signal(&replica, libc::SIGSTOP);
     let started = Instant::now();

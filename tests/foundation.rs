@@ -19,6 +19,8 @@ async fn healthz_and_readyz_follow_redis() {
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["redis"], "ok");
+    assert_eq!(v["redis_mode"], "single");
+    assert_eq!(v["redis_masters"], 1);
     assert_eq!(v["search"], "redisearch 1.2");
 
     redis.process.stop(Duration::from_secs(5)).await;

@@ -77,7 +77,7 @@ local id, ms = append({'type', 'edit', 'username', ARGV[2], 'message', ARGV[9], 
 local edits = redis.call('HGET', KEYS[5], 'edit_events')
 redis.call('HSET', KEYS[5], 'message', ARGV[9], 'edited_at', ms,
   'edit_events', edits and (edits .. ' ' .. id) or id)
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'edit',
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'edit',
   username = ARGV[2], text = ARGV[9], created_at = ms, uuid = ARGV[7], target = ARGV[8]}))
 remember(id)
 return {'ok', id}
@@ -103,7 +103,7 @@ redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
 if ARGV[10] ~= '' then redis.call('DEL', KEYS[10], KEYS[11]) end
 if ARGV[11] ~= '' then redis.call('ZREM', KEYS[9], ARGV[9]) end
 redis.call('ZADD', KEYS[8], 0, ARGV[9])
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'delete',
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'delete',
   username = ARGV[2], text = '', created_at = ms, uuid = ARGV[7], target = ARGV[8]}))
 remember(id)
 return {'ok', id}
@@ -135,7 +135,7 @@ else
 end
 local id, ms = append({'type', 'reaction', 'username', ARGV[2], 'uuid', ARGV[7],
   'target', ARGV[8], 'emoji', ARGV[9], 'added', ARGV[10], 'count', tostring(count)})
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'reaction',
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'reaction',
   username = ARGV[2], text = '', created_at = ms, uuid = ARGV[7], target = ARGV[8],
   reacted = {added = add, count = count, emoji = ARGV[9]}}))
 remember(id)
@@ -156,12 +156,16 @@ redis.call('HSET', ARGV[9] .. id, 'channel', ARGV[6], 'username', ARGV[2], 'mess
   'created_at', ms, 'uuid', ARGV[8], 'type', 'message', 'reply_to', ARGV[10],
   'reply_user', p[2] or '')
 redis.call('ZADD', KEYS[6], 0, lex_id(id))
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'message',
+redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'message',
   username = ARGV[2], text = ARGV[7], created_at = ms, uuid = ARGV[8],
   reply_to = {id = ARGV[10], username = p[2] or '', excerpt = excerpt(p[3] or '')}}))
 remember(id)
 return {'ok', id}
 "#;
+
+/// Removes a document from a RediSearch 1.x index: KEYS[1] the index, ARGV[1] the hash's key.
+const FT_DEL_LUA: &str = "return redis.pcall('FT.DEL', KEYS[1], ARGV[1])";
+static FT_DEL_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FT_DEL_LUA));
 
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{GUARD_LUA}{EXCERPT_LUA}{body}"))
@@ -438,10 +442,12 @@ impl Store {
     async fn unindex_message(&self, hash: &str, audio: &str) {
         let mut conn = self.shared();
         if self.search.is_some_and(|v| v.needs_addhash()) {
-            let r: redis::RedisResult<redis::Value> = redis::cmd("FT.DEL")
-                .arg(keys::messages_index())
+            // Keyed by the index (named into a slot of the hash's master on a cluster), as
+            // `FT.ADDHASH` is sent, so it reaches the index that holds the document.
+            let r: redis::RedisResult<redis::Value> = FT_DEL_SCRIPT
+                .key(self.index_for(keys::messages_index(), hash))
                 .arg(hash)
-                .query_async(&mut conn)
+                .invoke_async(&mut conn)
                 .await;
             if let Err(e) = r {
                 log::warn!("removing {hash} from search: {e}");

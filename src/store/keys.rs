@@ -91,10 +91,10 @@ pub fn post_rate(username: &str) -> String {
     format!("postrate:{}", user_tag(username))
 }
 
-/// `audioquota:{user:<u>}:<day>`: audio bytes the user uploaded on that UTC day (days since
+/// `voicequota:{user:<u>}:<day>`: audio bytes the user uploaded on that UTC day (days since
 /// 1970), kept two days.
 pub fn audio_quota(username: &str, day: u64) -> String {
-    format!("audioquota:{}:{day}", user_tag(username))
+    format!("voicequota:{}:{day}", user_tag(username))
 }
 
 /// `limit:{user:<u>}:<kind>`: the user's count of one kind of action (`join`, `read`, `typing`,

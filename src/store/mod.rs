@@ -70,6 +70,8 @@ pub struct Store {
     pub client: redis::Client,
     /// A cluster: its client and its shape as last read. `None` on one Redis.
     pub cluster: Option<Arc<ClusterState>>,
+    /// The `WAIT`s of `redis.ack_replicas`, shared by the posts of each master.
+    ack_groups: Arc<replicas::AckGroups>,
     cluster_client: Option<redis::cluster::ClusterClient>,
     pub search: Option<SearchVersion>,
     pub settings: Arc<Settings>,
@@ -226,6 +228,7 @@ impl Store {
             search: None,
             settings,
             backfill_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            ack_groups: Default::default(),
         };
         if store.cluster.is_some() {
             store

@@ -16,7 +16,20 @@ pub const NODE_TIMEOUT_MS: u64 = 1500;
 /// A running six-process cluster.
 pub struct TestCluster {
     pub nodes: Vec<TestRedis>,
+    /// Nodes started again after a kill, on their old port and folder (stopped by PID at drop).
+    restarted: Vec<std::process::Child>,
+    /// Each node's folder and cluster-bus port, by node port.
+    places: Vec<(u16, PathBuf, u16)>,
     _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for child in &mut self.restarted {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// `role` and slot facts of one cluster node, as `CLUSTER NODES` lists it.
@@ -34,6 +47,7 @@ impl TestCluster {
     pub async fn start() -> Self {
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
+        let mut places = Vec::new();
         for _ in 0..6 {
             let dir = tempfile::tempdir().expect("a temporary folder");
             let bus = free_port().expect("a free port");
@@ -62,6 +76,7 @@ impl TestCluster {
             })
             .await
             .expect("a cluster redis-server starts");
+            places.push((process.port(), dir.path().to_path_buf(), bus));
             nodes.push(TestRedis { process });
             dirs.push(dir);
         }
@@ -81,7 +96,12 @@ impl TestCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = TestCluster { nodes, _dirs: dirs };
+        let cluster = TestCluster {
+            nodes,
+            restarted: Vec::new(),
+            places,
+            _dirs: dirs,
+        };
         cluster.wait_ok(Duration::from_secs(30)).await;
         cluster
     }
@@ -160,13 +180,17 @@ impl TestCluster {
 
     /// The port of the master serving `key`'s slot.
     pub async fn master_of(&self, key: &str) -> u16 {
+        self.serving(key).await.expect("a master serves every slot")
+    }
+
+    /// The port of the master serving `key`'s slot, if one that is not failed does.
+    pub async fn serving(&self, key: &str) -> Option<u16> {
         let slot = chatnode::store::conn::slot_of(key);
         self.node_lines()
             .await
             .into_iter()
             .find(|n| n.master && !n.failed && n.slots.iter().any(|&(a, b)| a <= slot && slot <= b))
             .map(|n| n.port)
-            .expect("a master serves every slot")
     }
 
     /// Kills the node on `port` with SIGKILL (no AOF flush, no goodbye to its replica).
@@ -182,6 +206,38 @@ impl TestCluster {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
             }
         }
+    }
+
+    /// Starts a killed node again on its port, folder and `nodes.conf`: it rejoins the cluster
+    /// (as a replica, if its slots were failed over meanwhile).
+    pub fn restart(&mut self, port: u16) {
+        let (_, dir, bus) = self
+            .places
+            .iter()
+            .find(|(p, _, _)| *p == port)
+            .cloned()
+            .expect("a node of this cluster");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .arg("--loadmodule")
+            .arg(SEARCH_V1)
+            .arg("--dir")
+            .arg(&dir)
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
+            .args(["--cluster-port", &bus.to_string()])
+            .args(["--cluster-replica-validity-factor", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts again");
+        self.restarted.push(child);
     }
 
     /// Waits until every live node says `cluster_state:ok`, every slot is served by a master
