@@ -30,7 +30,8 @@ def main():
         "",
         f"## fuzz · one node, random and mutated inputs — {now}",
         "",
-        f"- commit `{record.commit()}`; machine: {record.machine()}",
+        # BENCH_COMMIT: the commit the binaries were built from, when the run reused a build.
+        f"- commit `{os.environ.get('BENCH_COMMIT') or record.commit()}`; machine: {record.machine()}",
         f"- chatnode-fuzz, {s['inputs']:,} inputs in {s['seconds']:,} s ({s['inputs_per_second']:,.0f}/s):"
         f" {s['ws_frames']:,} WebSocket frames, {s['http_requests']:,} HTTP requests,"
         f" {s['audio_uploads']:,} voice uploads; verdict: {'nothing found' if s['ok'] else 'FOUND PROBLEMS'}",
