@@ -77,7 +77,13 @@ pub async fn login(store: &Store, username: &str, password: &str, addr: &str) ->
     })
     .await;
     match verdict {
-        Ok(true) => store.release_login_attempt(&username, addr, true).await?,
+        Ok(true) => {
+            store.release_login_attempt(&username, addr, true).await?;
+            // Said only to whoever knows the password.
+            if store.is_disabled(&username).await? {
+                return Err(Error::AccountDisabled);
+            }
+        }
         Ok(false) => return Err(Error::InvalidCredentials),
         Err(e) => {
             // Not judged (the node was busy): the attempt does not count.

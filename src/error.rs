@@ -66,6 +66,16 @@ pub enum Error {
     AudioTooLarge(String),
     #[error("{0}")]
     UnsupportedAudio(String),
+    /// Muted in the channel until unix ms `until` (0: until a moderator lifts it).
+    #[error("{}", muted_text(*until))]
+    Muted { until: i64 },
+    #[error("this channel is in slow mode; post again in {retry_after} s")]
+    SlowMode { retry_after: u64 },
+    /// Banned from the channel until unix ms `until` (0: until a moderator lifts it).
+    #[error("{}", banned_text(*until))]
+    Banned { until: i64 },
+    #[error("this account is disabled")]
+    AccountDisabled,
     #[error("Redis is unavailable")]
     RedisUnavailable(#[source] redis::RedisError),
     #[error("internal error")]
@@ -102,6 +112,10 @@ impl Error {
             Error::AudioTooLarge(_) => ErrorCode::AudioTooLarge,
             Error::UnsupportedAudio(_) => ErrorCode::UnsupportedAudio,
             Error::RedisUnavailable(_) => ErrorCode::RedisUnavailable,
+            Error::Muted { .. } => ErrorCode::Muted,
+            Error::SlowMode { .. } => ErrorCode::SlowMode,
+            Error::Banned { .. } => ErrorCode::Banned,
+            Error::AccountDisabled => ErrorCode::AccountDisabled,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -128,6 +142,24 @@ impl From<redis::RedisError> for Error {
         } else {
             Error::Internal(format!("redis: {e}"))
         }
+    }
+}
+
+/// The text of a mute: until when, as unix ms, or open-ended.
+fn muted_text(until: i64) -> String {
+    if until > 0 {
+        format!("you are muted in this channel until {until} (unix ms)")
+    } else {
+        "you are muted in this channel".into()
+    }
+}
+
+/// The text of a ban: until when, as unix ms, or open-ended.
+fn banned_text(until: i64) -> String {
+    if until > 0 {
+        format!("you are banned from this channel until {until} (unix ms)")
+    } else {
+        "you are banned from this channel".into()
     }
 }
 

@@ -342,6 +342,10 @@ pub struct Auth {
     pub argon2_concurrency: usize,
     /// Milliseconds a sign-in waits for a hashing slot before it is answered 503 `busy`.
     pub argon2_wait_ms: u64,
+    /// Usernames of the global administrators (a TOML array or a comma-separated string in the
+    /// environment): the admin API, and owner's rights in every channel.
+    #[serde(deserialize_with = "string_list")]
+    pub admins: Vec<String>,
 }
 
 /// `[log]`.

@@ -11,6 +11,7 @@ import * as chat from './chat.js';
 import { switchDraft } from './composer.js';
 import { renderSidebar, setMe, closeNav } from './sidebar.js';
 import { updateTitle, updateNotifyButton, notify } from './notify.js';
+import { refusalText } from './members.js';
 
 const live = new Live({ authorized, frame, state: showConnection, unauthenticated });
 const sync = new Sync({
@@ -50,6 +51,12 @@ export async function signedIn(me) {
   setMe(me);
   $('#auth').hidden = true;
   $('#app').hidden = false;
+  // The admin page only for administrators: the overview answers 403 to everyone else.
+  checks.admin = get('/api/admin/overview').then(() => true, () => false).then((ok) => {
+    S.features.admin = ok;
+    $('#nav-admin').hidden = !ok;
+    return ok;
+  });
   for (const [feature, path] of [['search', '/api/search/messages?q=chatnode&limit=1'], ['mentions', '/api/mentions?limit=1']]) {
     checks[feature] = has(path).then((ok) => {
       S.features[feature] = ok;
@@ -268,7 +275,8 @@ function frame(type, p) {
       return undefined;
     case 'mention':
       return onMention(p);
-    case 'channel_added': return refreshChannels(); // a DM was opened with us: list and follow it
+    case 'channel_added': return refreshChannels(); // a DM, group or channel we were added to
+    case 'channel_removed': return emit('channel-gone', p);
     case 'error': return onError(p);
     default: return undefined;
   }
@@ -282,13 +290,31 @@ function arrived(ch, ev, { quiet }) {
   if (mention) ch.mentions += 1;
   chat.markRead(); // clears it again when the reader is looking at the newest messages
   emit('unread-changed');
-  if (!quiet && (mention || ch.kind === 'dm')) {
+  if (!quiet && (mention || ch.kind === 'dm' || ch.kind === 'group')) {
     notify(ev.id, mention ? `${ev.username} mentioned you in ${label(ch)}` : ev.username, ev.text || (ev.voice ? 'Voice message' : ''), () => {
       location.hash = `#/c/${enc(ch.name)}`;
     });
   }
-  if (ch.kind === 'dm') renderSidebar();
+  if (ch.kind === 'dm' || ch.kind === 'group') renderSidebar();
 }
+
+/**
+ * The user is no longer in a channel (left, removed, banned, or it was deleted; told live on
+ * every node): it leaves the list and the screen, and nothing of it is kept.
+ */
+on('channel-gone', ({ channel, reason }) => {
+  const ch = S.channels.get(channel);
+  if (!ch) return;
+  live.send('unsubscribe', { channels: [channel] });
+  S.channels.delete(channel);
+  const why = {
+    kicked: 'You were removed from', banned: 'You were banned from', channel_deleted: 'This channel was deleted:',
+  }[reason];
+  if (why) toast(`${why} ${label(ch)}`, 'error');
+  renderSidebar();
+  updateTitle();
+  if (S.current === channel || location.hash.startsWith(`#/info/${enc(channel)}`)) location.hash = '';
+});
 
 /** A `mention` notice: someone @mentioned this user, maybe in a channel they do not follow. */
 function onMention(ev) {
@@ -319,6 +345,16 @@ async function reloaded(ch) {
 
 function onError(p) {
   const text = sync.error(p);
+  // Muted, slow mode, banned: explained above the composer, where the post was refused.
+  const why = refusalText(p.code, p.message);
+  const ch = S.current && S.channels.get(S.current);
+  if (why && ch) {
+    const notice = $('#compose-notice');
+    notice.dataset.channel = ch.name;
+    setText(notice, why);
+    notice.hidden = false;
+    return;
+  }
   if (text) toast(text, 'error');
 }
 
@@ -327,6 +363,7 @@ function onError(p) {
 on('send', (text) => {
   const ch = S.current && S.channels.get(S.current);
   if (!ch || !ch.member) return;
+  $('#compose-notice').hidden = true;
   const p = sync.queue(ch, text, undefined, ch.replyTo || null);
   ch.replyTo = null;
   if (!ch.atLatest) {
@@ -446,6 +483,22 @@ async function route() {
     const m = await people();
     showView('profile');
     m.showProfile(kind === 'u' ? arg : null);
+  } else if (kind === 'info' && arg) {
+    const m = await import('./info.js');
+    showView('info');
+    m.showInfo(arg);
+  } else if (kind === 'recent') {
+    const m = await import('./insights.js');
+    showView('recent');
+    m.showRecent();
+  } else if (kind === 'top') {
+    const m = await import('./insights.js');
+    showView('top');
+    m.showTop();
+  } else if (kind === 'admin' && await checks.admin) {
+    const m = await import('./admin.js');
+    showView('admin');
+    m.showAdmin();
   } else if (kind === 'browse') {
     const m = await browse();
     showView('browse');

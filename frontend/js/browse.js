@@ -1,17 +1,22 @@
 // Browsing, creating and joining public channels.
 
-import { h, setText, pane } from './dom.js';
+import { h, setText, pane, icon } from './dom.js';
 import { emit } from './state.js';
 import { get, post, enc } from './api.js';
 
 const nameInput = h('input', { id: 'cc-name', name: 'name', maxlength: 64, autocapitalize: 'none', spellcheck: 'false', placeholder: 'e.g. book-club', 'aria-describedby': 'cc-note' });
 const err = h('p', { id: 'cc-error', class: 'form-error', role: 'alert' });
+const topicInput = h('input', { id: 'cc-topic', name: 'topic', maxlength: 200, placeholder: 'What it is for (optional)' });
+const privateBox = h('input', { id: 'cc-private', name: 'private', type: 'checkbox', 'aria-describedby': 'cc-private-note' });
 const form = h('form', { id: 'create-form', class: 'stack' },
   h('h2', null, 'Create a channel'),
   h('div', { class: 'field' },
     h('label', { for: 'cc-name' }, 'Name'),
     h('div', { class: 'row' }, nameInput, h('button', { class: 'primary', type: 'submit' }, 'Create')),
     h('p', { id: 'cc-note', class: 'field-note' }, 'Lowercase letters, digits, - and _.')),
+  h('div', { class: 'field' }, h('label', { for: 'cc-topic' }, 'Topic'), topicInput),
+  h('label', { class: 'check' }, privateBox, ' ', icon('lock'), ' Private'),
+  h('p', { id: 'cc-private-note', class: 'field-note' }, 'A private channel is invisible to everyone you do not add to it.'),
   err);
 const status = h('p', { id: 'browse-status', class: 'muted', role: 'status' });
 const list = h('ul', { id: 'browse-list', class: 'cards' });
@@ -65,7 +70,7 @@ form.addEventListener('submit', async (e) => {
     return;
   }
   try {
-    await post('/api/channels', { name });
+    await post('/api/channels', { name, private: privateBox.checked, topic: topicInput.value.trim() });
     form.reset();
     setText(err, '');
     emit('joined', name);

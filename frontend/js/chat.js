@@ -4,6 +4,7 @@
 import { $, h, setText, richText, mentionsMe, fmtTime, fmtFull, fmtDay, fmtLength, dayKey, avatar, toast } from './dom.js';
 import { S, on, emit, label, addEvents, resetEvents, reachLatest, idBefore } from './state.js';
 import { get, qs, enc } from './api.js';
+import { memberEventText } from './members.js';
 import { formatted, quote, editedMark, chips, menuButton, showMenu, startEdit, isEditing, closeThread } from './msgactions.js';
 
 const PAGE = 50;
@@ -51,6 +52,10 @@ function eventItem(ev, prev) {
   if (ev.type === 'join' || ev.type === 'leave') {
     return h('li', { class: 'event', data: { id: ev.id } },
       h('span', { class: 'who' }, ev.username), ev.type === 'join' ? ' joined' : ' left', ' · ', timeEl(ev.created_at));
+  }
+  const memberLine = memberEventText(ev);
+  if (memberLine) {
+    return h('li', { class: 'event member-event', data: { id: ev.id, type: ev.type } }, memberLine, ' · ', timeEl(ev.created_at));
   }
   if (ev.type !== 'message') return null;
   if (ev.deleted) {
@@ -182,11 +187,17 @@ export function updateHeader() {
   $('#chat-view').dataset.channel = ch.name;
   let sub = '';
   if (ch.kind === 'dm') sub = S.online.has(ch.peer) ? 'Online' : 'Offline';
+  else if (ch.kind === 'private') sub = 'Private channel';
+  else if (ch.kind === 'group') sub = 'Group conversation';
   else if (!ch.member) sub = 'Public channel · not joined';
   else sub = 'Public channel';
   setText($('#chat-sub'), sub);
   $('#chat-sub').classList.toggle('is-online', ch.kind === 'dm' && S.online.has(ch.peer));
-  $('#leave-channel').hidden = !(ch.kind === 'public' && ch.member);
+  $('#leave-channel').hidden = !(ch.kind !== 'dm' && ch.member);
+  $('#channel-info').setAttribute('href', `#/info/${enc(ch.name)}`);
+  $('#channel-info').hidden = ch.kind === 'dm';
+  const notice = $('#compose-notice');
+  if (notice.dataset.channel !== ch.name) notice.hidden = true;
   $('#join-bar').hidden = ch.member;
   $('#composer').hidden = !ch.member;
   $('#compose').placeholder = `Message ${label(ch)}`;

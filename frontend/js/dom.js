@@ -160,3 +160,26 @@ export function field(id, text, attrs = {}, note = '') {
     h(tag, { id, name: id.replace(/^[a-z]+-/, ''), 'aria-describedby': note ? `${id}-note` : null, ...rest }),
     note ? h('p', { id: `${id}-note`, class: 'field-note' }, note) : null);
 }
+
+const ICONS = {
+  // A padlock: private channels.
+  lock: 'M7 10V7a5 5 0 0 1 10 0v3h1a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h1zm2 0h6V7a3 3 0 0 0-6 0v3z',
+  // Two people: group conversations.
+  group: 'M9 11a4 4 0 1 1 0-8 4 4 0 0 1 0 8zm7.5 0a3 3 0 1 1 0-6 3 3 0 0 1 0 6zM1 20c0-3.9 3.6-6 8-6s8 2.1 8 6v1H1v-1zm17.5 1v-1c0-2-0.8-3.6-2.2-4.7 3.5.2 6.7 1.8 6.7 4.7v1h-4.5z',
+};
+
+/** A small inline SVG icon (`lock`, `group`), decorative: screen readers get the text beside it. */
+export function icon(name) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('width', '14');
+  svg.setAttribute('height', '14');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', `icon-${name}`);
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('fill', 'currentColor');
+  path.setAttribute('d', ICONS[name]);
+  svg.append(path);
+  return svg;
+}

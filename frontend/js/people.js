@@ -17,7 +17,37 @@ const form = h('form', { id: 'people-form', class: 'filters', role: 'search', 'a
   h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit' }, 'Search')));
 const status = h('p', { id: 'people-status', class: 'muted', role: 'status' });
 const results = h('ul', { id: 'people-results', class: 'cards' });
-pane('people', 'People').append(form, status, results);
+
+// A group conversation: pick 2 to 9 people with their checkboxes, give it a title, start it.
+const picked = new Set();
+const pickedText = h('p', { id: 'group-picked', class: 'small' });
+const groupTitle = h('input', { id: 'group-title', maxlength: 200, placeholder: 'Title (optional)' });
+const groupStart = h('button', { type: 'submit', class: 'primary small', id: 'group-start' }, 'Start group');
+const groupForm = h('form', { id: 'group-form', class: 'card group-bar', hidden: true },
+  h('div', { class: 'person-main' }, pickedText,
+    h('label', { class: 'sr-only', for: 'group-title' }, 'Group title'), groupTitle),
+  groupStart);
+pane('people', 'People').append(form, groupForm, status, results);
+
+function renderPicked() {
+  groupForm.hidden = picked.size === 0;
+  setText(pickedText, `Group with ${[...picked].join(', ')}${picked.size < 2 ? ' (pick at least 2)' : ''}`);
+  groupStart.disabled = picked.size < 2 || picked.size > 9;
+}
+
+groupForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  try {
+    const r = await post('/api/dms', { usernames: [...picked], title: groupTitle.value.trim() });
+    picked.clear();
+    groupForm.reset();
+    renderPicked();
+    for (const box of results.querySelectorAll('input.pick')) box.checked = false;
+    emit('open-channel', r.channel);
+  } catch (ex) {
+    toast(`Could not start the group: ${ex.message}`, 'error');
+  }
+});
 
 function fullName(u) {
   return [u.firstname, u.lastname].filter(Boolean).join(' ');
@@ -60,6 +90,18 @@ function card(u) {
       h('p', { class: 'muted small' }, `@${u.username}`, ' · ', onlineDot(u.username)),
       place(u) ? h('p', { class: 'small' }, place(u)) : null,
       u.hobbies && u.hobbies.length ? h('ul', { class: 'chips', 'aria-label': 'Hobbies' }, u.hobbies.map((x) => h('li', null, x))) : null),
+    me ? null : h('label', { class: 'check small pick-label' },
+      h('input', {
+        type: 'checkbox',
+        class: 'pick',
+        checked: picked.has(u.username),
+        'aria-label': `Pick ${u.username} for a group`,
+        onchange: (e) => {
+          if (e.target.checked) picked.add(u.username);
+          else picked.delete(u.username);
+          renderPicked();
+        },
+      }), ' Group'),
     me ? null : h('button', { type: 'button', class: 'ghost small', onclick: () => startDm(u.username), 'aria-label': `Message ${u.username}` }, 'Message'));
 }
 

@@ -1,8 +1,8 @@
 // The sidebar: public channels and DMs with unread badges and online dots; on phones it slides in
 // over the content.
 
-import { $, $$, h, avatar, setText } from './dom.js';
-import { S, on } from './state.js';
+import { $, $$, h, avatar, setText, icon } from './dom.js';
+import { S, on, label } from './state.js';
 import { enc } from './api.js';
 
 const channelList = $('#channel-list');
@@ -27,18 +27,27 @@ function item(ch) {
       'aria-current': current ? 'page' : null,
       data: { channel: ch.name },
     },
-    dm
-      ? h('span', { class: 'dm-avatar' }, avatar(ch.peer, 'avatar sm'), h('span', { class: `dot ${online ? 'online' : 'offline'}`, title: online ? 'online' : 'offline' }))
-      : h('span', { class: 'hash', 'aria-hidden': 'true' }, '#'),
-    h('span', { class: 'chan-name' }, dm ? ch.peer : ch.name),
+    chanIcon(ch, online),
+    h('span', { class: 'chan-name' }, dm ? ch.peer : label(ch).replace(/^#/, '')),
+    ch.kind === 'private' ? h('span', { class: 'sr-only' }, ', private') : null,
     dm ? h('span', { class: 'sr-only' }, online ? ', online' : ', offline') : null,
     badge(ch)));
 }
 
+/** A DM's avatar with its online dot, a lock for a private channel, people for a group, `#`. */
+function chanIcon(ch, online) {
+  if (ch.kind === 'dm') {
+    return h('span', { class: 'dm-avatar' }, avatar(ch.peer, 'avatar sm'), h('span', { class: `dot ${online ? 'online' : 'offline'}`, title: online ? 'online' : 'offline' }));
+  }
+  if (ch.kind === 'private') return h('span', { class: 'hash lock', title: 'private' }, icon('lock'));
+  if (ch.kind === 'group') return h('span', { class: 'hash group' }, icon('group'));
+  return h('span', { class: 'hash', 'aria-hidden': 'true' }, '#');
+}
+
 export function renderSidebar() {
   const chans = [...S.channels.values()].filter((c) => c.member);
-  const pub = chans.filter((c) => c.kind === 'public').sort((a, b) => a.name.localeCompare(b.name));
-  const dms = chans.filter((c) => c.kind === 'dm')
+  const pub = chans.filter((c) => c.kind === 'public' || c.kind === 'private').sort((a, b) => a.name.localeCompare(b.name));
+  const dms = chans.filter((c) => c.kind === 'dm' || c.kind === 'group')
     .sort((a, b) => ((b.last && b.last.created_at) || 0) - ((a.last && a.last.created_at) || 0) || a.name.localeCompare(b.name));
   channelList.replaceChildren(...pub.map(item));
   dmList.replaceChildren(...dms.map(item));

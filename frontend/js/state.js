@@ -7,7 +7,7 @@ export const S = {
   online: new Set(), // usernames online now
   users: new Set(), // usernames seen anywhere (for @ autocomplete)
   current: null, // name of the open channel, if the chat view is shown
-  features: { search: false, mentions: false }, // endpoints this node has
+  features: { search: false, mentions: false, admin: false }, // endpoints this node has
 };
 
 const subs = new Map();
@@ -37,8 +37,9 @@ export function newChannel(summary) {
   const last = summary.last_message || null;
   return {
     name: summary.name,
-    kind: summary.kind === 'dm' ? 'dm' : 'public',
+    kind: ['dm', 'private', 'group'].includes(summary.kind) ? summary.kind : 'public',
     peer: summary.peer || null,
+    title: summary.title || '',
     member: summary.member !== false,
     unread: summary.unread || 0,
     mentions: 0,
@@ -60,7 +61,9 @@ export function newChannel(summary) {
 }
 
 export function label(ch) {
-  return ch.kind === 'dm' ? ch.peer || ch.name : `#${ch.name}`;
+  if (ch.kind === 'dm') return ch.peer || ch.name;
+  if (ch.kind === 'group') return ch.title || 'Group conversation';
+  return `#${ch.name}`;
 }
 
 /**

@@ -49,6 +49,14 @@ pub enum ErrorCode {
     AudioTooLarge,
     UnsupportedAudio,
     RedisUnavailable,
+    /// Muted in that channel by a moderator: no posts until the time the message names.
+    Muted,
+    /// The channel's slow mode: one post per interval; retry after the time it names.
+    SlowMode,
+    /// Banned from that channel: it cannot be joined until the ban ends.
+    Banned,
+    /// The account was disabled by an administrator: sign-in is refused.
+    AccountDisabled,
     /// An unexpected server error; details are logged, never sent.
     Internal,
 }
@@ -85,6 +93,10 @@ impl ErrorCode {
             ErrorCode::AudioTooLarge => "audio_too_large",
             ErrorCode::UnsupportedAudio => "unsupported_audio",
             ErrorCode::RedisUnavailable => "redis_unavailable",
+            ErrorCode::Muted => "muted",
+            ErrorCode::SlowMode => "slow_mode",
+            ErrorCode::Banned => "banned",
+            ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::Internal => "internal",
         }
     }

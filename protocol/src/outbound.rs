@@ -52,8 +52,12 @@ pub enum Outbound {
     Presence(Presence),
     /// chatnode: a message mentioning this socket's user.
     Mention(ChatEvent),
-    /// chatnode: a private chat with this socket's user was opened.
+    /// chatnode: a private chat with this socket's user was opened, or the user was added to a
+    /// channel.
     ChannelAdded(ChannelAdded),
+    /// chatnode: this socket's user left or lost a channel (removed, banned, the channel
+    /// deleted); nothing of it is delivered any more.
+    ChannelRemoved(ChannelRemoved),
     /// chatnode: answer to `edit`, `delete`, `react` and `unreact`.
     Updated(Updated),
     /// chatnode: answer to `replies`.
@@ -224,22 +228,37 @@ pub struct Presence {
     pub username: String,
 }
 
-/// `channel_added`: a private chat was opened with this user.
+/// `channel_added`: a private chat was opened with this user, or the user was added to a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelAdded {
     pub channel: String,
     pub kind: ChannelKind,
-    /// The other person, from the receiver's side.
+    /// For a DM: the other person, from the receiver's side (absent otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub peer: String,
+    /// For a group conversation or private channel: its title, when it has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
 }
 
-/// Public channel or private chat.
+/// `channel_removed`: the user is no longer in a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRemoved {
+    pub channel: String,
+    /// `left`, `kicked`, `banned`, `channel_deleted`.
+    pub reason: String,
+}
+
+/// Public channel, private channel, two-person DM or group conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     Public,
+    Private,
     Dm,
+    Group,
 }
 
 impl Outbound {
@@ -265,6 +284,7 @@ impl Outbound {
             Outbound::Presence(_) => "presence",
             Outbound::Mention(_) => "mention",
             Outbound::ChannelAdded(_) => "channel_added",
+            Outbound::ChannelRemoved(_) => "channel_removed",
             Outbound::Updated(_) => "updated",
             Outbound::Replies(_) => "replies",
         }
@@ -309,6 +329,7 @@ impl Serialize for Outbound {
             Outbound::Typing(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::Presence(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::ChannelAdded(p) => envelope::serialize(s, kind, Some(p)),
+            Outbound::ChannelRemoved(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::Updated(p) => envelope::serialize(s, kind, Some(p)),
             Outbound::Replies(p) => envelope::serialize(s, kind, Some(p)),
         }
@@ -347,6 +368,7 @@ impl Outbound {
             "presence" => Outbound::Presence(read(payload)?),
             "mention" => Outbound::Mention(read(payload)?),
             "channel_added" => Outbound::ChannelAdded(read(payload)?),
+            "channel_removed" => Outbound::ChannelRemoved(read(payload)?),
             "updated" => Outbound::Updated(read(payload)?),
             "replies" => Outbound::Replies(read(payload)?),
             other => {

@@ -187,6 +187,7 @@ fn chatnode_frames_are_byte_for_byte_the_old_ones() {
             channel: "dm:alice:bob".into(),
             kind: ChannelKind::Dm,
             peer: "alice".into(),
+            title: String::new(),
         }),
         old::envelope(
             "channel_added",

@@ -389,8 +389,20 @@ impl Handler<BridgeEvent> for Hub {
     fn handle(&mut self, event: BridgeEvent, ctx: &mut Self::Context) {
         match event {
             BridgeEvent::Room { channel, payload } => {
+                // A removal (a member's, or everyone's when the channel is deleted) is read
+                // here; the cheap text test spares parsing every other event.
+                let removal = (payload.contains("member_removed")
+                    || payload.contains("channel_removed"))
+                .then(|| removal_of(&payload))
+                .flatten();
+                let is_event = !matches!(removal, Some((None, _)));
                 if let Some(entry) = self.rooms.get(&channel) {
-                    entry.addr.do_send(room::RoomEvent(payload));
+                    if is_event {
+                        entry.addr.do_send(room::RoomEvent(payload));
+                    }
+                }
+                if let Some((username, reason)) = removal {
+                    self.remove_from_channel(&channel, username.as_deref(), &reason);
                 }
             }
             BridgeEvent::Presence(payload) => self.presence_changed(&payload),
@@ -400,6 +412,94 @@ impl Handler<BridgeEvent> for Hub {
                     entry.addr.do_send(room::CatchUp);
                 }
                 self.recheck_sessions(ctx);
+            }
+        }
+    }
+}
+
+/// Who a room payload removes from its channel: `Some((Some(user), reason))` for a
+/// `member_removed` event, `Some((None, reason))` for a deleted channel, `None` otherwise.
+fn removal_of(payload: &str) -> Option<(Option<String>, String)> {
+    let v: Value = serde_json::from_str(payload).ok()?;
+    if v["type"] == "member_removed" {
+        let user = v["username"].as_str()?.to_string();
+        return Some((
+            Some(user),
+            v["text"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    v["channel_removed"].as_str()?;
+    Some((None, v["reason"].as_str().unwrap_or_default().to_string()))
+}
+
+/// Taking users out of channels they lost.
+impl Hub {
+    /// `username` (or, with `None`, everyone) lost `channel`: their sockets subscribed to it here
+    /// leave its room after the event that removed them (the room sends them `channel_removed`
+    /// last); their other chatnode sockets get `channel_removed` at once; and they no longer hear
+    /// of the channel's people.
+    fn remove_from_channel(&mut self, channel: &str, username: Option<&str>, reason: &str) {
+        let frame = room::removed_frame(channel, reason);
+        let users: Vec<String> = match username {
+            Some(u) => vec![u.to_string()],
+            None => self
+                .channel_users
+                .get(channel)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
+        };
+        let mut in_room: HashSet<SessionId> = HashSet::new();
+        if let Some(entry) = self.rooms.get_mut(channel) {
+            for id in entry.members.iter() {
+                let hit = self
+                    .sessions
+                    .get(id)
+                    .is_some_and(|s| username.is_none() || s.username.as_deref() == username);
+                if hit {
+                    in_room.insert(*id);
+                }
+            }
+            entry.addr.do_send(room::Remove {
+                username: username.map(str::to_string),
+                frame: frame.clone(),
+            });
+            entry.members.retain(|id| !in_room.contains(id));
+            if entry.members.is_empty() {
+                entry.addr.do_send(room::Close);
+                self.rooms.remove(channel);
+            }
+        }
+        for id in &in_room {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.rooms.remove(channel);
+            }
+        }
+        for u in &users {
+            if let Some(user) = self.users.get(u.as_str()) {
+                for id in &user.sessions {
+                    if in_room.contains(id) {
+                        continue;
+                    }
+                    if let Some(s) = self.sessions.get(id) {
+                        if s.dialect == Dialect::Chatnode {
+                            s.outbox.send(frame.clone());
+                        }
+                    }
+                }
+            }
+            self.drop_channel(u, channel);
+        }
+    }
+
+    /// A signed-in user of this node no longer belongs to `channel`.
+    fn drop_channel(&mut self, username: &str, channel: &str) {
+        if let Some(user) = self.users.get_mut(username) {
+            user.channels.remove(channel);
+        }
+        if let Some(set) = self.channel_users.get_mut(channel) {
+            set.remove(username);
+            if set.is_empty() {
+                self.channel_users.remove(channel);
             }
         }
     }
@@ -541,9 +641,28 @@ impl Hub {
                         (None, None) => true,
                     };
                     if hit {
-                        s.outbox.close_with(CloseCode::Policy, "signed out");
+                        let why = v["reason"].as_str().unwrap_or("signed out");
+                        s.outbox.close_with(CloseCode::Policy, why);
                     }
                 }
+            }
+            // A channel lost while this node has no room of it (with a room, its
+            // `member_removed` event did all this already, in stream order).
+            "channel_removed" => {
+                let Some(channel) = v["payload"]["channel"].as_str() else {
+                    return;
+                };
+                // Handled already through the room, or not a channel this node knows them in.
+                let known = self
+                    .users
+                    .get(username)
+                    .is_some_and(|u| !u.loaded || u.channels.contains(channel));
+                if self.rooms.contains_key(channel) || !known {
+                    return;
+                }
+                let reason = v["payload"]["reason"].as_str().unwrap_or_default();
+                let (channel, username) = (channel.to_string(), username.to_string());
+                self.remove_from_channel(&channel, Some(&username), reason);
             }
             _ => {
                 if kind == "channel_added" {

@@ -248,6 +248,11 @@ impl Presence {
                     }
                     let _: () = pipe.query_async(&mut conn).await?;
                 }
+                // The admin overview's sockets per node.
+                let sockets = metrics.ws_connections.load(Relaxed) as u64;
+                if let Err(e) = store.report_sockets(&node, sockets).await {
+                    log::warn!("sockets report: {e}");
+                }
                 metrics
                     .presence_refresh_micros
                     .store(started.elapsed().as_micros() as u64, Relaxed);

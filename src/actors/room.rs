@@ -83,6 +83,15 @@ pub struct RoomEvent(pub Arc<str>);
 #[rtype(result = "()")]
 pub struct CatchUp;
 
+/// Takes a user's sessions (or, with `None`, everyone) out of the room once the event that
+/// removed them was delivered, sending each of them `frame` (`channel_removed`) last.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Remove {
+    pub username: Option<String>,
+    pub frame: ByteString,
+}
+
 /// Stop: the last local member left.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -256,8 +265,15 @@ impl Handler<Join> for Room {
         let cap_bytes = member.outbox.capacity_bytes() / 2;
         // The read happens while the room holds its mailbox, so no live event slips between the
         // replay and going live; per-member IDs drop what both paths bring.
+        let username = member.username.clone();
         ctx.wait(
             async move {
+                // Whether the user may still read the channel, checked here, after the room
+                // subscribed: a removal written after this check arrives as an event and takes
+                // the member out again; one written before it refuses the join.
+                if !store.can_read(&username, &channel).await? {
+                    return Ok((Vec::new(), Some(REFUSED.to_string())));
+                }
                 match replay {
                     Replay::None => Ok((Vec::new(), None)),
                     Replay::Last(n) => store.range_rev(&channel, "+", n).await.map(|v| (v, None)),
@@ -279,6 +295,14 @@ impl Handler<Join> for Room {
                     log::warn!("room {}: replay failed: {e}", room.channel);
                     (Vec::new(), None)
                 });
+                if gap.as_deref() == Some(REFUSED) {
+                    if member.dialect == Dialect::Chatnode {
+                        member
+                            .outbox
+                            .send(removed_frame(&room.channel, "not_member"));
+                    }
+                    return;
+                }
                 if let Some(last) = events.last() {
                     if id_after(&last.id, &room.last_id) {
                         room.last_id = last.id.clone();
@@ -299,6 +323,19 @@ impl Handler<Join> for Room {
     }
 }
 
+/// Marks a join refused because the user may no longer read the channel.
+const REFUSED: &str = "refused";
+
+/// The `channel_removed` frame of a channel.
+pub fn removed_frame(channel: &str, reason: &str) -> ByteString {
+    Outbound::ChannelRemoved(outbound::ChannelRemoved {
+        channel: channel.to_string(),
+        reason: reason.to_string(),
+    })
+    .to_json()
+    .into()
+}
+
 /// About what `events` take in a socket's queue: each event serialized, as the replay sends it.
 fn replay_bytes(events: &[ChatEvent]) -> usize {
     events
@@ -314,6 +351,19 @@ impl Handler<Leave> for Room {
     }
 }
 
+impl Handler<Remove> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Remove, _: &mut Self::Context) {
+        self.members.retain(|_, m| {
+            let hit = msg.username.as_deref().is_none_or(|u| u == m.username);
+            if hit && m.dialect == Dialect::Chatnode {
+                m.outbox.send(msg.frame.clone());
+            }
+            !hit
+        });
+    }
+}
+
 impl Handler<Close> for Room {
     type Result = ();
     fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
@@ -323,7 +373,7 @@ impl Handler<Close> for Room {
 
 impl Handler<RoomEvent> for Room {
     type Result = ();
-    fn handle(&mut self, msg: RoomEvent, _: &mut Self::Context) {
+    fn handle(&mut self, msg: RoomEvent, ctx: &mut Self::Context) {
         let value: Value = match serde_json::from_str(&msg.0) {
             Ok(v) => v,
             Err(e) => {
@@ -338,9 +388,56 @@ impl Handler<RoomEvent> for Room {
             return;
         }
         match serde_json::from_value::<ChatEvent>(value) {
-            Ok(ev) => self.deliver(&ev),
+            Ok(ev) => {
+                self.deliver(&ev);
+                if made_private(&ev) {
+                    self.drop_readers(ctx);
+                }
+            }
             Err(e) => log::warn!("room {}: unreadable event: {e}", self.channel),
         }
+    }
+}
+
+/// Whether an event made the channel private (`channel_updated` with `{"kind":"private"}`).
+fn made_private(ev: &ChatEvent) -> bool {
+    ev.kind == "channel_updated"
+        && serde_json::from_str::<Value>(&ev.text).is_ok_and(|v| v["kind"] == "private")
+}
+
+impl Room {
+    /// The channel became private: members of the room who are not members of the channel (they
+    /// were reading it as a public one) are taken out, each told `channel_removed`. The room
+    /// holds its mailbox until that is known, so no later event reaches them.
+    fn drop_readers(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let channel = self.channel.clone();
+        let mut users: Vec<String> = self.members.values().map(|m| m.username.clone()).collect();
+        users.sort();
+        users.dedup();
+        ctx.wait(
+            async move {
+                let mut gone = Vec::new();
+                for u in users {
+                    // A failed check takes the reader out: the safe side.
+                    if !store.can_read(&u, &channel).await.unwrap_or(false) {
+                        gone.push(u);
+                    }
+                }
+                gone
+            }
+            .into_actor(self)
+            .map(|gone, room, _| {
+                let frame = removed_frame(&room.channel, "not_member");
+                room.members.retain(|_, m| {
+                    let out = gone.contains(&m.username);
+                    if out && m.dialect == Dialect::Chatnode {
+                        m.outbox.send(frame.clone());
+                    }
+                    !out
+                });
+            }),
+        );
     }
 }
 

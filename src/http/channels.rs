@@ -16,6 +16,7 @@ use crate::app::{App, PostSlot};
 use crate::error::{Error, Result};
 use crate::store::channels::{validate_channel_name, Kind};
 use crate::store::limits::Action;
+use crate::store::members::check_title;
 use crate::store::users::normalize_username;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -61,6 +62,20 @@ async fn list(
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
+    /// A private channel: invisible to everyone but its members.
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    topic: String,
+    #[serde(default)]
+    title: String,
+}
+
+/// Gives back the count of a channel that was allowed but not made (its name was taken).
+async fn give_back_channel(app: &App, username: &str) {
+    if let Err(e) = app.store.channel_not_created(username).await {
+        log::warn!("giving back a channel count of {username}: {e}");
+    }
 }
 
 async fn create(
@@ -68,19 +83,45 @@ async fn create(
     authed: Authed,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse> {
+    let u = &authed.user;
     validate_channel_name(&body.name)?;
-    app.store
-        .allow_channel_create(&authed.user.username)
-        .await?;
-    if let Err(e) = app.store.create_channel(&body.name).await {
-        if let Err(e) = app.store.channel_not_created(&authed.user.username).await {
-            log::warn!("giving back a channel count: {e}");
+    check_title(&body.title)?;
+    check_title(&body.topic)?;
+    // Counted before anything is written, apart from how the channel is made.
+    app.store.allow_channel_create(&u.username).await?;
+    if body.private {
+        let made = app
+            .store
+            .create_private(
+                &u.username,
+                &body.name,
+                Kind::Private,
+                &body.title,
+                &body.topic,
+            )
+            .await;
+        if let Err(e) = made {
+            give_back_channel(&app, &u.username).await;
+            return Err(e);
         }
+        return Ok(HttpResponse::Created().json(json!({"name": body.name, "kind": Kind::Private})));
+    }
+    if let Err(e) = app.store.create_channel(&body.name).await {
+        give_back_channel(&app, &u.username).await;
         return Err(e);
     }
     app.store
-        .join_channel(&authed.user.username, &authed.user.uuid, &body.name)
+        .join_channel(&u.username, &u.uuid, &body.name)
         .await?;
+    app.store.set_public_owner(&body.name, &u.username).await?;
+    if !body.title.is_empty() || !body.topic.is_empty() {
+        let mut changes = serde_json::Map::new();
+        changes.insert("title".into(), json!(body.title));
+        changes.insert("topic".into(), json!(body.topic));
+        app.store
+            .update_channel(&u.username, &body.name, &changes)
+            .await?;
+    }
     Ok(HttpResponse::Created().json(json!({"name": body.name, "kind": Kind::Public})))
 }
 
@@ -268,7 +309,15 @@ async fn read(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DmBody {
-    username: String,
+    /// A two-person chat with this user.
+    #[serde(default)]
+    username: Option<String>,
+    /// A group conversation with these 2 to 9 users.
+    #[serde(default)]
+    usernames: Option<Vec<String>>,
+    /// The group conversation's title.
+    #[serde(default)]
+    title: String,
 }
 
 async fn open_dm(
@@ -276,7 +325,32 @@ async fn open_dm(
     authed: Authed,
     body: web::Json<DmBody>,
 ) -> Result<HttpResponse> {
-    let other = normalize_username(&body.username).map_err(|_| Error::UserNotFound)?;
-    let channel = app.store.open_dm(&authed.user.username, &other).await?;
-    Ok(HttpResponse::Ok().json(json!({"channel": channel})))
+    let body = body.into_inner();
+    match (body.username, body.usernames) {
+        (Some(name), None) => {
+            let other = normalize_username(&name).map_err(|_| Error::UserNotFound)?;
+            let channel = app.store.open_dm(&authed.user.username, &other).await?;
+            Ok(HttpResponse::Ok().json(json!({"channel": channel})))
+        }
+        (None, Some(names)) => {
+            if names.len() > 20 {
+                return Err(Error::body(
+                    "a group conversation has 2 to 9 people besides you",
+                ));
+            }
+            let others = names
+                .iter()
+                .map(|n| normalize_username(n).map_err(|_| Error::UserNotFound))
+                .collect::<Result<Vec<_>>>()?;
+            let channel = app
+                .store
+                .create_group(&authed.user.username, &others, &body.title)
+                .await?;
+            Ok(HttpResponse::Created()
+                .json(json!({"channel": channel, "kind": Kind::Group, "title": body.title})))
+        }
+        _ => Err(Error::body(
+            "send `username` (a two-person chat) or `usernames` (a group)",
+        )),
+    }
 }

@@ -21,7 +21,10 @@ impl ResponseError for Error {
             | Error::InvalidMessage(_)
             | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Error::InvalidCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_)
+            | Error::Muted { .. }
+            | Error::Banned { .. }
+            | Error::AccountDisabled => StatusCode::FORBIDDEN,
             Error::UserNotFound
             | Error::ChannelNotFound
             | Error::MessageNotFound
@@ -30,7 +33,8 @@ impl ResponseError for Error {
             Error::TooManyAttempts { .. }
             | Error::RateLimited
             | Error::TooManyPosts { .. }
-            | Error::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | Error::Limited { .. }
+            | Error::SlowMode { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::SearchUnavailable
             | Error::Unavailable(_)
             | Error::Busy { .. }
@@ -50,7 +54,8 @@ impl ResponseError for Error {
         if let Error::TooManyAttempts { retry_after }
         | Error::TooManyPosts { retry_after }
         | Error::Limited { retry_after, .. }
-        | Error::Busy { retry_after } = self
+        | Error::Busy { retry_after }
+        | Error::SlowMode { retry_after } = self
         {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }

@@ -3,9 +3,11 @@
 
 mod accounts;
 mod actions;
+mod admin;
 mod channels;
 mod error;
 mod frontend;
+mod members;
 mod search;
 mod voice;
 mod ws;
@@ -52,6 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &crate::settings::Setti
                 web::scope("/api")
                     .configure(accounts::routes)
                     .configure(channels::routes)
+                    .configure(members::routes)
+                    .configure(admin::routes)
                     .configure(actions::routes)
                     .configure(search::routes)
                     .configure(voice::routes)

@@ -162,7 +162,11 @@ async fn recent(
             }
             names
         }
-        None => app.store.memberships(me).await?,
+        None => {
+            let mine = app.store.memberships(me).await?;
+            let listed = app.store.listed(me, mine).await?;
+            listed.into_iter().map(|(c, _)| c).collect()
+        }
     };
     let messages = app.store.recent(&channels, minutes, 500).await?;
     Ok(HttpResponse::Ok().json(json!({"minutes": minutes, "messages": messages})))

@@ -14,7 +14,6 @@ use serde_json::json;
 use super::Authed;
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::store::channels::dm_pair;
 use crate::voice::audio::{self, AudioError};
 use crate::voice::state;
 
@@ -91,14 +90,9 @@ async fn upload(
     let _place = super::channels::PostPlace::take(&app)?;
     let query = web::Query::<UploadQuery>::from_query(req.query_string())
         .map_err(|e| Error::body(e.to_string()))?;
-    if !app.store.is_member(&u.username, &channel).await? {
-        return Err(if dm_pair(&channel).is_some() {
-            Error::Forbidden("that private chat is not yours".into())
-        } else if app.store.channel_exists(&channel).await? {
-            Error::Forbidden("join the channel before posting".into())
-        } else {
-            Error::ChannelNotFound
-        });
+    app.store.require_member(&u.username, &channel).await?;
+    if let Some(until) = app.store.muted_until(&channel, &u.username).await? {
+        return Err(Error::Muted { until });
     }
     let format = audio::format_from_content_type(content_type.as_deref()).map_err(audio_error)?;
     if body.is_empty() {

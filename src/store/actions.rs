@@ -480,6 +480,14 @@ impl Store {
     ) -> Result<Acted> {
         check_id(id).map_err(|_| Error::MessageNotFound)?;
         validate_emoji(emoji)?;
+        // A muted member may take a reaction back, not give one (`store::moderation`).
+        // Said only to a member: to anyone else the channel answers as it always does.
+        if add {
+            if let Some(until) = self.muted_until(channel, username).await? {
+                self.require_member(username, channel).await?;
+                return Err(Error::Muted { until });
+            }
+        }
         let guard = self.post_guard(username, channel, client_id);
         let maxlen = self.settings.history.stream_maxlen;
         let mut inv = guard.start(&REACT_SCRIPT, channel, true, maxlen);

@@ -21,7 +21,11 @@ pub const GENERAL: &str = "general";
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Public,
+    /// A private channel: readable by its members only.
+    Private,
     Dm,
+    /// A group conversation (`group:<id>`): a private chat of up to ten people.
+    Group,
 }
 
 /// Checks a public channel name: 1-64 of `[a-z0-9_-]`.
@@ -69,12 +73,18 @@ impl Store {
         Ok(v)
     }
 
-    /// Creates a public channel; `ChannelExists` when taken.
+    /// Creates a public channel; `ChannelExists` when taken (by a private channel too).
     pub async fn create_channel(&self, name: &str) -> Result<()> {
         validate_channel_name(name)?;
         let mut conn = self.conn().await?;
         let added: i64 = conn.sadd(keys::CHANNELS, name).await?;
         if added == 0 {
+            return Err(Error::ChannelExists);
+        }
+        // A private channel of that name: this one gives way.
+        let private: bool = conn.hexists(keys::channel_info(name), "kind").await?;
+        if private {
+            let _: i64 = conn.srem(keys::CHANNELS, name).await?;
             return Err(Error::ChannelExists);
         }
         Ok(())
@@ -87,12 +97,10 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a user may read a channel: any public channel, or a DM they are part of.
+    /// Whether a user may read a channel: a public channel they are not banned from, or a DM,
+    /// group conversation or private channel they are a member of ([`super::members`]).
     pub async fn can_read(&self, username: &str, channel: &str) -> Result<bool> {
-        if dm_pair(channel).is_some() {
-            return self.in_dm(username, channel).await;
-        }
-        self.channel_exists(channel).await
+        Ok(self.standing(username, channel).await?.readable())
     }
 
     /// Whether `username` is one of the two people of an opened DM. Only `open_dm` writes a
@@ -117,29 +125,28 @@ impl Store {
         Ok(conn.sismember(keys::members(channel), username).await?)
     }
 
-    /// Readability check that answers with the right error.
+    /// Readability check that answers with the right error: `channel_not_found` for a private
+    /// channel or group conversation the user is not in, exactly as for one that does not exist.
     pub async fn require_read(&self, username: &str, channel: &str) -> Result<()> {
-        if dm_pair(channel).is_some() {
-            return if self.can_read(username, channel).await? {
-                Ok(())
-            } else {
-                Err(Error::Forbidden("that private chat is not yours".into()))
-            };
-        }
-        if self.channel_exists(channel).await? {
-            Ok(())
-        } else {
-            Err(Error::ChannelNotFound)
-        }
+        self.require_readable(username, channel).await.map(|_| ())
     }
 
-    /// Joins a public channel; records a `join` event when the user was not a member.
+    /// Joins a public channel; records a `join` event when the user was not a member. A private
+    /// channel or group conversation cannot be joined: its members add people. A banned user
+    /// gets `banned`.
     pub async fn join_channel(&self, username: &str, uuid: &str, channel: &str) -> Result<bool> {
         if dm_pair(channel).is_some() {
             return Err(Error::Forbidden("private chats cannot be joined".into()));
         }
-        if !self.channel_exists(channel).await? {
-            return Err(Error::ChannelNotFound);
+        let standing = self.standing(username, channel).await?;
+        match standing.kind {
+            Some(Kind::Public) => {}
+            // A member of a private channel is in it already; anyone else learns nothing.
+            Some(_) if standing.member => return Ok(false),
+            _ => return Err(Error::ChannelNotFound),
+        }
+        if let Some(until) = standing.banned_until {
+            return Err(Error::Banned { until });
         }
         // Two writes in two slots: the user's list first, the channel's members (what lets one
         // post) last, so a failure between them never lets anyone post who has not joined.
@@ -147,6 +154,12 @@ impl Store {
         let _: i64 = conn.sadd(keys::memberships(username), channel).await?;
         let added: i64 = conn.sadd(keys::members(channel), username).await?;
         drop(conn);
+        // A ban written between the check and the join wins: the join is undone.
+        if let Some(until) = self.standing(username, channel).await?.banned_until {
+            self.remove_member(channel, username, super::members::BANNED, None)
+                .await?;
+            return Err(Error::Banned { until });
+        }
         if added == 1 {
             self.append_event(channel, "join", username, "", uuid)
                 .await?;
@@ -154,13 +167,20 @@ impl Store {
         Ok(added == 1)
     }
 
-    /// Leaves a public channel; records a `leave` event when the user was a member.
+    /// Leaves a public channel; records a `leave` event when the user was a member. Leaving a
+    /// private channel or group conversation is a `member_removed` event (reason `left`).
     pub async fn leave_channel(&self, username: &str, uuid: &str, channel: &str) -> Result<bool> {
         if dm_pair(channel).is_some() {
             return Err(Error::Forbidden("private chats cannot be left".into()));
         }
-        if !self.channel_exists(channel).await? {
-            return Err(Error::ChannelNotFound);
+        match self.standing(username, channel).await? {
+            s if s.kind == Some(Kind::Public) => {}
+            s if s.member => {
+                return self
+                    .remove_member(channel, username, super::members::LEFT, None)
+                    .await
+            }
+            _ => return Err(Error::ChannelNotFound),
         }
         // The right to post goes first, the user's list after (the order of a join, reversed).
         let mut conn = self.conn().await?;

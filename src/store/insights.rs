@@ -68,11 +68,22 @@ pub struct Poster {
 impl Store {
     /// Records mentions of existing users who may read the channel, and tells them live.
     pub async fn record_mentions(&self, ev: &ChatEvent) -> Result<()> {
-        let names: Vec<String> = mentioned_names(&ev.text)
+        let mut names: Vec<String> = mentioned_names(&ev.text)
             .into_iter()
             .filter(|n| *n != ev.username)
             .filter(|n| dm_pair(&ev.channel).is_none_or(|(a, b)| a == n || b == n))
             .collect();
+        // Only people who may read the channel are told: a mention must not carry a private
+        // channel's message to someone outside it.
+        if dm_pair(&ev.channel).is_none() && !self.channel_exists(&ev.channel).await? {
+            let mut readers = Vec::with_capacity(names.len());
+            for n in names {
+                if self.can_read(&n, &ev.channel).await? {
+                    readers.push(n);
+                }
+            }
+            names = readers;
+        }
         if names.is_empty() {
             return Ok(());
         }

@@ -261,6 +261,61 @@ pub fn backfill_lock(index: &str) -> String {
     format!("lock:backfill:{index}")
 }
 
+// Private channels, group conversations, roles and moderation. Every per-channel key carries the
+// hash tag `{channel:<c>}` (the slot of the channel's stream `channel:<c>`), so one script can
+// change a channel's members, roles, bans and stream together in one slot.
+
+/// Set of the names of private channels and group conversations (the `channels` set holds only
+/// public ones): for the admin overview and for name uniqueness.
+pub const PRIVATE_CHANNELS: &str = "channels:private";
+
+/// `info:{channel:<c>}`: hash of a channel's settings: `kind` (`private` / `group`, absent for a
+/// public channel), `title`, `topic`, `owner`, `created_at`, `slow_mode_secs`.
+pub fn channel_info(channel: &str) -> String {
+    format!("info:{}", channel_tag(channel))
+}
+
+/// `roles:{channel:<c>}`: hash username → `owner` / `moderator` (absent: `member`).
+pub fn roles(channel: &str) -> String {
+    format!("roles:{}", channel_tag(channel))
+}
+
+/// `joined:{channel:<c>}`: hash username → when they became a member (unix ms).
+pub fn joined(channel: &str) -> String {
+    format!("joined:{}", channel_tag(channel))
+}
+
+/// `bans:{channel:<c>}`: hash username → `<until ms>|<reason>` (until 0: no end).
+pub fn bans(channel: &str) -> String {
+    format!("bans:{}", channel_tag(channel))
+}
+
+/// `mutes:{channel:<c>}`: hash username → until (unix ms; 0: no end).
+pub fn mutes(channel: &str) -> String {
+    format!("mutes:{}", channel_tag(channel))
+}
+
+/// `slowpost:{channel:<c>}`: hash username → their last post (unix ms), for slow mode.
+pub fn slow_posts(channel: &str) -> String {
+    format!("slowpost:{}", channel_tag(channel))
+}
+
+/// `deleted:{channel:<c>}:<ms>`: a deleted channel's stream, moved aside while its messages'
+/// hashes are deleted.
+pub fn deleted_stream(channel: &str, ms: i64) -> String {
+    format!("deleted:{}:{ms}", channel_tag(channel))
+}
+
+/// Field of `user:<u>` set while an administrator has disabled the account.
+pub const USER_DISABLED_FIELD: &str = "disabled";
+
+/// `users:disabled`: set of the accounts administrators disabled (for the admin overview).
+pub const DISABLED_USERS: &str = "users:disabled";
+
+/// `nodesockets`: hash node id → `<sockets> <unix ms>`, each node's open sockets as it last
+/// wrote them (the admin overview).
+pub const NODE_SOCKETS: &str = "nodesockets";
+
 // ---- the older layout: read where such data may still be, converted by `chatnode migrate` ----
 
 /// Old names, before every key carried its channel's or user's hash tag.
@@ -356,6 +411,13 @@ mod tests {
                 room_events(c),
                 audio(c, "0123abcd"),
                 audio_info(c, "0123abcd"),
+                channel_info(c),
+                roles(c),
+                joined(c),
+                bans(c),
+                mutes(c),
+                slow_posts(c),
+                deleted_stream(c, 1),
                 reactions(c, "1631623305083-0"),
                 reactors(c, "1631623305083-0"),
                 replies(c, "1631623305083-0"),

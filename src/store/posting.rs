@@ -21,6 +21,7 @@ use std::sync::LazyLock;
 
 use super::channels::dm_pair;
 use super::ids::parse_id;
+use super::moderation::MODERATION_LUA;
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
@@ -62,6 +63,7 @@ end
 "#;
 
 const POST_LUA: &str = r#"
+-- KEYS after the guard's four: 5-8 the mutes, slow mode and roles keys of `store::moderation`
 -- ARGV after the guard's five: 6 channel, 7 type, 8 text, 9 uuid, 10 message-hash key prefix
 local id, ms = append({'type', ARGV[7], 'username', ARGV[2], 'message', ARGV[8], 'uuid', ARGV[9]})
 if ARGV[7] == 'message' or ARGV[7] == 'join' then
@@ -81,7 +83,7 @@ return {'ok', id}
 "#;
 
 static POST_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{POST_LUA}")));
+    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{MODERATION_LUA}{POST_LUA}")));
 
 /// The user's posting budget, in the user's slot: counts one post and answers the count and the
 /// window's remaining ms. KEYS[1] `postrate:{user:<u>}`; ARGV 1 window ms.
@@ -252,6 +254,13 @@ impl Store {
             }
         }
         let reply: (String, String) = inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
+        // Muted, or too soon in slow mode: nothing stored, the budget given back.
+        if let Some(refused) = super::moderation::refusal(&reply.0, &reply.1) {
+            if counted {
+                self.give_back_budget(guard).await;
+            }
+            return Err(refused);
+        }
         let guarded = Guarded::from_reply(reply)?;
         if counted && !matches!(guarded, Guarded::Stored(_)) {
             self.give_back_budget(guard).await;
@@ -332,6 +341,10 @@ impl Store {
             check_member,
             self.settings.history.stream_maxlen,
         );
+        // Mutes and slow mode (KEYS[5] to KEYS[8], `store::moderation`).
+        for key in super::moderation::posting_keys(channel) {
+            inv.key(key);
+        }
         inv.arg(channel)
             .arg(kind)
             .arg(text)

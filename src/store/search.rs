@@ -342,12 +342,18 @@ impl MessageQuery {
 }
 
 impl Store {
-    /// The channels a user may read: every public channel and their own DMs.
+    /// The channels a user may read: every public channel and their own DMs, group
+    /// conversations and private channels (checked against each one's members).
     pub async fn readable_channels(&self, username: &str) -> Result<Vec<String>> {
         let mut all = self.public_channels().await?;
-        all.extend(self.memberships(username).await?.into_iter().filter(|c| {
-            super::channels::dm_pair(c).is_some_and(|(a, b)| a == username || b == username)
-        }));
+        let mine = self.memberships(username).await?;
+        let private = mine.into_iter().filter(|c| !all.contains(c)).collect();
+        all.extend(
+            self.listed(username, private)
+                .await?
+                .into_iter()
+                .map(|(c, _)| c),
+        );
         Ok(all)
     }
 

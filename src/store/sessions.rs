@@ -99,6 +99,9 @@ impl Store {
             return Ok(None);
         };
         let current: Option<u64> = conn.hget(keys::user(user), SESSION_GENERATION).await?;
+        if store_disabled(&mut conn, user).await? {
+            return Ok(None);
+        }
         if generation < current.unwrap_or(0) {
             let _: () = conn.del(&key).await?;
             return Ok(None);
@@ -260,8 +263,19 @@ if tonumber(generation) < current then
   redis.call('DEL', KEYS[1])
   return false
 end
+-- An account an administrator disabled signs nobody in (its sessions were revoked; this also
+-- refuses one made while it was being disabled).
+if redis.call('HEXISTS', KEYS[2], 'disabled') == 1 then return false end
 return user
 "#;
+
+/// Whether an administrator disabled the account (`keys::USER_DISABLED_FIELD`, which
+/// [`RESOLVE_LUA`] checks by its name).
+async fn store_disabled(conn: &mut super::conn::Conn, user: &str) -> Result<bool> {
+    Ok(conn
+        .hexists(keys::user(user), keys::USER_DISABLED_FIELD)
+        .await?)
+}
 
 static RESOLVE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(RESOLVE_LUA));

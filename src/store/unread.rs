@@ -26,6 +26,9 @@ pub struct ChannelSummary {
     /// For a DM: the other person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// For a group conversation or private channel: its title, when it has one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub title: String,
 }
 
 /// Largest unread count reported exactly; above it the count is capped.
@@ -89,23 +92,22 @@ impl Store {
         Ok(n)
     }
 
-    /// The caller's channels with unread counts and last message, in two round trips whatever
-    /// the number of channels.
+    /// The caller's channels with unread counts and last message: every channel's count and
+    /// newest entry in one pipelined round trip (the counting in Redis); the membership check of
+    /// each channel (`listed`) is its own.
     pub async fn channel_summaries(&self, username: &str) -> Result<Vec<ChannelSummary>> {
-        let mut conn = self.conn().await?;
-        let (mut names, profile): (Vec<String>, HashMap<String, String>) = redis::pipe()
-            .smembers(keys::memberships(username))
-            .hgetall(keys::user(username))
-            .query_async(&mut conn)
-            .await?;
-        names.sort();
-        if names.is_empty() {
+        // The index is checked against each channel's members: it grants nothing by itself.
+        let channels = self.memberships(username).await?;
+        let listed = self.listed(username, channels).await?;
+        if listed.is_empty() {
             return Ok(Vec::new());
         }
+        let mut conn = self.conn().await?;
+        let profile: HashMap<String, String> = conn.hgetall(keys::user(username)).await?;
         let mut pipe = redis::pipe();
         pipe.load_script(&UNREAD_SCRIPT).ignore();
-        let mut invocations = Vec::with_capacity(names.len());
-        for name in &names {
+        let mut invocations = Vec::with_capacity(listed.len());
+        for (name, _) in &listed {
             let seen = profile
                 .get(&keys::last_seen_field(name))
                 .map(String::as_str);
@@ -113,7 +115,7 @@ impl Store {
             inv.arg(unread_start(seen)).arg(username).arg(UNREAD_CAP);
             invocations.push(inv);
         }
-        for (name, inv) in names.iter().zip(&invocations) {
+        for ((name, _), inv) in listed.iter().zip(&invocations) {
             pipe.cmd("XREVRANGE")
                 .arg(keys::channel(name))
                 .arg("+")
@@ -125,8 +127,8 @@ impl Store {
         let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
         drop(conn);
         let mut replies = replies.into_iter();
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
+        let mut out = Vec::with_capacity(listed.len());
+        for (name, kind) in listed {
             let (Some(last), Some(unread)) = (replies.next(), replies.next()) else {
                 return Err(crate::error::Error::Internal(
                     "channel list: fewer replies than asked".into(),
@@ -136,12 +138,13 @@ impl Store {
             let unread: u64 = redis::FromRedisValue::from_redis_value(unread)
                 .map_err(|e| crate::error::Error::Internal(format!("unread count: {e}")))?;
             let peer = dm_pair(&name).map(|(a, b)| if a == username { b } else { a }.to_string());
+            let title = match kind {
+                Kind::Private | Kind::Group => self.channel_title(&name).await?,
+                _ => String::new(),
+            };
             out.push(ChannelSummary {
-                kind: if peer.is_some() {
-                    Kind::Dm
-                } else {
-                    Kind::Public
-                },
+                title,
+                kind,
                 name,
                 unread,
                 last_message: last,

@@ -173,9 +173,7 @@ pub(super) async fn typing(cx: &Caller, channel: String) -> Result<Reply> {
         Err(Error::Limited { .. }) => return Ok(Reply::default()),
         other => other?,
     }
-    if !store.is_member(&me.username, &channel).await? {
-        return Err(Error::Forbidden("not a member of that channel".into()));
-    }
+    store.require_member(&me.username, &channel).await?;
     let event = Ephemeral::typing(channel, me.username.clone());
     let payload = serde_json::to_string(&event).map_err(|e| Error::Internal(e.to_string()))?;
     store
