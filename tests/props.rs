@@ -44,6 +44,11 @@ const FRAME_TYPES: &[&str] = &[
     "history",
     "read",
     "typing",
+    "edit",
+    "delete",
+    "react",
+    "unreact",
+    "replies",
 ];
 
 /// The codes `decode` may answer with: it only parses, so nothing about users or channels.

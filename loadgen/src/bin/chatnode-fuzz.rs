@@ -205,6 +205,11 @@ fn frame_templates(w: &World, token: &str, rng: &mut Rng) -> Vec<Value> {
         json!({"type": "history", "history": {"channel": ch, "limit": 5, "before": id}}),
         json!({"type": "read", "read": {"channel": ch, "last_id": id}}),
         json!({"type": "typing", "typing": {"channel": ch}}),
+        json!({"type": "edit", "edit": {"channel": ch, "id": id, "text": "edited"}}),
+        json!({"type": "delete", "delete": {"channel": ch, "id": id}}),
+        json!({"type": "react", "react": {"channel": ch, "id": id, "emoji": "👍"}}),
+        json!({"type": "unreact", "unreact": {"channel": ch, "id": id, "emoji": "👍"}}),
+        json!({"type": "replies", "replies": {"channel": ch, "id": id}}),
     ]
 }
 
@@ -377,6 +382,11 @@ fn http_input(w: &World, rng: &mut Rng) -> Request {
     use reqwest::Method as M;
     let ch = w.channel.clone();
     let u = format!("f{}", rng.next() % 100_000);
+    let id = format!(
+        "{}-{}",
+        1_700_000_000_000u64 + rng.below(1 << 30) as u64,
+        rng.below(4)
+    );
     let endpoints: Vec<(M, String, Value, bool)> = vec![
         (
             M::POST,
@@ -474,6 +484,68 @@ fn http_input(w: &World, rng: &mut Rng) -> Request {
             Value::Null,
             true,
         ),
+        (
+            M::PATCH,
+            format!("/api/channels/{ch}/messages/{id}"),
+            json!({"text": "edited"}),
+            true,
+        ),
+        (
+            M::DELETE,
+            format!("/api/channels/{ch}/messages/{id}"),
+            Value::Null,
+            true,
+        ),
+        (M::GET, format!("/api/channels/{ch}"), Value::Null, true),
+        (
+            M::PATCH,
+            format!("/api/channels/{ch}"),
+            json!({"topic": "fuzz topic"}),
+            true,
+        ),
+        (
+            M::DELETE,
+            format!("/api/channels/x{}", rng.next() % 1000),
+            Value::Null,
+            true,
+        ),
+        (
+            M::GET,
+            format!("/api/channels/{ch}/members"),
+            Value::Null,
+            true,
+        ),
+        (
+            M::POST,
+            format!("/api/channels/{ch}/members"),
+            json!({"username": "fuzz-b"}),
+            true,
+        ),
+        (
+            M::GET,
+            format!("/api/channels/{ch}/bans"),
+            Value::Null,
+            true,
+        ),
+        (
+            M::POST,
+            format!("/api/channels/{ch}/bans"),
+            json!({"username": u}),
+            true,
+        ),
+        (
+            M::POST,
+            format!("/api/channels/{ch}/mutes"),
+            json!({"username": u}),
+            true,
+        ),
+        (
+            M::POST,
+            format!("/api/admin/users/{u}/disable"),
+            json!({}),
+            true,
+        ),
+        (M::GET, "/api/admin/overview".into(), Value::Null, true),
         (M::GET, "/healthz".into(), Value::Null, false),
         (M::GET, "/readyz".into(), Value::Null, false),
         (
