@@ -244,7 +244,7 @@ async fn backfill_masters(store: &Store, base: &str, prefix: &str) -> Result<usi
     let mut added = 0;
     for (i, master) in topology.masters.iter().enumerate() {
         let index = topology.index_on(base, i);
-        let lock = format!("lock:backfill:{index}");
+        let lock = keys::backfill_lock(&index);
         let owned: Option<String> = redis::cmd("SET")
             .arg(&lock)
             .arg("1")

@@ -277,7 +277,11 @@ impl TestCluster {
                 Ok(i) => i,
                 Err(_) => return false,
             };
-            if !info.contains("cluster_state:ok") {
+            // Every node knows all six and sees every slot served (the nodes' gossip has settled).
+            if !info.contains("cluster_state:ok")
+                || !info.contains("cluster_known_nodes:6")
+                || !info.contains("cluster_slots_ok:16384")
+            {
                 return false;
             }
             let repl: String = match redis::cmd("INFO")
