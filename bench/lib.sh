@@ -59,7 +59,8 @@ start_redis() {
 
 # start_node NAME: a node on a free port against $REDIS_PORT (or $NODE_REDIS_URL when set, which
 # may be empty, e.g. for a cluster named in $NODE_ENV); sets NODE_PORT and NODE_PID.
-# Benchmarks lower argon2 (bulk sign-up) and raise the per-socket post limit; $NODE_ENV adds more.
+# Benchmarks lower argon2 (bulk sign-up) and raise the per-user post, channel and join limits (one
+# admin creates every room); $NODE_ENV adds more.
 start_node() {
   local name=$1
   NODE_PORT=$(free_port)
@@ -69,6 +70,8 @@ start_node() {
     CHATNODE__REDIS__URL="${NODE_REDIS_URL-redis://127.0.0.1:$REDIS_PORT/}" \
     CHATNODE__AUTH__ARGON2_MEMORY_KIB=8 CHATNODE__AUTH__ARGON2_ITERATIONS=1 \
     CHATNODE__WS__RATE_LIMIT_MESSAGES=1000000 \
+    CHATNODE__LIMITS__CHANNEL_CREATES_PER_HOUR=1000000 CHATNODE__LIMITS__MAX_CHANNELS_PER_USER=1000000 \
+    CHATNODE__LIMITS__JOINS_PER_MINUTE=1000000 \
     ${POOL_SIZE:+CHATNODE__REDIS__POOL_SIZE=$POOL_SIZE} \
     CHATNODE__LOG__LEVEL=warn \
     ${NODE_ENV:-} \

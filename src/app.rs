@@ -30,6 +30,8 @@ pub struct App {
     pub voice: Arc<crate::voice::Status>,
     /// Posts of this node waiting or being stored, bounded by `ws.max_inflight_per_node`.
     pub posts_in_flight: PostSlots,
+    /// Voice uploads this node is decoding, bounded by `voice.max_concurrent_decodes`.
+    pub decodes: PostSlots,
 }
 
 /// The node's bound on posts in flight: every WebSocket post, REST post and voice upload holds

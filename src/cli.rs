@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redis_server::{RedisOptions, RedisProcess};
+use crate::redis_server::RedisProcess;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -94,14 +94,8 @@ where
         let settings = Arc::new(settings);
         let mut embedded = None;
         let url = if settings.redis.url.is_empty() && !settings.redis.is_cluster() {
-            let p = RedisProcess::start(&RedisOptions {
-                binary: settings.redis.server_binary.clone(),
-                data_dir: Some(settings.redis.data_dir.clone()),
-                module_path: Some(settings.redis.module_path.clone()),
-                extra_args: Vec::new(),
-                startup_timeout: Duration::from_secs(settings.redis.startup_timeout_secs),
-            })
-            .await?;
+            let opts = crate::redis_server::embedded_options(&settings)?;
+            let p = RedisProcess::start(&opts).await?;
             let url = p.url();
             embedded = Some(p);
             url

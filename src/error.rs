@@ -42,10 +42,16 @@ pub enum Error {
     InvalidChannelName,
     #[error("{0}")]
     InvalidMessage(String),
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("slow down: too many messages")]
     RateLimited,
     #[error("slow down: too many messages; try again in {retry_after} s")]
     TooManyPosts { retry_after: u64 },
+    /// Any other limit on what one user may do in a while (channels created, voice bytes per
+    /// day, joins); the text names the limit.
+    #[error("{message}; try again in {retry_after} s")]
+    Limited { message: String, retry_after: u64 },
     #[error("search needs the RediSearch module, which this Redis does not have")]
     SearchUnavailable,
     #[error("{0}")]
@@ -95,7 +101,10 @@ impl Error {
             Error::ChannelExists => ErrorCode::ChannelExists,
             Error::InvalidChannelName => ErrorCode::InvalidChannelName,
             Error::InvalidMessage(_) => ErrorCode::InvalidMessage,
-            Error::RateLimited | Error::TooManyPosts { .. } => ErrorCode::RateLimited,
+            Error::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            Error::RateLimited | Error::TooManyPosts { .. } | Error::Limited { .. } => {
+                ErrorCode::RateLimited
+            }
             Error::SearchUnavailable => ErrorCode::SearchUnavailable,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Busy { .. } => ErrorCode::Busy,

@@ -22,7 +22,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = settings.log.level.clone();
+    // The audio decoders log every flaw of a bad upload (which is answered 415 anyway) at warn
+    // and error: kept out of the node's log unless RUST_LOG names them.
+    let level = format!("{},symphonia=off", settings.log.level);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     match command.as_str() {
         "serve" => match chatnode::run(settings) {

@@ -15,7 +15,7 @@ use crate::actors::hub::{CloseAll, Hub};
 use crate::actors::presence::Presence;
 use crate::app::App;
 use crate::metrics::Metrics;
-use crate::redis_server::{RedisOptions, RedisProcess};
+use crate::redis_server::RedisProcess;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -32,13 +32,7 @@ struct Started {
 async fn start(settings: Settings) -> Result<Started, String> {
     let settings = Arc::new(settings);
     let (url, embedded) = if settings.redis.url.is_empty() && !settings.redis.is_cluster() {
-        let opts = RedisOptions {
-            binary: settings.redis.server_binary.clone(),
-            data_dir: Some(settings.redis.data_dir.clone()),
-            module_path: Some(settings.redis.module_path.clone()),
-            extra_args: Vec::new(),
-            startup_timeout: Duration::from_secs(settings.redis.startup_timeout_secs),
-        };
+        let opts = crate::redis_server::embedded_options(&settings)?;
         let process = RedisProcess::start(&opts).await?;
         log::info!(
             "embedded redis-server on port {} (data in {}, search module {})",
@@ -66,6 +60,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
         .await
         .map_err(|e| format!("preparing Redis: {e}"))?;
     crate::store::setup::spawn_backfill(store.clone());
+    crate::store::retention::spawn_sweeper(store.clone());
 
     let metrics = Arc::new(Metrics::default());
     let (hub, presence) = start_actors(&store, &metrics);
@@ -81,6 +76,7 @@ async fn start(settings: Settings) -> Result<Started, String> {
         stopping: AtomicBool::new(false),
         voice,
         posts_in_flight: crate::app::PostSlots::new(settings.ws.max_inflight_per_node),
+        decodes: crate::app::PostSlots::new(settings.voice.max_concurrent_decodes),
     });
     let data = app.clone();
     let routes_settings = settings.clone();

@@ -23,12 +23,85 @@ pub struct RedisOptions {
     pub extra_args: Vec<String>,
     /// How long to wait for the first PING to answer.
     pub startup_timeout: Duration,
+    /// Password clients must give (`requirepass`); handed to the server on its standard input,
+    /// so it never shows in the process list.
+    pub password: Option<String>,
+}
+
+/// The name of the file in the embedded Redis's data folder that holds its password.
+pub const PASSWORD_FILE: &str = "redis-password";
+
+/// The options of a node's embedded Redis: its data folder, the search module, and a password:
+/// `redis.password` when set, else the one kept in `<data_dir>/redis-password`, made (random,
+/// 256 bits, readable by the owner only) the first time a data folder is used.
+pub fn embedded_options(settings: &crate::Settings) -> Result<RedisOptions, String> {
+    let r = &settings.redis;
+    let password = if r.password.expose().is_empty() {
+        data_dir_password(&r.data_dir)?
+    } else {
+        r.password.expose().to_string()
+    };
+    if !plain_password(&password) {
+        return Err(
+            "the embedded Redis's password (redis.password) must have no spaces, quotes or backslashes"
+                .into(),
+        );
+    }
+    Ok(RedisOptions {
+        binary: r.server_binary.clone(),
+        data_dir: Some(r.data_dir.clone()),
+        module_path: Some(r.module_path.clone()),
+        extra_args: Vec::new(),
+        startup_timeout: Duration::from_secs(r.startup_timeout_secs),
+        password: Some(password),
+    })
+}
+
+/// The password kept in `dir`, made when there is none yet.
+pub fn data_dir_password(dir: &Path) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(PASSWORD_FILE);
+    let made = {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            f.write_all(format!("{made}\n").as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(made)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let pw = text.trim().to_string();
+            if !plain_password(&pw) {
+                return Err(format!(
+                    "{} must hold one password without spaces, quotes or backslashes",
+                    path.display()
+                ));
+            }
+            Ok(pw)
+        }
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
 }
 
 /// A running `redis-server` child.
 pub struct RedisProcess {
     child: Option<Child>,
     port: u16,
+    password: Option<String>,
     /// Whether the module was asked to load.
     pub module_loaded: bool,
 }
@@ -59,6 +132,10 @@ impl RedisProcess {
     async fn start_once(opts: &RedisOptions) -> Result<Self, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let mut cmd = Command::new(&opts.binary);
+        if opts.password.is_some() {
+            // `-` first: read configuration from standard input (the password), then the options.
+            cmd.arg("-");
+        }
         cmd.arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--daemonize", "no", "--save", ""])
@@ -88,10 +165,14 @@ impl RedisProcess {
             _ => false,
         };
         cmd.args(&opts.extra_args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.stdin(if opts.password.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal this child when
         // the parent thread exits, so a killed node never leaves an orphan Redis behind.
         unsafe {
@@ -107,8 +188,14 @@ impl RedisProcess {
                 format!("cannot start {}: {e}", opts.binary)
             }
         })?;
+        if let (Some(pw), Some(mut stdin)) = (&opts.password, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            let config = format!("requirepass \"{pw}\"\n");
+            // Closed when dropped: Redis reads its configuration to the end before it starts.
+            let _ = stdin.write_all(config.as_bytes()).await;
+        }
         let deadline = Instant::now() + opts.startup_timeout;
-        let url = format!("redis://127.0.0.1:{port}/");
+        let url = url_of(port, opts.password.as_deref());
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut stderr = String::new();
@@ -126,6 +213,7 @@ impl RedisProcess {
                 return Ok(RedisProcess {
                     child: Some(child),
                     port,
+                    password: opts.password.clone(),
                     module_loaded,
                 });
             }
@@ -145,9 +233,9 @@ impl RedisProcess {
         self.port
     }
 
-    /// The URL to reach it.
+    /// The URL to reach it (with its password, when it has one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        url_of(self.port, self.password.as_deref())
     }
 
     /// The child's process id, while it runs.
@@ -196,6 +284,19 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.stop_blocking();
     }
+}
+
+fn url_of(port: u16, password: Option<&str>) -> String {
+    let url = format!("redis://127.0.0.1:{port}/");
+    crate::store::url_with_password(&url, password.unwrap_or(""))
+}
+
+/// Whether a password can be written into a `requirepass "…"` line as it is.
+fn plain_password(pw: &str) -> bool {
+    !pw.is_empty()
+        && !pw
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
 }
 
 async fn ping(url: &str) -> bool {

@@ -57,6 +57,7 @@ pub struct Settings {
     pub log: Log,
     pub shutdown: Shutdown,
     pub voice: Voice,
+    pub limits: Limits,
     pub messages: Messages,
 }
 
@@ -319,6 +320,11 @@ pub struct History {
     pub page_size: usize,
     pub max_page_size: usize,
     pub stream_maxlen: u64,
+    /// Days messages are kept, fractions allowed (0 = for ever); older ones are removed with
+    /// their hash, search entry, mentions and audio.
+    pub retention_days: f64,
+    /// Seconds between retention sweeps (one node sweeps at a time).
+    pub retention_interval_secs: u64,
 }
 
 /// `[auth]`: password hashing, sessions and login throttling.
@@ -363,6 +369,14 @@ pub struct Voice {
     pub enabled: bool,
     pub max_seconds: u64,
     pub max_bytes: usize,
+    /// Highest sample rate an upload may have (read from its header before decoding).
+    pub max_sample_rate: u32,
+    /// Audio bytes one user may upload per UTC day (0 = no quota).
+    pub daily_quota_bytes: u64,
+    /// Days a voice message's audio is kept (0 = for as long as its message).
+    pub retention_days: u64,
+    /// Uploads this node decodes at once; more are answered 503 `busy`.
+    pub max_concurrent_decodes: usize,
     pub engine: String,
     pub transcriber: bool,
     pub language: String,
@@ -379,6 +393,22 @@ pub struct Voice {
     pub max_attempts: u32,
     pub claim_after_secs: u64,
     pub poll_ms: u64,
+}
+
+/// `[limits]`: what one user may cost the node and Redis per minute (every node counts together).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Public channels one user may create per hour.
+    pub channel_creates_per_hour: u32,
+    /// Public channels one user may create in all.
+    pub max_channels_per_user: u32,
+    /// Joins and leaves of public channels one user may make per minute.
+    pub joins_per_minute: u32,
+    /// `typing` frames one user may send per minute; more are dropped.
+    pub typing_per_minute: u32,
+    /// Read markers (`read` frames, `POST .../read`) one user may set per minute.
+    pub reads_per_minute: u32,
 }
 
 /// A setting that could not be read or is out of range; names the key.
@@ -570,6 +600,19 @@ impl Settings {
                 "must be between 1 and history.max_page_size",
             );
         }
+        let h = &self.history;
+        if !(h.retention_days.is_finite() && (0.0..=36_500.0).contains(&h.retention_days)) {
+            return invalid(
+                "history.retention_days",
+                "must be between 0 and 36500 (0 = keep)",
+            );
+        }
+        if !(1..=86_400).contains(&h.retention_interval_secs) {
+            return invalid(
+                "history.retention_interval_secs",
+                "must be between 1 and 86400",
+            );
+        }
         if self.auth.session_ttl_secs < 60 {
             return invalid("auth.session_ttl_secs", "must be at least 60");
         }
@@ -597,6 +640,15 @@ impl Settings {
         }
         if v.max_bytes < 1024 || v.max_bytes > 64 << 20 {
             return invalid("voice.max_bytes", "must be between 1024 and 67108864");
+        }
+        if !(8_000..=crate::voice::audio::MAX_DECODE_RATE).contains(&v.max_sample_rate) {
+            return invalid("voice.max_sample_rate", "must be between 8000 and 384000");
+        }
+        if v.retention_days > 36_500 {
+            return invalid("voice.retention_days", "must be at most 36500 (0 = keep)");
+        }
+        if !(1..=64).contains(&v.max_concurrent_decodes) {
+            return invalid("voice.max_concurrent_decodes", "must be between 1 and 64");
         }
         if !["auto", "whisper", "deepgram", "openai", "none"].contains(&v.engine.as_str()) {
             return invalid(
@@ -644,6 +696,21 @@ impl Settings {
         }
         if !(100..=30_000).contains(&v.poll_ms) {
             return invalid("voice.poll_ms", "must be between 100 and 30000");
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            (
+                "limits.channel_creates_per_hour",
+                l.channel_creates_per_hour,
+            ),
+            ("limits.max_channels_per_user", l.max_channels_per_user),
+            ("limits.joins_per_minute", l.joins_per_minute),
+            ("limits.typing_per_minute", l.typing_per_minute),
+            ("limits.reads_per_minute", l.reads_per_minute),
+        ] {
+            if v == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log.level.as_str()) {
             return invalid(

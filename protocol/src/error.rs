@@ -36,6 +36,8 @@ pub enum ErrorCode {
     ChannelExists,
     InvalidChannelName,
     InvalidMessage,
+    /// A search query beyond the documented limits (e.g. too many `|` alternatives).
+    InvalidQuery,
     RateLimited,
     SearchUnavailable,
     Unavailable,
@@ -82,6 +84,7 @@ impl ErrorCode {
             ErrorCode::ChannelExists => "channel_exists",
             ErrorCode::InvalidChannelName => "invalid_channel_name",
             ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::InvalidQuery => "invalid_query",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::SearchUnavailable => "search_unavailable",
             ErrorCode::Unavailable => "unavailable",

@@ -3,7 +3,8 @@
 //! Every event reaches the room through the bridge (also the ones posted on this node: one path,
 //! one order). The room serializes each event once per frame variant and pushes it to each
 //! member's outbox. It remembers the last stream ID it delivered; after the bridge reconnects it
-//! catches up from the stream, and per-member IDs keep replays from doubling anything.
+//! catches up from the stream, from the oldest position any member still has, and per-member IDs
+//! keep replays from doubling anything.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -179,6 +180,20 @@ impl Room {
             }
         }
         self.metrics.deliveries.fetch_add(delivered, Relaxed);
+    }
+
+    /// Where catching up starts: the oldest position any member still has. The room's own
+    /// position may be past events some member has not received: a member that joined with a
+    /// replay while the bridge was down moved it to the end of its replay, and the others got
+    /// none of those events live. Per-member IDs drop what a member already has.
+    fn catch_up_from(&self) -> String {
+        let mut from = self.last_id.clone();
+        for m in self.members.values() {
+            if id_after(&from, &m.last_id) {
+                from = m.last_id.clone();
+            }
+        }
+        from
     }
 
     fn deliver_ephemeral(&self, e: Ephemeral) {
@@ -431,7 +446,7 @@ impl Handler<CatchUp> for Room {
     fn handle(&mut self, _: CatchUp, ctx: &mut Self::Context) {
         let store = self.store.clone();
         let channel = self.channel.clone();
-        let from = self.last_id.clone();
+        let from = self.catch_up_from();
         ctx.wait(
             async move { store.read_after(&channel, &from).await }
                 .into_actor(self)

@@ -15,6 +15,7 @@ use super::Authed;
 use crate::app::{App, PostSlot};
 use crate::error::{Error, Result};
 use crate::store::channels::{validate_channel_name, Kind};
+use crate::store::limits::Action;
 use crate::store::members::check_title;
 use crate::store::users::normalize_username;
 
@@ -70,6 +71,13 @@ struct CreateBody {
     title: String,
 }
 
+/// Gives back the count of a channel that was allowed but not made (its name was taken).
+async fn give_back_channel(app: &App, username: &str) {
+    if let Err(e) = app.store.channel_not_created(username).await {
+        log::warn!("giving back a channel count of {username}: {e}");
+    }
+}
+
 async fn create(
     app: web::Data<App>,
     authed: Authed,
@@ -79,8 +87,11 @@ async fn create(
     validate_channel_name(&body.name)?;
     check_title(&body.title)?;
     check_title(&body.topic)?;
+    // Counted before anything is written, apart from how the channel is made.
+    app.store.allow_channel_create(&u.username).await?;
     if body.private {
-        app.store
+        let made = app
+            .store
             .create_private(
                 &u.username,
                 &body.name,
@@ -88,10 +99,17 @@ async fn create(
                 &body.title,
                 &body.topic,
             )
-            .await?;
+            .await;
+        if let Err(e) = made {
+            give_back_channel(&app, &u.username).await;
+            return Err(e);
+        }
         return Ok(HttpResponse::Created().json(json!({"name": body.name, "kind": Kind::Private})));
     }
-    app.store.create_channel(&body.name).await?;
+    if let Err(e) = app.store.create_channel(&body.name).await {
+        give_back_channel(&app, &u.username).await;
+        return Err(e);
+    }
     app.store
         .join_channel(&u.username, &u.uuid, &body.name)
         .await?;
@@ -113,6 +131,9 @@ async fn join(
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
     app.store
+        .count_action(&authed.user.username, Action::Join)
+        .await?;
+    app.store
         .join_channel(&authed.user.username, &authed.user.uuid, &name)
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -123,6 +144,9 @@ async fn leave(
     authed: Authed,
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
+    app.store
+        .count_action(&authed.user.username, Action::Join)
+        .await?;
     app.store
         .leave_channel(&authed.user.username, &authed.user.uuid, &name)
         .await?;
@@ -273,6 +297,9 @@ async fn read(
     body: web::Json<ReadBody>,
 ) -> Result<HttpResponse> {
     app.store.require_read(&authed.user.username, &name).await?;
+    app.store
+        .count_action(&authed.user.username, Action::Read)
+        .await?;
     app.store
         .mark_read(&authed.user.username, &name, &body.last_id)
         .await?;

@@ -18,7 +18,8 @@ impl ResponseError for Error {
             | Error::InvalidUsername(_)
             | Error::WeakPassword
             | Error::InvalidChannelName
-            | Error::InvalidMessage(_) => StatusCode::BAD_REQUEST,
+            | Error::InvalidMessage(_)
+            | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Error::InvalidCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_)
             | Error::Muted { .. }
@@ -32,6 +33,7 @@ impl ResponseError for Error {
             Error::TooManyAttempts { .. }
             | Error::RateLimited
             | Error::TooManyPosts { .. }
+            | Error::Limited { .. }
             | Error::SlowMode { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::SearchUnavailable
             | Error::Unavailable(_)
@@ -51,6 +53,7 @@ impl ResponseError for Error {
         let mut res = HttpResponse::build(self.status_code());
         if let Error::TooManyAttempts { retry_after }
         | Error::TooManyPosts { retry_after }
+        | Error::Limited { retry_after, .. }
         | Error::Busy { retry_after }
         | Error::SlowMode { retry_after } = self
         {

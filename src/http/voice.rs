@@ -101,32 +101,22 @@ async fn upload(
             audio::ACCEPTED
         )));
     }
-    let max_seconds = v.max_seconds;
-    let (decoded, body) = web::block(move || {
-        let d = audio::decode(&body, format, max_seconds).map(|d| (d.format, d.duration_ms()));
-        (d, body)
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("decoding thread: {e}")))?;
-    let (format, duration_ms) = decoded.map_err(audio_error)?;
-    let transcript = if app.store.live_transcribers().await? > 0 {
-        state::PENDING
-    } else {
-        state::UNAVAILABLE
-    };
-    let posted = app
+    // Refused before any decoding: a spent posting budget, the day's audio quota, a node
+    // already decoding as many uploads as it may.
+    app.store.require_post_budget(&u.username).await?;
+    let decode_slot = app
+        .decodes
+        .try_take()
+        .ok_or(Error::Busy { retry_after: 1 })?;
+    let reservation = app
         .store
-        .post_voice(
-            &u.username,
-            &u.uuid,
-            &channel,
-            &body,
-            format.mime(),
-            duration_ms,
-            transcript,
-            query.client_id.as_deref(),
-        )
+        .reserve_audio(&u.username, body.len() as u64)
         .await?;
+    let stored = measure_and_post(&app, u, &channel, body, format, &query, decode_slot).await;
+    if !matches!(&stored, Ok(p) if !p.duplicate) {
+        app.store.release_audio(reservation).await;
+    }
+    let posted = stored?;
     let body = json!({"message": posted.event});
     if posted.duplicate {
         // Stored before under this client_id: nothing new written, no second transcription.
@@ -134,6 +124,45 @@ async fn upload(
     }
     app.metrics.messages_posted.fetch_add(1, Relaxed);
     Ok(HttpResponse::Accepted().json(body))
+}
+
+/// Decodes the upload (holding one of the node's decode slots while it runs) and stores it.
+async fn measure_and_post(
+    app: &App,
+    u: &crate::accounts::User,
+    channel: &str,
+    body: Vec<u8>,
+    format: Option<audio::Format>,
+    query: &UploadQuery,
+    slot: crate::app::PostSlot,
+) -> Result<crate::store::posting::Posted> {
+    let v = &app.settings.voice;
+    let (max_seconds, max_rate) = (v.max_seconds, v.max_sample_rate);
+    let (measured, body) = web::block(move || {
+        let m = audio::measure(&body, format, max_seconds, max_rate);
+        drop(slot);
+        (m, body)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("decoding thread: {e}")))?;
+    let (format, duration_ms) = measured.map_err(audio_error)?;
+    let transcript = if app.store.live_transcribers().await? > 0 {
+        state::PENDING
+    } else {
+        state::UNAVAILABLE
+    };
+    app.store
+        .post_voice(
+            &u.username,
+            &u.uuid,
+            channel,
+            &body,
+            format.mime(),
+            duration_ms,
+            transcript,
+            query.client_id.as_deref(),
+        )
+        .await
 }
 
 fn audio_error(e: AudioError) -> Error {

@@ -171,7 +171,7 @@ impl Store {
 
     /// Turns XRANGE entries into events; entries written by seed 003's loader carry only
     /// `type`, so their text comes from the message's hash (one pipelined read).
-    async fn events_from_entries(
+    pub(super) async fn events_from_entries(
         &self,
         channel: &str,
         raw: redis::Value,

@@ -30,6 +30,8 @@ pub const MESSAGE_PREFIX: &str = "message:";
 pub const ONLINE: &str = "online";
 /// Pub/sub channel of presence transitions (`{"username","online"}`).
 pub const PRESENCE_EVENTS: &str = "events:presence";
+/// Held (with an expiry) by the node running the history retention sweep.
+pub const RETENTION_LOCK: &str = "retention:lock";
 /// Pub/sub channel of per-user notices (revoked sessions, mentions, DM invitations).
 pub const USER_EVENTS: &str = "events:user";
 
@@ -87,6 +89,23 @@ pub fn login_failures_addr(addr: &str) -> String {
 /// `postrate:{user:<u>}`: posts counted in the user's current rate window (expires with it).
 pub fn post_rate(username: &str) -> String {
     format!("postrate:{}", user_tag(username))
+}
+
+/// `voicequota:{user:<u>}:<day>`: audio bytes the user uploaded on that UTC day (days since
+/// 1970), kept two days.
+pub fn audio_quota(username: &str, day: u64) -> String {
+    format!("voicequota:{}:{day}", user_tag(username))
+}
+
+/// `limit:{user:<u>}:<kind>`: the user's count of one kind of action (`join`, `read`, `typing`,
+/// `create`) in the current window; expires with it.
+pub fn action_count(username: &str, kind: &str) -> String {
+    format!("limit:{}:{kind}", user_tag(username))
+}
+
+/// `channelsmade:{user:<u>}`: public channels the user has created.
+pub fn channels_created(username: &str) -> String {
+    format!("channelsmade:{}", user_tag(username))
 }
 
 /// `memberships:{user:<u>}`: set of channels a user belongs to (public and DMs).

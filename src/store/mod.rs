@@ -9,11 +9,13 @@ pub mod history;
 pub mod ids;
 pub mod insights;
 pub mod keys;
+pub mod limits;
 pub mod members;
 pub mod migrate;
 pub mod moderation;
 pub mod posting;
 pub mod replicas;
+pub mod retention;
 pub mod search;
 pub mod sessions;
 pub mod setup;
@@ -80,7 +82,7 @@ pub struct Store {
 }
 
 /// Puts `password` into a redis URL that has none.
-fn url_with_password(url: &str, password: &str) -> String {
+pub(crate) fn url_with_password(url: &str, password: &str) -> String {
     if password.is_empty() {
         return url.to_string();
     }

@@ -76,7 +76,23 @@ pub struct UserResults {
     pub users: Vec<Profile>,
 }
 
+/// `|` alternatives one user search may have; each is a prefix search over three fields.
+pub const MAX_ALTERNATIVES: usize = 5;
+
 impl UserQuery {
+    /// Refuses a text with more than [`MAX_ALTERNATIVES`] `|` alternatives (400 `invalid_query`).
+    pub fn check(&self) -> Result<()> {
+        let n = self.q.as_deref().map_or(0, |q| {
+            q.split('|').filter(|alt| !terms(alt).is_empty()).count()
+        });
+        if n > MAX_ALTERNATIVES {
+            return Err(Error::InvalidQuery(format!(
+                "a search may have at most {MAX_ALTERNATIVES} alternatives separated by |; this one has {n}"
+            )));
+        }
+        Ok(())
+    }
+
     /// A text query with no searchable word in it (only punctuation) finds nobody.
     pub fn matches_nothing(&self) -> bool {
         self.q
@@ -216,6 +232,7 @@ impl Store {
 
     /// Searches users by name, city, country, hobby and distance.
     pub async fn search_users(&self, q: &UserQuery) -> Result<UserResults> {
+        q.check()?;
         if self.search.is_none() {
             return Err(Error::SearchUnavailable);
         }

@@ -5,6 +5,7 @@
 //! and a user's own messages and join/leave events never count as unread.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use redis::AsyncCommands;
 use serde::Serialize;
@@ -33,6 +34,27 @@ pub struct ChannelSummary {
 /// Largest unread count reported exactly; above it the count is capped.
 pub const UNREAD_CAP: usize = 1000;
 
+/// Counts the entries of a channel stream (KEYS[1]) from ARGV[1] (`-` or `(<id>`), at most
+/// ARGV[3], that are messages by someone other than ARGV[2]. One key: the channel's slot.
+const UNREAD_LUA: &str = r#"
+local n = 0
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[3])) do
+  local f, kind, user = e[2], nil, nil
+  for i = 1, #f, 2 do
+    if f[i] == 'type' then kind = f[i + 1] elseif f[i] == 'username' then user = f[i + 1] end
+  end
+  if (kind == nil or kind == 'message') and user ~= ARGV[2] then n = n + 1 end
+end
+return n
+"#;
+
+static UNREAD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(UNREAD_LUA));
+
+/// Where counting starts: after the last-seen ID, or from the beginning.
+fn unread_start(seen: Option<&str>) -> String {
+    seen.map(|s| format!("({s}")).unwrap_or_else(|| "-".into())
+}
+
 impl Store {
     /// Records that the user has read up to `last_id` (never moves backwards).
     pub async fn mark_read(&self, username: &str, channel: &str, last_id: &str) -> Result<()> {
@@ -53,38 +75,68 @@ impl Store {
         Ok(())
     }
 
-    /// Unread count of a channel for a user: entries after their last-seen ID (capped).
+    /// Unread count of a channel for a user: entries after their last-seen ID (capped). Counted
+    /// in Redis: the entries are not sent to the node, only the count.
     pub async fn unread(&self, username: &str, channel: &str) -> Result<u64> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.shared();
         let seen: Option<String> = conn
             .hget(keys::user(username), keys::last_seen_field(channel))
             .await?;
-        let start = seen.map(|s| format!("({s}")).unwrap_or_else(|| "-".into());
-        let ids: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(keys::channel(channel))
-            .arg(&start)
-            .arg("+")
-            .arg("COUNT")
+        let n: u64 = UNREAD_SCRIPT
+            .key(keys::channel(channel))
+            .arg(unread_start(seen.as_deref()))
+            .arg(username)
             .arg(UNREAD_CAP)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await?;
-        Ok(ids
-            .iter()
-            .filter(|(_, f)| {
-                f.get("type").is_none_or(|t| t == "message")
-                    && f.get("username").is_none_or(|u| u != username)
-            })
-            .count() as u64)
+        Ok(n)
     }
 
-    /// The caller's channels with unread counts and last message.
+    /// The caller's channels with unread counts and last message: every channel's count and
+    /// newest entry in one pipelined round trip (the counting in Redis); the membership check of
+    /// each channel (`listed`) is its own.
     pub async fn channel_summaries(&self, username: &str) -> Result<Vec<ChannelSummary>> {
-        let mut out = Vec::new();
         // The index is checked against each channel's members: it grants nothing by itself.
         let channels = self.memberships(username).await?;
-        for (name, kind) in self.listed(username, channels).await? {
-            let last = self.range_rev(&name, "+", 1).await?.pop();
-            let unread = self.unread(username, &name).await?;
+        let listed = self.listed(username, channels).await?;
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let profile: HashMap<String, String> = conn.hgetall(keys::user(username)).await?;
+        let mut pipe = redis::pipe();
+        pipe.load_script(&UNREAD_SCRIPT).ignore();
+        let mut invocations = Vec::with_capacity(listed.len());
+        for (name, _) in &listed {
+            let seen = profile
+                .get(&keys::last_seen_field(name))
+                .map(String::as_str);
+            let mut inv = UNREAD_SCRIPT.key(keys::channel(name));
+            inv.arg(unread_start(seen)).arg(username).arg(UNREAD_CAP);
+            invocations.push(inv);
+        }
+        for ((name, _), inv) in listed.iter().zip(&invocations) {
+            pipe.cmd("XREVRANGE")
+                .arg(keys::channel(name))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .invoke_script(inv);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        drop(conn);
+        let mut replies = replies.into_iter();
+        let mut out = Vec::with_capacity(listed.len());
+        for (name, kind) in listed {
+            let (Some(last), Some(unread)) = (replies.next(), replies.next()) else {
+                return Err(crate::error::Error::Internal(
+                    "channel list: fewer replies than asked".into(),
+                ));
+            };
+            let last = self.events_from_entries(&name, last).await?.pop();
+            let unread: u64 = redis::FromRedisValue::from_redis_value(unread)
+                .map_err(|e| crate::error::Error::Internal(format!("unread count: {e}")))?;
             let peer = dm_pair(&name).map(|(a, b)| if a == username { b } else { a }.to_string());
             let title = match kind {
                 Kind::Private | Kind::Group => self.channel_title(&name).await?,

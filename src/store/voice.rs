@@ -73,7 +73,8 @@ pub fn info_from_fields(f: &HashMap<String, String>) -> Option<VoiceInfo> {
 const POST_VOICE_LUA: &str = r#"
 -- KEYS after the guard's four: 5 audio:{channel:<c>}:<a>, 6 audioinfo:{channel:<c>}:<a>
 -- ARGV after the guard's five: 6 channel, 7 uuid, 8 audio id, 9 audio bytes, 10 content type,
---   11 duration ms, 12 size, 13 transcript state, 14 message-hash key prefix
+--   11 duration ms, 12 size, 13 transcript state, 14 message-hash key prefix, 15 seconds the
+--   audio is kept (0 = no expiry)
 local id, ms = append({'type', 'message', 'username', ARGV[2], 'message', '', 'uuid', ARGV[7],
   'audio', ARGV[8], 'audio_type', ARGV[10], 'duration_ms', ARGV[11], 'audio_bytes', ARGV[12],
   'transcript_state', ARGV[13]})
@@ -86,6 +87,10 @@ redis.call('HSET', ARGV[14] .. id, 'channel', ARGV[6], 'username', ARGV[2], 'mes
 redis.call('SET', KEYS[5], ARGV[9])
 redis.call('HSET', KEYS[6], 'channel', ARGV[6], 'message', id, 'type', ARGV[10],
   'bytes', ARGV[12], 'duration_ms', ARGV[11], 'username', ARGV[2], 'created_at', ms)
+if tonumber(ARGV[15]) > 0 then
+  redis.call('EXPIRE', KEYS[5], ARGV[15])
+  redis.call('EXPIRE', KEYS[6], ARGV[15])
+end
 redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = 'message',
   username = ARGV[2], text = '', created_at = ms, uuid = ARGV[7],
   voice = {audio = ARGV[8], content_type = ARGV[10], duration_ms = tonumber(ARGV[11]),
@@ -129,12 +134,15 @@ impl Store {
         let guard = self.post_guard(username, channel, client_id);
         // The pointer from the audio ID to its channel comes first: a refused post leaves only
         // it, pointing at no audio.
+        // It expires with the audio (`voice.retention_days`).
+        let keep_secs = self.settings.voice.retention_days.saturating_mul(86_400);
         let mut conn = self.shared();
-        let _: () = redis::cmd("SET")
-            .arg(keys::audio_channel(&audio_id))
-            .arg(channel)
-            .query_async(&mut conn)
-            .await?;
+        let mut set = redis::cmd("SET");
+        set.arg(keys::audio_channel(&audio_id)).arg(channel);
+        if keep_secs > 0 {
+            set.arg("EX").arg(keep_secs);
+        }
+        let _: () = set.query_async(&mut conn).await?;
         let mut inv = guard.start(
             &POST_VOICE_SCRIPT,
             channel,
@@ -151,7 +159,8 @@ impl Store {
             .arg(duration_ms)
             .arg(audio.len())
             .arg(transcript_state)
-            .arg(keys::message(channel, ""));
+            .arg(keys::message(channel, ""))
+            .arg(keep_secs);
         guard.finish(&mut inv);
         let (id, duplicate) = match self.run_guarded(&guard, inv).await? {
             Guarded::Stored(id) => (id, false),

@@ -233,6 +233,10 @@ impl Decoded {
     }
 }
 
+/// The highest sample rate [`decode`] takes (stored audio was checked against the node's own,
+/// lower, `voice.max_sample_rate` when it was uploaded).
+pub const MAX_DECODE_RATE: u32 = 384_000;
+
 /// Decodes a whole body as `format` (or the sniffed format when `None`). Audio longer than
 /// `max_seconds` is refused as soon as decoding passes that length.
 pub fn decode(
@@ -240,10 +244,111 @@ pub fn decode(
     format: Option<Format>,
     max_seconds: u64,
 ) -> Result<Decoded, AudioError> {
+    let r = run(bytes, format, max_seconds, MAX_DECODE_RATE, true)?;
+    Ok(Decoded {
+        format: r.format,
+        samples: r.samples,
+        rate: r.rate,
+        channels: r.channels,
+    })
+}
+
+/// What an upload needs to know of its audio: the format and the length in milliseconds.
+/// Decodes the whole body to check it, but keeps no samples, so its memory does not grow with
+/// the audio's length. Refused before any decoding: a sample rate above `max_rate` (415), and a
+/// header that declares more than `max_seconds` (413).
+pub fn measure(
+    bytes: &[u8],
+    format: Option<Format>,
+    max_seconds: u64,
+    max_rate: u32,
+) -> Result<(Format, u64), AudioError> {
+    let d = run(bytes, format, max_seconds, max_rate, false)?;
+    Ok((d.format, d.frames * 1000 / u64::from(d.rate.max(1))))
+}
+
+/// What [`run`] decoded: the samples only when asked to keep them.
+struct Run {
+    format: Format,
+    samples: Vec<f32>,
+    frames: u64,
+    rate: u32,
+    channels: usize,
+}
+
+/// The most channels an upload may have (each is decoded before being mixed down).
+pub const MAX_CHANNELS: usize = 8;
+
+/// Sample rate and channel count from a WAV's `fmt ` chunk, read before the decoder sees the file
+/// (the decoder panics on a rate of 0, and sizes its buffers by the channel count).
+pub fn wav_header(bytes: &[u8]) -> Option<(u32, u16)> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while at.checked_add(8)? <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let body = bytes.get(at + 8..at + 8 + 8)?;
+            let channels = u16::from_le_bytes([body[2], body[3]]);
+            let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+            return Some((rate, channels));
+        }
+        at = at.checked_add(8)?.checked_add(size + (size & 1))?;
+    }
+    None
+}
+
+fn check_shape(rate: u32, channels: usize, max_rate: u32) -> Result<(), AudioError> {
+    if !(1000..=max_rate).contains(&rate) {
+        return Err(unsupported(format!(
+            "its sample rate is {rate} Hz; voice messages may have 1000 to {max_rate} Hz"
+        )));
+    }
+    if !(1..=MAX_CHANNELS).contains(&channels) {
+        return Err(unsupported(format!(
+            "it has {channels} channels; voice messages may have 1 to {MAX_CHANNELS}"
+        )));
+    }
+    Ok(())
+}
+
+fn run(
+    bytes: &[u8],
+    format: Option<Format>,
+    max_seconds: u64,
+    max_rate: u32,
+    keep: bool,
+) -> Result<Run, AudioError> {
     let format = match format {
         Some(f) => f,
         None => sniff(bytes)?,
     };
+    // Whatever the type claims: the decoders probe the bytes, and would read a WAV header.
+    if let Some((rate, channels)) = wav_header(bytes) {
+        check_shape(rate, channels as usize, max_rate)?;
+    }
+    // The decoders are third-party code fed hostile bytes: a panic in one is a refused upload,
+    // not a failed request.
+    let label = format.label();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_decoder(bytes, format, max_seconds, max_rate, keep)
+    }))
+    .unwrap_or_else(|_| {
+        Err(unsupported(format!(
+            "the body could not be decoded as {label}: the decoder gave up on it"
+        )))
+    })
+}
+
+fn run_decoder(
+    bytes: &[u8],
+    format: Format,
+    max_seconds: u64,
+    max_rate: u32,
+    keep: bool,
+) -> Result<Run, AudioError> {
     let label = format.label();
     let cant =
         |why: String| unsupported(format!("the body could not be decoded as {label}: {why}"));
@@ -275,8 +380,16 @@ pub fn decode(
     }
     let rate = params
         .sample_rate
-        .filter(|r| (1000..=384_000).contains(r))
+        .filter(|r| (1000..=MAX_DECODE_RATE).contains(r))
         .ok_or_else(|| cant("no usable sample rate".into()))?;
+    if rate > max_rate {
+        return Err(unsupported(format!(
+            "its sample rate is {rate} Hz; voice messages may have at most {max_rate} Hz"
+        )));
+    }
+    if let Some(ch) = params.channels {
+        check_shape(rate, ch.count(), max_rate)?;
+    }
     let limit_frames = (max_seconds + 1) * rate as u64;
     if let Some(n) = params.n_frames {
         // A header that promises more than the limit (and is not a streaming placeholder).
@@ -291,6 +404,7 @@ pub fn decode(
         .make(&params, &DecoderOptions::default())
         .map_err(|e| cant(e.to_string()))?;
     let mut samples: Vec<f32> = Vec::new();
+    let mut frames = 0u64;
     let mut channels = params.channels.map(|c| c.count()).unwrap_or(0);
     let (mut good, mut bad) = (0usize, 0usize);
     let mut buf: Option<SampleBuffer<f32>> = None;
@@ -316,6 +430,9 @@ pub fn decode(
                 good += 1;
                 let spec = *decoded.spec();
                 let n_ch = spec.channels.count().max(1);
+                if n_ch > MAX_CHANNELS {
+                    return Err(cant(format!("it has {n_ch} channels")));
+                }
                 channels = n_ch;
                 let needed = decoded.capacity() as u64;
                 if buf
@@ -326,13 +443,16 @@ pub fn decode(
                 }
                 let b = buf.as_mut().expect("set above");
                 b.copy_interleaved_ref(decoded);
-                for frame in b.samples().chunks(n_ch) {
-                    let sum: f32 = frame.iter().sum();
-                    samples.push((sum / n_ch as f32).clamp(-1.0, 1.0));
+                frames += (b.samples().len() / n_ch) as u64;
+                if keep {
+                    for frame in b.samples().chunks(n_ch) {
+                        let sum: f32 = frame.iter().sum();
+                        samples.push((sum / n_ch as f32).clamp(-1.0, 1.0));
+                    }
                 }
-                if samples.len() as u64 > limit_frames {
+                if frames > limit_frames {
                     return Err(AudioError::TooLong {
-                        seconds: samples.len() as f64 / rate as f64,
+                        seconds: frames as f64 / rate as f64,
                         max_seconds,
                     });
                 }
@@ -342,14 +462,14 @@ pub fn decode(
             Err(e) => return Err(cant(e.to_string())),
         }
     }
-    if good == 0 || samples.is_empty() {
+    if good == 0 || frames == 0 {
         return Err(cant("no audio in it".into()));
     }
     if bad > good {
         return Err(cant("most of it is damaged".into()));
     }
     if let Some(n) = params.n_frames {
-        let got = samples.len() as u64;
+        let got = frames;
         // Fewer frames than the header promised: the file was cut short. Encoded formats may
         // differ from their headers by a few packets of priming and padding.
         if n < u32::MAX as u64 / 2 && got + got / 50 + 8192 < n {
@@ -360,16 +480,17 @@ pub fn decode(
             )));
         }
     }
-    let seconds = samples.len() as f64 / rate as f64;
+    let seconds = frames as f64 / rate as f64;
     if seconds > max_seconds as f64 {
         return Err(AudioError::TooLong {
             seconds,
             max_seconds,
         });
     }
-    Ok(Decoded {
+    Ok(Run {
         format,
         samples,
+        frames,
         rate,
         channels,
     })
@@ -594,6 +715,33 @@ mod tests {
         for f in [Some(Format::Wav), Some(Format::Mp3), None] {
             assert!(decode(&noise, f, 60).is_err(), "{f:?}");
         }
+    }
+
+    #[test]
+    fn measuring_checks_like_decoding_and_refuses_high_rates_from_the_header() {
+        let wav = stereo_wav(44_100, &tone(44_100, 1.5, 440.0));
+        assert_eq!(
+            measure(&wav, Some(Format::Wav), 60, 48_000).unwrap(),
+            (Format::Wav, 1500)
+        );
+        // 384 kHz is refused by its header: no sample of it is decoded.
+        let high = stereo_wav(384_000, &[0.0; 64]);
+        match measure(&high, Some(Format::Wav), 60, 48_000) {
+            Err(AudioError::Unsupported(m)) => assert!(m.contains("384000 Hz"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A header declaring more than the limit is refused before decoding as well.
+        let mut long = stereo_wav(8_000, &tone(8_000, 0.1, 300.0));
+        let frames: u32 = 8_000 * 120;
+        long[4..8].copy_from_slice(&(36 + frames * 4).to_le_bytes());
+        long[40..44].copy_from_slice(&(frames * 4).to_le_bytes());
+        long.resize(44 + (frames as usize * 4) / 32, 0);
+        assert!(matches!(
+            measure(&long, Some(Format::Wav), 60, 48_000),
+            Err(AudioError::TooLong { .. })
+        ));
+        let cut = &wav[..wav.len() / 2];
+        assert!(measure(cut, Some(Format::Wav), 60, 48_000).is_err());
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl TestCluster {
                     "0".into(),
                 ],
                 startup_timeout: Duration::from_secs(10),
+                password: None,
             })
             .await
             .expect("a cluster redis-server starts");

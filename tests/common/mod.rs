@@ -43,6 +43,7 @@ impl TestRedis {
             module_path: Some(PathBuf::from(module)),
             extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(10),
+            password: None,
         })
         .await
         .expect("the RediSearch 2.x server starts");
@@ -61,6 +62,7 @@ impl TestRedis {
             module_path: module,
             extra_args,
             startup_timeout: Duration::from_secs(10),
+            password: None,
         })
         .await
         .expect("redis-server starts (install it with scripts/install-deps.sh)");

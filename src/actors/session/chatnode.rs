@@ -12,6 +12,7 @@ use crate::protocol::outbound::{self, Gap, HistoryPage, Posted, Subscribed, Unre
 use crate::protocol::{ErrorAbout, Outbound};
 use crate::store::ids::check_id;
 use crate::store::keys;
+use crate::store::limits::Action;
 
 /// Channels one `subscribe` or `resume` may name.
 const MAX_CHANNELS_PER_FRAME: usize = 200;
@@ -155,6 +156,7 @@ pub(super) async fn history(
 pub(super) async fn read(cx: &Caller, channel: String, last_id: &str) -> Result<Reply> {
     let (store, me) = (&cx.app.store, cx.me()?);
     store.require_read(&me.username, &channel).await?;
+    store.count_action(&me.username, Action::Read).await?;
     store.mark_read(&me.username, &channel, last_id).await?;
     let count = store.unread(&me.username, &channel).await?;
     Ok(Reply::frames(vec![Outbound::Unread(Unread {
@@ -166,6 +168,11 @@ pub(super) async fn read(cx: &Caller, channel: String, last_id: &str) -> Result<
 /// `typing`: published to the channel's rooms on every node, never stored or answered.
 pub(super) async fn typing(cx: &Caller, channel: String) -> Result<Reply> {
     let (store, me) = (&cx.app.store, cx.me()?);
+    // Beyond the user's typing budget the frame is dropped: typing is never answered.
+    match store.count_action(&me.username, Action::Typing).await {
+        Err(Error::Limited { .. }) => return Ok(Reply::default()),
+        other => other?,
+    }
     store.require_member(&me.username, &channel).await?;
     let event = Ephemeral::typing(channel, me.username.clone());
     let payload = serde_json::to_string(&event).map_err(|e| Error::Internal(e.to_string()))?;
