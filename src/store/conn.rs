@@ -108,13 +108,18 @@ impl SingleConn {
     }
 }
 
-/// TCP keepalive for connections that may sit idle: probes after 10 s idle, every 5 s, 3 tries.
+/// TCP settings of every Redis connection: keepalive for connections that may sit idle (probes
+/// after 10 s idle, every 5 s, 3 tries), and no Nagle delay (redis-rs leaves Nagle's algorithm
+/// on by default): on the shared connection many posts' commands are in flight at once, and a
+/// small command written while an earlier one is unacknowledged must not wait for an ACK.
 pub fn keepalive_settings() -> redis::io::tcp::TcpSettings {
     let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
         .with_time(std::time::Duration::from_secs(10))
         .with_interval(std::time::Duration::from_secs(5))
         .with_retries(3);
-    redis::io::tcp::TcpSettings::default().set_keepalive(keepalive)
+    redis::io::tcp::TcpSettings::default()
+        .set_keepalive(keepalive)
+        .set_nodelay(true)
 }
 
 impl ConnectionLike for Conn {
