@@ -100,8 +100,11 @@ async fn post_burst(mut ws: Ws, posts: Vec<(String, String)>) -> Vec<(String, St
 async fn concurrent_posts_keep_every_message(redis: TestRedis) {
     let mut s = settings(&redis.url());
     s.ws.rate_limit_messages = 100_000;
-    // Every socket sends its whole burst before reading an answer: admit it all at once.
+    // Every socket sends its whole burst before reading an answer: admit it all at once, and
+    // let the last post of a burst wait behind the 39 before it (each takes its round trips to
+    // Redis in turn; on a busy machine that can pass the default 250 ms).
     s.ws.max_inflight_per_socket = 10_000;
+    s.ws.post_queue_timeout_ms = 30_000;
     let a = node(s.clone());
     let b = node(s);
     let base = a.http_url();
