@@ -104,8 +104,8 @@ return 1
 /// hash's key (read by the module on the same Redis), further ARGV appended (`REPLACE`). Sent as a plain command,
 /// RediSearch 1.x hands FT.ADDHASH to its thread pool and blocks the connection it came on until
 /// the document is indexed: on the node's one pipelined connection that held every command
-/// behind it, at about 300 µs of wall time and 200 µs of Redis CPU per document (measured with
-/// 100,000 documents); inside a script it runs at once, at 30-45 µs.
+/// behind it, at about 120 µs of wall time and Redis CPU per document (measured with 30,000
+/// documents); inside a script it runs at once, at about 15 µs (DESIGN.md).
 const ADDHASH_LUA: &str =
     "return redis.pcall('FT.ADDHASH', KEYS[1], ARGV[1], '1.0', unpack(ARGV, 2))";
 pub(crate) static ADDHASH_SCRIPT: LazyLock<redis::Script> =
