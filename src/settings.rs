@@ -13,6 +13,9 @@ use std::str::FromStr;
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// The highest sample rate `voice.max_sample_rate` may allow (and the decoder ever accepts).
+pub const MAX_SAMPLE_RATE: u32 = 384_000;
+
 /// The defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -641,7 +644,7 @@ impl Settings {
         if v.max_bytes < 1024 || v.max_bytes > 64 << 20 {
             return invalid("voice.max_bytes", "must be between 1024 and 67108864");
         }
-        if !(8_000..=crate::voice::audio::MAX_DECODE_RATE).contains(&v.max_sample_rate) {
+        if !(8_000..=MAX_SAMPLE_RATE).contains(&v.max_sample_rate) {
             return invalid("voice.max_sample_rate", "must be between 8000 and 384000");
         }
         if v.retention_days > 36_500 {

@@ -235,7 +235,7 @@ impl Decoded {
 
 /// The highest sample rate [`decode`] takes (stored audio was checked against the node's own,
 /// lower, `voice.max_sample_rate` when it was uploaded).
-pub const MAX_DECODE_RATE: u32 = 384_000;
+pub const MAX_DECODE_RATE: u32 = crate::settings::MAX_SAMPLE_RATE;
 
 /// Decodes a whole body as `format` (or the sniffed format when `None`). Audio longer than
 /// `max_seconds` is refused as soon as decoding passes that length.
