@@ -290,6 +290,53 @@ async fn the_owner_signs_in_while_a_guesser_is_locked_out() {
     );
 }
 
+/// `sessions:{user:<u>}` does not collect the hashes of sessions that expired by themselves: a
+/// sign-in drops them.
+#[tokio::test]
+async fn the_session_index_drops_the_hashes_of_expired_sessions() {
+    let redis = TestRedis::start().await;
+    let node = node(settings(&redis.url()));
+    let base = node.http_url();
+    let first = register(&base, "coming-back").await;
+    let mut tokens = vec![first];
+    for _ in 0..3 {
+        let (status, body) = login_from(&base, "coming-back", "password123", None).await;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(body["token"].as_str().unwrap().to_string());
+    }
+    let mut conn = redis.conn().await;
+    let index = "sessions:{user:coming-back}";
+    let hashes: Vec<String> = conn.smembers(index).await.unwrap();
+    assert_eq!(hashes.len(), 4, "{hashes:?}");
+    // Three of them expire (their keys go, as a TTL would take them).
+    for h in &hashes[..3] {
+        let _: () = conn
+            .del(format!("session:{{user:coming-back}}:{h}"))
+            .await
+            .unwrap();
+    }
+    let (status, body) = login_from(&base, "coming-back", "password123", None).await;
+    assert_eq!(status, 200, "{body}");
+    let mut left: Vec<String> = conn.smembers(index).await.unwrap();
+    left.sort();
+    let newest = body["token"].as_str().unwrap();
+    let mut live = vec![
+        hashes[3].clone(),
+        chatnode::store::sessions::token_hash(newest),
+    ];
+    live.sort();
+    assert_eq!(left, live, "only the live sessions stay in the index");
+    // The one older session left alive still works, the expired ones do not.
+    let mut working = 0;
+    for t in &tokens {
+        if get(&base, "/api/me", t).await.0 == 200 {
+            working += 1;
+        }
+    }
+    assert_eq!(working, 1);
+    assert_eq!(get(&base, "/api/me", newest).await.0, 200);
+}
+
 #[tokio::test]
 async fn a_password_change_ends_sessions_older_than_their_index() {
     let redis = TestRedis::start().await;

@@ -57,6 +57,7 @@ impl Store {
             .arg(username)
             .arg(ttl)
             .arg(&hash)
+            .arg(keys::session(username, ""))
             .invoke_async(&mut conn)
             .await?;
         Ok(token)
@@ -240,9 +241,15 @@ fn parse_session(value: &str) -> (&str, u64) {
 
 const CREATE_SESSION_LUA: &str = r#"
 -- KEYS[1] session:{user:<u>}:<hash>, KEYS[2] sessions:{user:<u>}, KEYS[3] user:<u>;
--- ARGV[1] username, ARGV[2] ttl, ARGV[3] token hash. The generation is read in the same step,
--- so a session started during a password change belongs to one side of it.
+-- ARGV[1] username, ARGV[2] ttl, ARGV[3] token hash, ARGV[4] the prefix of the user's session
+-- keys (`session:{user:<u>}:`, the slot of KEYS). The generation is read in the same step, so a
+-- session started during a password change belongs to one side of it.
 local generation = redis.call('HGET', KEYS[3], 'session_generation') or '0'
+-- The index would keep the hash of every session that expired by itself: each sign-in drops up
+-- to 200 such hashes, so the index holds about the live sessions only.
+for _, h in ipairs(redis.call('SRANDMEMBER', KEYS[2], 200)) do
+  if redis.call('EXISTS', ARGV[4] .. h) == 0 then redis.call('SREM', KEYS[2], h) end
+end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. generation, 'EX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
