@@ -38,5 +38,4 @@ aof=$(redis-cli -p "$REDIS_PORT" info persistence | tr -d '\r' | awk -F: '/^aof_
 record ingest persisted="$persisted" aof_bytes="$aof" \
   redis_evalsha="$(stat evalsha)" redis_ft.addhash="$(stat ft.addhash)" redis_xadd="$(stat xadd)" \
   redis_sismember="$(stat sismember)" redis_unwatch="$(stat unwatch)" \
-  raw_xadd_pipelined="$raw_p16" raw_xadd_unpipelined="$raw_p1" \
-  ${POOL_SIZE:+node_redis_pool_size="$POOL_SIZE"}
+  raw_xadd_pipelined="$raw_p16" raw_xadd_unpipelined="$raw_p1"
