@@ -295,6 +295,9 @@ pub struct Ws {
     pub outbound_queue_bytes: usize,
     pub rate_limit_messages: u32,
     pub rate_limit_window_secs: u64,
+    /// Posts of a user's budget a node takes from Redis at a time and spends without asking
+    /// again (0 = an eighth of `rate_limit_messages`, 1 to 16; 1 = every post counted alone).
+    pub post_budget_lease: u32,
     /// Seconds a post's `client_id` is remembered, so a re-sent post is stored only once.
     pub post_dedupe_secs: u64,
     /// Frames one socket may have queued or being handled; more are answered `busy`.

@@ -146,6 +146,71 @@ async fn sockets_rest_and_voice_on_every_node_share_one_posting_budget() {
     assert_eq!(redis.xlen("channel:general").await, before + 6);
 }
 
+/// The count of `user`'s posting budget in Redis.
+async fn budget_count(redis: &TestRedis, user: &str) -> i64 {
+    let mut conn = redis.conn().await;
+    let n: Option<i64> = redis::cmd("GET")
+        .arg(chatnode::store::keys::post_rate(user))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+#[tokio::test]
+async fn leased_budgets_hold_the_limit_across_nodes() {
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 24;
+    s.ws.rate_limit_window_secs = 60;
+    s.ws.post_budget_lease = 4;
+    let a = node(s.clone());
+    let b = node(s);
+    let (ba, bb) = (a.http_url(), b.http_url());
+    let t = register(&ba, "leaser").await;
+    let other = register(&ba, "owner").await;
+    join(&ba, &t, "general").await;
+    create_channel(&ba, &other, "closed").await;
+    let before = redis.xlen("channel:general").await;
+    let post = |base: String, text: String| {
+        let t = t.clone();
+        async move {
+            post_text(&base, "general", &t, json!({ "text": text }))
+                .await
+                .0
+        }
+    };
+
+    // Ten posts on node A take three leases of four: Redis counts twelve, A holds two.
+    for i in 0..10 {
+        assert_eq!(post(ba.clone(), format!("a {i}")).await, 201);
+    }
+    assert_eq!(budget_count(&redis, "leaser").await, 12);
+    // A post that stores nothing (not a member there) gives its share back to Redis.
+    let (status, _, v) = post_text(&ba, "closed", &t, json!({"text": "not mine"})).await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(budget_count(&redis, "leaser").await, 11);
+
+    // Node B leases the rest of the window's budget (the last lease only in part), and no more.
+    for i in 0..13 {
+        assert_eq!(
+            post(bb.clone(), format!("b {i}")).await,
+            201,
+            "post {i} on B"
+        );
+    }
+    assert_eq!(budget_count(&redis, "leaser").await, 24);
+    assert_eq!(post(bb.clone(), "b over".into()).await, 429);
+    // A still spends the one it holds, then is refused too.
+    assert_eq!(post(ba.clone(), "a 10".into()).await, 201);
+    assert_eq!(post(ba.clone(), "a over".into()).await, 429);
+    assert_eq!(budget_count(&redis, "leaser").await, 24);
+    assert_eq!(redis.xlen("channel:general").await, before + 24);
+    // Another user's budget is their own.
+    let (status, _, _) = post_text(&bb, "closed", &other, json!({"text": "fine"})).await;
+    assert_eq!(status, 201);
+}
+
 #[tokio::test]
 async fn the_posting_budget_comes_back_after_the_window() {
     let redis = TestRedis::start().await;

@@ -374,6 +374,21 @@ impl Handler<Close> for Room {
 impl Handler<RoomEvent> for Room {
     type Result = ();
     fn handle(&mut self, msg: RoomEvent, ctx: &mut Self::Context) {
+        // Nearly every payload is a stored event: read it as one at once; only a payload with
+        // an `ephemeral` key (a text's quotes are escaped, so a text cannot look like one) is
+        // looked at as a value first.
+        if !msg.0.contains("\"ephemeral\":") {
+            match serde_json::from_str::<ChatEvent>(&msg.0) {
+                Ok(ev) => {
+                    self.deliver(&ev);
+                    if made_private(&ev) {
+                        self.drop_readers(ctx);
+                    }
+                }
+                Err(e) => log::warn!("room {}: unreadable event: {e}", self.channel),
+            }
+            return;
+        }
         let value: Value = match serde_json::from_str(&msg.0) {
             Ok(v) => v,
             Err(e) => {

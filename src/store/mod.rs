@@ -3,6 +3,7 @@
 //! Handlers and actors call these functions; none of them builds a Redis key or command itself.
 
 pub mod actions;
+pub mod budget;
 pub mod channels;
 pub mod conn;
 pub mod history;
@@ -74,6 +75,8 @@ pub struct Store {
     pub cluster: Option<Arc<ClusterState>>,
     /// The `WAIT`s of `redis.ack_replicas`, shared by the posts of each master.
     ack_groups: Arc<replicas::AckGroups>,
+    /// This node's leases of users' posting budgets ([`budget`]).
+    pub(crate) leases: Arc<budget::Leases>,
     cluster_client: Option<redis::cluster::ClusterClient>,
     pub search: Option<SearchVersion>,
     pub settings: Arc<Settings>,
@@ -231,6 +234,7 @@ impl Store {
             settings,
             backfill_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             ack_groups: Default::default(),
+            leases: Default::default(),
         };
         if store.cluster.is_some() {
             store

@@ -4,14 +4,17 @@
 //! order. Every key it touches is in the channel's slot (see [`super::keys`]); its stream ID is
 //! Redis's own (`XADD … *`), unique within the channel.
 //!
-//! Around it, each in its own slot: before, the user's posting budget (`postrate:{user:<u>}`,
-//! one small script); after, the message's search entry (`FT.ADDHASH` on RediSearch 1.x) and
-//! its mentions (`mentions:{user:<m>}` of each person mentioned). The budget cannot be decided
-//! inside the channel's script (it is in the user's slot), and a post refused by it must leave
-//! nothing behind, so it is spent first and given back when the script then stores nothing (a
-//! repeated `client_id`, a non-member). The channel script also answers a repeated `client_id`
-//! (`postonce:{channel:<c>}:…`) and refuses non-members, so the voice upload's script shares
-//! that part ([`GUARD_LUA`]).
+//! The same script adds a message's hash to the search index where RediSearch 1.x needs that by
+//! hand (`FT.ADDHASH`, the index named in ARGV: on a cluster, the index of the master holding
+//! the channel's slot, a key of another slot on the same Redis, which a script without flags may
+//! reach), so a post is one round trip. Before it, in the user's slot, the user's posting budget
+//! (`postrate:{user:<u>}`), spent from this node's lease of it ([`super::budget`]: a round trip
+//! only when the lease is used up); after it, the post's mentions (`mentions:{user:<m>}` of each
+//! person mentioned). The budget cannot be decided inside the channel's script (it is in the
+//! user's slot), and a post refused by it must leave nothing behind, so it is spent first and
+//! given back when the script then stores nothing (a repeated `client_id`, a non-member). The
+//! channel script also answers a repeated `client_id` (`postonce:{channel:<c>}:…`) and refuses
+//! non-members, so the voice upload's script shares that part ([`GUARD_LUA`]).
 //!
 //! It must never write any part of a post outside the script (the index entry and mentions are
 //! derived from the stored hash and rebuilt from it), nor run the script before the post has
@@ -64,7 +67,8 @@ end
 
 const POST_LUA: &str = r#"
 -- KEYS after the guard's four: 5-8 the mutes, slow mode and roles keys of `store::moderation`
--- ARGV after the guard's five: 6 channel, 7 type, 8 text, 9 uuid, 10 message-hash key prefix
+-- ARGV after the guard's five: 6 channel, 7 type, 8 text, 9 uuid, 10 message-hash key prefix,
+-- 11 the search index to add a message's hash to by FT.ADDHASH (RediSearch 1.x; '' = none)
 local id, ms = append({'type', ARGV[7], 'username', ARGV[2], 'message', ARGV[8], 'uuid', ARGV[9]})
 if ARGV[7] == 'message' or ARGV[7] == 'join' then
   -- Keep the most recent 1000 people per channel; only a newcomer can take it past that.
@@ -76,25 +80,26 @@ if ARGV[7] == 'message' then
   redis.call('HSET', ARGV[10] .. id, 'channel', ARGV[6], 'username', ARGV[2],
     'message', ARGV[8], 'created_at', ms, 'uuid', ARGV[9], 'type', ARGV[7])
 end
+local indexed = nil
+if ARGV[7] == 'message' and ARGV[11] ~= '' then
+  -- The master's own index, named in ARGV: the module reads the hash just written. A failure
+  -- (an index gone, a slot moved away meanwhile) leaves the post stored and is answered third.
+  local r = redis.pcall('FT.ADDHASH', ARGV[11], ARGV[10] .. id, '1.0', 'REPLACE')
+  if type(r) == 'table' and r.err then indexed = r.err end
+end
 redis.call('SPUBLISH', KEYS[2], cjson.encode({id = id, channel = ARGV[6], type = ARGV[7],
   username = ARGV[2], text = ARGV[8], created_at = ms, uuid = ARGV[9]}))
 remember(id)
+if indexed then return {'ok', id, indexed} end
 return {'ok', id}
 "#;
 
 static POST_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{MODERATION_LUA}{POST_LUA}")));
 
-/// The user's posting budget, in the user's slot: counts one post and answers the count and the
-/// window's remaining ms. KEYS[1] `postrate:{user:<u>}`; ARGV 1 window ms.
-const BUDGET_LUA: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('PTTL', KEYS[1])}
-"#;
-
-/// Gives back a post counted by [`BUDGET_LUA`] that stored nothing. A counter that expired
-/// meanwhile is left alone (DECR would recreate it without a TTL).
+/// Gives back a post counted in Redis (alone or in a lease, see [`super::budget`]) that stored
+/// nothing. A counter that expired meanwhile is left alone (DECR would recreate
+/// it without a TTL).
 const GIVE_BACK_LUA: &str = r#"
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
 return 1
@@ -111,7 +116,6 @@ const ADDHASH_LUA: &str =
 pub(crate) static ADDHASH_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(ADDHASH_LUA));
 
-static BUDGET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BUDGET_LUA));
 static GIVE_BACK_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(GIVE_BACK_LUA));
 
@@ -122,6 +126,8 @@ pub(crate) struct PostGuard {
     once_key: Option<String>,
     /// -1: not counted.
     limit: i64,
+    /// Posts of the budget leased at a time ([`super::budget`]).
+    lease: u32,
     window_ms: u64,
     once_secs: u64,
 }
@@ -134,6 +140,7 @@ impl PostGuard {
             rate_key: String::new(),
             once_key: None,
             limit: -1,
+            lease: 1,
             window_ms: 0,
             once_secs: 0,
         }
@@ -212,6 +219,7 @@ impl Store {
                 .filter(|c| !c.is_empty())
                 .map(|c| keys::post_once(username, channel, c)),
             limit: i64::from(ws.rate_limit_messages),
+            lease: super::budget::lease_size(ws.post_budget_lease, ws.rate_limit_messages),
             window_ms: ws.rate_limit_window_secs.saturating_mul(1000),
             once_secs: ws.post_dedupe_secs,
         }
@@ -228,22 +236,23 @@ impl Store {
     ) -> Result<Guarded> {
         let mut conn = self.shared();
         let counted = guard.limit >= 0;
-        if counted {
+        if counted && !self.leases.take(&guard.rate_key) {
             // A budget step that timed out stored nothing, but the client is told as for the
             // posting script (`unknown_outcome`): either way the right move is to re-send with
             // the same client_id, which stores the post at most once.
-            let (n, pttl): (i64, i64) = BUDGET_SCRIPT
+            let (granted, pttl): (i64, i64) = super::budget::LEASE_SCRIPT
                 .key(&guard.rate_key)
                 .arg(guard.window_ms)
+                .arg(guard.lease)
+                .arg(guard.limit)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(write_outcome)?;
-            if n > guard.limit {
+            if granted <= 0 {
                 if let Some(once) = &guard.once_key {
                     let first: Option<String> =
                         redis::cmd("GET").arg(once).query_async(&mut conn).await?;
                     if let Some(id) = first {
-                        self.give_back_budget(guard).await;
                         return Ok(Guarded::Duplicate(id));
                     }
                 }
@@ -252,8 +261,25 @@ impl Store {
                     retry_after: ms.div_ceil(1000).max(1),
                 });
             }
+            let window_left = std::time::Duration::from_millis(u64::try_from(pttl).unwrap_or(0));
+            self.leases.keep(
+                &guard.rate_key,
+                u32::try_from(granted).unwrap_or(1),
+                window_left,
+            );
         }
-        let reply: (String, String) = inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
+        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
+        let mut reply = reply.into_iter();
+        let (tag, value) = (
+            reply.next().unwrap_or_default(),
+            reply.next().unwrap_or_default(),
+        );
+        if let Some(why) = reply.next() {
+            // The posting script stored the post but could not index it (the start-up backfill
+            // indexes every message hash not yet indexed).
+            log::warn!("indexing {value} in {}: {why}", guard.username);
+        }
+        let reply = (tag, value);
         // Muted, or too soon in slow mode: nothing stored, the budget given back.
         if let Some(refused) = super::moderation::refusal(&reply.0, &reply.1) {
             if counted {
@@ -268,7 +294,9 @@ impl Store {
         Ok(guarded)
     }
 
-    /// Gives back one post of the budget (errors are logged: the window ends them anyway).
+    /// Gives back one post of the budget in Redis, lease or not, so that no node keeps a share
+    /// another could use (errors are logged: the window ends them anyway). Posts that store
+    /// nothing are few (repeats, non-members, mutes): the round trip is theirs alone.
     async fn give_back_budget(&self, guard: &PostGuard) {
         let mut conn = self.shared();
         let r: redis::RedisResult<i64> = GIVE_BACK_SCRIPT
@@ -281,8 +309,8 @@ impl Store {
     }
 
     /// Adds a stored message's hash to the search index where RediSearch 1.x needs it by hand
-    /// (`FT.ADDHASH` through [`ADDHASH_LUA`], in the index's own slot, so never inside the
-    /// posting script). A failure is
+    /// (`FT.ADDHASH` through [`ADDHASH_LUA`], in the index's own slot): for the messages the
+    /// posting script does not index itself (voice messages, replies, edits). A failure is
     /// logged: the start-up backfill indexes every message hash not yet indexed.
     pub(crate) async fn index_message(&self, channel: &str, id: &str) {
         if !self.search.is_some_and(|v| v.needs_addhash()) {
@@ -299,6 +327,17 @@ impl Store {
         if let Err(e) = r {
             log::warn!("indexing {key}: {e}");
         }
+    }
+
+    /// The index the posting script adds a message of `channel` to (`FT.ADDHASH`, RediSearch
+    /// 1.x), or `""` when Redis indexes by itself or has no search. On a cluster, the index of
+    /// the master holding the channel's slot: the script touches it beside the channel's keys
+    /// (Redis lets a script without flags reach a key of another slot on the same master).
+    fn posting_index(&self, channel: &str) -> String {
+        if !self.search.is_some_and(|v| v.needs_addhash()) {
+            return String::new();
+        }
+        self.index_for(keys::messages_index(), &keys::message(channel, ""))
     }
 
     /// Records an event that is not a post (join, leave) and publishes it.
@@ -349,12 +388,10 @@ impl Store {
             .arg(kind)
             .arg(text)
             .arg(uuid)
-            .arg(keys::message(channel, ""));
+            .arg(keys::message(channel, ""))
+            .arg(self.posting_index(channel));
         guard.finish(&mut inv);
         let guarded = self.run_guarded(guard, inv).await?;
-        if let (Guarded::Stored(id), "message") = (&guarded, kind) {
-            self.index_message(channel, id).await;
-        }
         if !matches!(guarded, Guarded::NotMember) {
             self.await_replicas(&keys::channel(channel)).await?;
         }
