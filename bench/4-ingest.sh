@@ -13,7 +13,8 @@ start_redis --appendonly yes --appendfsync everysec
 start_node node
 loadgen ingest --url "http://127.0.0.1:$NODE_PORT" --pid node="$NODE_PID" --pid redis="$REDIS_PID" \
   --sockets "$SOCKETS" --ramp 500 --rooms "$SOCKETS" --members 1 \
-  --rate "$RATE" --duration "$DURATION" --drain 30 --workers "${WORKERS:-2}" || log "loadgen exited with $?"
+  --rate "$RATE" --duration "$DURATION" --drain 30 --workers "${WORKERS:-2}" --window "${WINDOW:-32}" \
+  || log "loadgen exited with $?"
 persisted=0
 for i in $(seq 0 $((SOCKETS - 1))); do
   n=$(redis-cli -p "$REDIS_PORT" xlen "channel:lg-room-$i" | tr -d '\r')

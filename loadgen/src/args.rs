@@ -58,6 +58,12 @@ struct Cli {
     /// At most this many seconds to wait for acks and deliveries
     #[arg(long, value_name = "S", default_value_t = 15.0, help_heading = "Load")]
     drain: f64,
+    /// Posts one socket may have sent and not yet had answered (or waiting for their retry
+    /// after `busy`), as a client that waits for its answers would; posts due beyond it wait in
+    /// the load generator, in order, and their latency counts from when they were due (0 = no
+    /// bound: every post goes out when due, whatever the node answers)
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Load")]
+    window: usize,
     /// Length of each message text (at least 48)
     #[arg(long, value_name = "B", default_value_t = 64, help_heading = "Load")]
     message_bytes: usize,
@@ -157,6 +163,9 @@ pub struct Config {
     pub rate: f64,
     pub duration: f64,
     pub drain: f64,
+    /// Posts a socket may have open at once (0 = no bound).
+    #[serde(default)]
+    pub window: usize,
     pub message_bytes: usize,
     pub users: usize,
     pub user_prefix: String,
@@ -290,6 +299,7 @@ fn config(cli: Cli) -> Result<Config, String> {
         rate,
         duration,
         drain,
+        window,
         connect_timeout,
         message_bytes,
         setup_concurrency,
@@ -363,6 +373,7 @@ fn config(cli: Cli) -> Result<Config, String> {
         rate,
         duration,
         drain,
+        window,
         message_bytes,
         users,
         user_prefix: cli.user_prefix,

@@ -81,6 +81,9 @@ pub struct SentReport {
     /// Sends of refused posts (same post, same `client_id`).
     #[serde(default)]
     pub resent: u64,
+    /// Posts that waited in the load generator for their socket's window (`--window`).
+    #[serde(default)]
+    pub held: u64,
     pub errors: BTreeMap<String, u64>,
 }
 

@@ -436,6 +436,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
             sent.busy += s.busy;
             sent.refused += s.refused;
             sent.resent += s.resent;
+            sent.held += s.held;
             add_map(&mut sent.errors, &s.errors);
         }
         if let Some(f) = &w.fin {
@@ -500,6 +501,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         "messages": {
             "sent": sent.sent, "acked": sent.acked, "unacked": sent.unacked,
             "refused": sent.refused, "busy": sent.busy, "resent": sent.resent,
+            "held": sent.held,
             "errors": sent.errors,
             "in_per_sec": (sent.acked as f64 / send_secs).round(),
         },
@@ -554,7 +556,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
     }
     if !cfg.quiet {
         // Refusals only when there were any, so runs without them read as before.
-        let refused = if sent.busy > 0 {
+        let mut refused = if sent.busy > 0 {
             format!(
                 " refused {} ({} busy, {} re-sent)",
                 sent.refused, sent.busy, sent.resent
@@ -562,6 +564,9 @@ fn run(cfg: &Config) -> Result<i32, String> {
         } else {
             String::new()
         };
+        if sent.held > 0 {
+            refused.push_str(&format!(" held {} for the window", sent.held));
+        }
         eprintln!(
             "connects {}/{} ({} failed) · sent {} acked {}{} · deliveries {}/{} lost {} dup {} ooo {} · {}/s in, {}/s out · p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms",
             connects.succeeded,

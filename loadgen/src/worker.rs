@@ -61,6 +61,9 @@ struct Sock {
     senders: HashMap<u32, Track>,
     /// Posts waiting for their `posted` (or error), or for their retry after `busy`.
     outbox: Outbox,
+    /// Posts due while the socket's window (`--window`) was full: (sequence number, when due,
+    /// unix µs), sent in order as answers free the window.
+    held: VecDeque<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -79,6 +82,8 @@ struct Counters {
     refused: u64,
     /// Sends of refused posts.
     resent: u64,
+    /// Posts that waited in the load generator for the socket's window.
+    held: u64,
     delivered: u64,
     duplicated: u64,
     out_of_order: u64,
@@ -180,6 +185,7 @@ async fn run(init: Init, mut rx: mpsc::UnboundedReceiver<Option<Cmd>>) -> Result
                 unique: 0,
                 senders: HashMap::new(),
                 outbox: Outbox::default(),
+                held: VecDeque::new(),
             })
             .collect(),
         room_acked: vec![0; cfg.rooms],
@@ -304,13 +310,17 @@ async fn run(init: Init, mut rx: mpsc::UnboundedReceiver<Option<Cmd>>) -> Result
             .borrow()
             .socks
             .iter()
-            .any(|s| !s.closed && s.outbox.open() > 0)
+            .any(|s| !s.closed && s.outbox.open() + s.held.len() > 0)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     {
         let s = state.borrow();
-        let unacked: u64 = s.socks.iter().map(|k| k.outbox.open() as u64).sum();
+        let unacked: u64 = s
+            .socks
+            .iter()
+            .map(|k| (k.outbox.open() + k.held.len()) as u64)
+            .sum();
         emit(&Event::Sent(SentReport {
             rooms: s.room_acked.clone(),
             sent: s.c.sent,
@@ -319,6 +329,7 @@ async fn run(init: Init, mut rx: mpsc::UnboundedReceiver<Option<Cmd>>) -> Result
             busy: s.c.busy,
             refused: s.c.refused,
             resent: s.c.resent,
+            held: s.c.held,
             errors: s.post_errors.clone(),
         }));
     }
@@ -627,17 +638,27 @@ async fn socket(
                     continue;
                 }
                 let sent_us = now_us();
-                let frame = post_frame(&cfg, &run, g, room.unwrap_or(0), seq, sent_us);
-                {
+                let frame = {
                     let mut s = state.borrow_mut();
-                    s.socks[li].outbox.sent(Post { seq, first_sent_us: sent_us, last_sent_us: sent_us, sends: 1 });
-                    s.c.sent += 1;
-                }
+                    let sock = &mut s.socks[li];
+                    if cfg.window > 0 && (sock.outbox.open() + sock.held.len() >= cfg.window) {
+                        // The window is full: the post waits its turn here, due since now.
+                        sock.held.push_back((seq, sent_us));
+                        s.c.held += 1;
+                        None
+                    } else {
+                        sock.outbox.sent(Post { seq, first_sent_us: sent_us, last_sent_us: sent_us, sends: 1 });
+                        s.c.sent += 1;
+                        Some(post_frame(&cfg, &run, g, room.unwrap_or(0), seq, sent_us))
+                    }
+                };
                 seq += 1;
                 let next_due = t + (offset_us + seq as f64 * period_us) as u64;
                 next_send = Instant::now() + Duration::from_micros(next_due.saturating_sub(now_us()));
-                if let Err(e) = ws.send(Message::Text(frame)).await {
-                    break format!("send: {}", reason(e));
+                if let Some(frame) = frame {
+                    if let Err(e) = ws.send(Message::Text(frame)).await {
+                        break format!("send: {}", reason(e));
+                    }
                 }
             }
             _ = tokio::time::sleep_until(next_retry), if retrying => {
@@ -675,7 +696,22 @@ async fn socket(
                     None => break "eof".into(),
                 };
                 match on_frame(&state, li, &run, room, &mut stage, &text) {
-                    After::Nothing => {}
+                    After::Nothing => {
+                        // Answers free the window: held posts go out, oldest first.
+                        let frames = release_held(&state, li, cfg.window, |seq, due| {
+                            post_frame(&cfg, &run, g, room.unwrap_or(0), seq, due)
+                        });
+                        let mut failed = None;
+                        for frame in frames {
+                            if let Err(e) = ws.send(Message::Text(frame)).await {
+                                failed = Some(format!("send: {}", reason(e)));
+                                break;
+                            }
+                        }
+                        if let Some(why) = failed {
+                            break why;
+                        }
+                    }
                     After::Subscribe(r) => {
                         let sub = frames::subscribe(&cfg.room_name(r));
                         if let Err(e) = ws.send(Message::Text(sub)).await {
@@ -702,6 +738,36 @@ async fn socket(
     if !why.is_empty() {
         *s.disconnects.entry(why).or_default() += 1;
     }
+}
+
+/// Takes the held posts of socket `li` that its window (`--window`) now has room for, in order,
+/// counted as sent; their text is stamped with when they were due, so their latency includes
+/// the wait. Returns their frames, made by `frame(seq, due_us)`.
+fn release_held(
+    state: &Shared,
+    li: usize,
+    window: usize,
+    frame: impl Fn(u64, u64) -> String,
+) -> Vec<String> {
+    let mut s = state.borrow_mut();
+    let s = &mut *s;
+    let sock = &mut s.socks[li];
+    let mut frames = Vec::new();
+    while !sock.held.is_empty() && sock.outbox.open() < window {
+        let Some((seq, due)) = sock.held.pop_front() else {
+            break;
+        };
+        let now = now_us();
+        sock.outbox.sent(Post {
+            seq,
+            first_sent_us: due,
+            last_sent_us: now,
+            sends: 1,
+        });
+        s.c.sent += 1;
+        frames.push(frame(seq, due));
+    }
+    frames
 }
 
 /// What the socket loop does after a frame was counted.
