@@ -254,6 +254,8 @@ pub struct Redis {
     pub ack_replicas: u32,
     /// Milliseconds the posting path waits for `ack_replicas` replicas.
     pub ack_timeout_ms: u64,
+    /// One Redis: send the posts waiting at once in one script call (`store::batch`).
+    pub batch_posts: bool,
     /// Seconds between health-check `PING`s on each pub/sub connection; one not answered within
     /// as long makes the node reconnect (and every room catch up).
     pub pubsub_health_secs: u64,

@@ -429,3 +429,151 @@ async fn posting_goes_on_after_redis_drops_every_connection() {
         ["before", "after 1", "after 2", "after 1", "after 2"]
     );
 }
+
+/// `EVALSHA` calls Redis has answered since its statistics were last reset.
+async fn evalsha_calls(redis: &TestRedis) -> u64 {
+    let mut conn = redis.conn().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// Many posts at once, with the batcher on (`redis.batch_posts`) and off: every post is answered
+/// on its own in the same way (stored once, a re-sent client_id a duplicate of the same ID, a
+/// non-member refused, a post whose script fails in Redis answered with an error while the rest
+/// of its batch is stored), and with batching the posts share far fewer script calls.
+#[tokio::test]
+async fn posts_sent_at_once_are_stored_and_answered_each_on_its_own() {
+    use chatnode::error::Error;
+    use chatnode::store::Store;
+    use std::sync::Arc;
+
+    let redis = TestRedis::start().await;
+    let mut s = settings(&redis.url());
+    s.ws.rate_limit_messages = 10_000;
+    let a = node(s.clone());
+    let base = a.http_url();
+    let posters = ["ann", "bob", "cat", "dan"];
+    let owner = register(&base, "owner").await;
+    create_channel(&base, &owner, "broken").await;
+    for p in posters {
+        let t = register(&base, p).await;
+        join(&base, &t, "general").await;
+        join(&base, &t, "broken").await;
+    }
+    register(&base, "outsider").await;
+    // One channel whose members set is not a set: its posts fail inside the script (WRONGTYPE).
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(chatnode::store::keys::members("broken"))
+        .arg("not a set")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    for batch_posts in [true, false] {
+        let mut s = s.clone();
+        s.redis.batch_posts = batch_posts;
+        let store = Store::connect(&redis.url(), Arc::new(s)).await.unwrap();
+        let before = redis.xlen("channel:general").await;
+        let broken_before = redis.xlen("channel:broken").await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let round = if batch_posts { "on" } else { "off" };
+        // 200 posts by members (each client_id twice), 20 by a non-member, 20 that fail.
+        let mut jobs = Vec::new();
+        for i in 0..200 {
+            let user = posters[i % posters.len()];
+            let cid = format!("{round}-{i}");
+            for _ in 0..2 {
+                let (store, cid) = (&store, cid.clone());
+                jobs.push(Box::pin(async move {
+                    let r = store
+                        .post_message_once(user, "", "general", &format!("{round} {i}"), Some(&cid))
+                        .await;
+                    ("general", cid, r)
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>);
+            }
+        }
+        for i in 0..20 {
+            let store = &store;
+            jobs.push(Box::pin(async move {
+                let r = store
+                    .post_message_once("outsider", "", "general", "let me in", None)
+                    .await;
+                ("outsider", i.to_string(), r)
+            }));
+            jobs.push(Box::pin(async move {
+                let r = store
+                    .post_message_once(posters[i % 4], "", "broken", "into the void", None)
+                    .await;
+                ("broken", i.to_string(), r)
+            }));
+        }
+        let answers = futures_util::future::join_all(jobs).await;
+
+        let mut by_cid: std::collections::HashMap<String, Vec<(String, bool)>> = Default::default();
+        for (kind, cid, r) in answers {
+            match kind {
+                "general" => {
+                    let posted = r.unwrap_or_else(|e| panic!("batching {round}: {cid}: {e}"));
+                    by_cid
+                        .entry(cid)
+                        .or_default()
+                        .push((posted.event.id, posted.duplicate));
+                }
+                "outsider" => assert!(
+                    matches!(r, Err(Error::Forbidden(_))),
+                    "batching {round}: a non-member's post: {:?}",
+                    r.map(|p| p.event.id)
+                ),
+                _ => assert!(
+                    matches!(r, Err(Error::Internal(_))),
+                    "batching {round}: a post whose script fails: {:?}",
+                    r.map(|p| p.event.id)
+                ),
+            }
+        }
+        assert_eq!(by_cid.len(), 200);
+        let mut ids = std::collections::HashSet::new();
+        for (cid, answers) in &by_cid {
+            assert_eq!(answers.len(), 2);
+            assert_eq!(answers[0].0, answers[1].0, "{cid}: one ID for both sends");
+            assert_eq!(
+                answers.iter().filter(|(_, dup)| !dup).count(),
+                1,
+                "{cid}: stored by exactly one of its sends"
+            );
+            assert!(ids.insert(answers[0].0.clone()), "{cid}: an ID of its own");
+        }
+        assert_eq!(redis.xlen("channel:general").await, before + 200);
+        assert_eq!(redis.xlen("channel:broken").await, broken_before);
+        // 440 posts reach the posting script; 220 of them (duplicates, non-members) give their
+        // budget back, a script call each, and the posters lease their budgets ~40 times.
+        let calls = evalsha_calls(&redis).await;
+        if batch_posts {
+            assert!(calls <= 550, "440 posts at once took {calls} script calls");
+        } else {
+            assert!(
+                calls >= 660,
+                "unbatched, 440 posts took {calls} script calls"
+            );
+        }
+    }
+    // Each round, ann's 105 posts stored 50 and gave back the 50 duplicates' share (the 5 that
+    // failed keep theirs): her posts sent at once shared their leases (one of 16 at a time)
+    // instead of each taking one.
+    let spent = budget_count(&redis, "ann").await;
+    assert!(spent <= 2 * (55 + 16), "ann's budget counts {spent}");
+}

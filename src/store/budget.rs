@@ -64,7 +64,12 @@ struct Lease {
 #[derive(Debug, Default)]
 pub(crate) struct Leases {
     map: Mutex<LeaseMap>,
+    /// One lease request at a time per budget ([`Leases::asking`]), striped by key.
+    asking: [tokio::sync::Mutex<()>; ASK_STRIPES],
 }
+
+/// Locks the lease requests of budgets are striped over (32: the most `Default` derives).
+const ASK_STRIPES: usize = 32;
 
 #[derive(Debug, Default)]
 struct LeaseMap {
@@ -87,6 +92,18 @@ impl Leases {
             }
             _ => false,
         }
+    }
+
+    /// Waits until no other post of this node is asking Redis for a lease of `key`'s budget,
+    /// and holds that turn until the guard is dropped. Posts of one user sent at once then take
+    /// one lease and share it, where each would otherwise lease for itself (ten posts at once
+    /// with a lease of 16 would hold 160 of the user's budget on this node). Call
+    /// [`Leases::take`] again once it is your turn: the post before may have left some.
+    pub(crate) async fn asking(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(key);
+        self.asking[(h % ASK_STRIPES as u64) as usize].lock().await
     }
 
     /// Keeps the unspent part of a lease just granted (`granted` posts, one of them spent by

@@ -3,6 +3,7 @@
 //! Handlers and actors call these functions; none of them builds a Redis key or command itself.
 
 pub mod actions;
+pub mod batch;
 pub mod budget;
 pub mod channels;
 pub mod conn;
@@ -77,6 +78,9 @@ pub struct Store {
     ack_groups: Arc<replicas::AckGroups>,
     /// This node's leases of users' posting budgets ([`budget`]).
     pub(crate) leases: Arc<budget::Leases>,
+    /// One Redis: the batcher every post of this node goes through ([`batch`]); `None` on a
+    /// cluster, or with `redis.batch_posts` off.
+    pub(crate) batcher: Option<batch::Batcher>,
     cluster_client: Option<redis::cluster::ClusterClient>,
     pub search: Option<SearchVersion>,
     pub settings: Arc<Settings>,
@@ -235,7 +239,14 @@ impl Store {
             backfill_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             ack_groups: Default::default(),
             leases: Default::default(),
+            batcher: None,
         };
+        if store.cluster.is_none()
+            && store.settings.redis.batch_posts
+            && !store.cluster_enabled_server().await
+        {
+            store.batcher = Some(batch::Batcher::spawn(store.shared()));
+        }
         if store.cluster.is_some() {
             store
                 .refresh_topology()
@@ -252,6 +263,18 @@ impl Store {
     /// The shared command connection ([`Store::shared`]); cloning it is cheap.
     pub async fn conn(&self) -> Result<Conn> {
         Ok(self.shared.clone())
+    }
+
+    /// Whether the one Redis of `redis.url` runs with `cluster-enabled yes` (a cluster of one
+    /// server, addressed as one Redis): it refuses a script whose keys are in two slots, so posts
+    /// are not batched there ([`batch`]).
+    async fn cluster_enabled_server(&self) -> bool {
+        let mut conn = self.shared();
+        let info: redis::RedisResult<String> = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut conn)
+            .await;
+        info.is_ok_and(|i| i.contains("cluster_enabled:1"))
     }
 
     /// The shared command connection, without the `Result` of [`Store::conn`].

@@ -94,8 +94,12 @@ if indexed then return {'ok', id, indexed} end
 return {'ok', id}
 "#;
 
-static POST_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{GUARD_LUA}{MODERATION_LUA}{POST_LUA}")));
+/// The posting script's text: the guard, mutes and slow mode, then the post.
+pub(crate) fn post_lua() -> String {
+    format!("{GUARD_LUA}{MODERATION_LUA}{POST_LUA}")
+}
+
+static POST_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(&post_lua()));
 
 /// Gives back a post counted in Redis (alone or in a lease, see [`super::budget`]) that stored
 /// nothing. A counter that expired meanwhile is left alone (DECR would recreate
@@ -156,16 +160,37 @@ impl PostGuard {
         maxlen: u64,
     ) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        inv.key(keys::channel(channel))
-            .key(keys::room_events(channel))
-            .key(keys::activity(channel))
-            .key(keys::members(channel))
-            .arg(if check_member { "1" } else { "0" })
-            .arg(&self.username)
-            .arg(if self.once_key.is_some() { "1" } else { "0" })
-            .arg(self.once_secs)
-            .arg(maxlen);
+        let (keys, args) = self.leading(channel, check_member, maxlen);
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
         inv
+    }
+
+    /// The guard's leading keys and values ([`GUARD_LUA`]).
+    fn leading(
+        &self,
+        channel: &str,
+        check_member: bool,
+        maxlen: u64,
+    ) -> (Vec<String>, Vec<String>) {
+        let keys = vec![
+            keys::channel(channel),
+            keys::room_events(channel),
+            keys::activity(channel),
+            keys::members(channel),
+        ];
+        let args = vec![
+            if check_member { "1" } else { "0" }.to_string(),
+            self.username.clone(),
+            if self.once_key.is_some() { "1" } else { "0" }.to_string(),
+            self.once_secs.to_string(),
+            maxlen.to_string(),
+        ];
+        (keys, args)
     }
 
     /// Adds the `client_id` key, last.
@@ -234,9 +259,29 @@ impl Store {
         guard: &PostGuard,
         inv: redis::ScriptInvocation<'_>,
     ) -> Result<Guarded> {
+        let call = async move {
+            let mut conn = self.shared();
+            let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
+            Ok(reply)
+        };
+        self.run_guarded_with(guard, call).await
+    }
+
+    /// [`Store::run_guarded`] with the script's call given as a future (not polled before the
+    /// budget is spent), answering the script's reply or the error of its call.
+    async fn run_guarded_with(
+        &self,
+        guard: &PostGuard,
+        call: impl std::future::Future<Output = Result<Vec<String>>>,
+    ) -> Result<Guarded> {
         let mut conn = self.shared();
         let counted = guard.limit >= 0;
-        if counted && !self.leases.take(&guard.rate_key) {
+        // Posts of the same user wait for one another's lease request, then spend from it.
+        let asking = match counted && !self.leases.take(&guard.rate_key) {
+            true => Some(self.leases.asking(&guard.rate_key).await),
+            false => None,
+        };
+        if asking.is_some() && !self.leases.take(&guard.rate_key) {
             // A budget step that timed out stored nothing, but the client is told as for the
             // posting script (`unknown_outcome`): either way the right move is to re-send with
             // the same client_id, which stores the post at most once.
@@ -268,7 +313,8 @@ impl Store {
                 window_left,
             );
         }
-        let reply: Vec<String> = inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
+        drop(asking);
+        let reply = call.await?;
         let mut reply = reply.into_iter();
         let (tag, value) = (
             reply.next().unwrap_or_default(),
@@ -374,24 +420,42 @@ impl Store {
         guard: &PostGuard,
         check_member: bool,
     ) -> Result<Guarded> {
-        let mut inv = guard.start(
-            &POST_SCRIPT,
-            channel,
-            check_member,
-            self.settings.history.stream_maxlen,
-        );
+        let (mut keys, mut args) =
+            guard.leading(channel, check_member, self.settings.history.stream_maxlen);
         // Mutes and slow mode (KEYS[5] to KEYS[8], `store::moderation`).
-        for key in super::moderation::posting_keys(channel) {
-            inv.key(key);
-        }
-        inv.arg(channel)
-            .arg(kind)
-            .arg(text)
-            .arg(uuid)
-            .arg(keys::message(channel, ""))
-            .arg(self.posting_index(channel));
-        guard.finish(&mut inv);
-        let guarded = self.run_guarded(guard, inv).await?;
+        keys.extend(super::moderation::posting_keys(channel));
+        args.extend([
+            channel.to_string(),
+            kind.to_string(),
+            text.to_string(),
+            uuid.to_string(),
+            keys::message(channel, ""),
+            self.posting_index(channel),
+        ]);
+        keys.extend(guard.once_key.iter().cloned());
+        let guarded = match &self.batcher {
+            Some(batcher) => {
+                let call = async move {
+                    let reply = batcher.call(keys, args).await.map_err(write_outcome)?;
+                    if reply.first().is_some_and(|t| t == "error") {
+                        let why = reply.get(1).cloned().unwrap_or_default();
+                        return Err(Error::Internal(format!("posting script: {why}")));
+                    }
+                    Ok(reply)
+                };
+                self.run_guarded_with(guard, call).await?
+            }
+            None => {
+                let mut inv = POST_SCRIPT.prepare_invoke();
+                for k in &keys {
+                    inv.key(k);
+                }
+                for a in &args {
+                    inv.arg(a);
+                }
+                self.run_guarded(guard, inv).await?
+            }
+        };
         if !matches!(guarded, Guarded::NotMember) {
             self.await_replicas(&keys::channel(channel)).await?;
         }
