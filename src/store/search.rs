@@ -159,6 +159,16 @@ impl UserQuery {
     }
 }
 
+/// Whether the module refused a query as a syntax error. It answers `Syntax error at offset …`,
+/// which the Redis client reads as an error of code `Syntax` (and its text no longer says
+/// `Syntax error`), so both forms are checked.
+fn is_syntax_error(e: &redis::RedisError) -> bool {
+    e.code() == Some("Syntax") || {
+        let text = e.to_string();
+        text.contains("Syntax error") || text.contains("\"Syntax\": error")
+    }
+}
+
 /// Documents of a search answer: key and fields.
 pub type Docs = Vec<(String, HashMap<String, String>)>;
 
@@ -222,7 +232,7 @@ impl Store {
             Ok(v) => Ok(v),
             // User text is escaped, so a refused query means a value the module cannot search
             // for (1.x and stopword tags): it finds nothing rather than failing the request.
-            Err(e) if e.to_string().contains("Syntax error") => {
+            Err(e) if is_syntax_error(&e) => {
                 log::warn!("search refused `{query}`: {e}");
                 Ok((0, Vec::new()))
             }
