@@ -1,7 +1,9 @@
 //! Full-text and tag search through RediSearch, on 1.x and 2.x alike.
 //!
 //! User text never reaches RediSearch as query syntax: every character that is not a letter or a
-//! digit is escaped, so no input can error or widen a search.
+//! digit is escaped, so no input can widen a search. A value the module still refuses (RediSearch
+//! 1.x: a stopword as a whole tag value) finds nothing, and a query holding a NUL is not sent
+//! ([`Store::ft_search`]).
 
 use std::collections::HashMap;
 
@@ -211,6 +213,13 @@ impl Store {
     ) -> Result<(u64, Docs)> {
         if self.search.is_none() {
             return Err(Error::SearchUnavailable);
+        }
+        // The module reads a query as a C string: a NUL (escaped or not) cuts it, and 1.x then
+        // answers with an error text that is not UTF-8, which the client cannot read (the
+        // connection, shared with every other request, is lost with it). Such a query finds
+        // nothing, without being sent.
+        if query.contains('\0') {
+            return Ok((0, Vec::new()));
         }
         let v: redis::RedisResult<(u64, Docs)> = if self.is_cluster() {
             self.ft_search_sharded(index, query, extra, offset, limit)
