@@ -373,6 +373,19 @@ fn random_text(rng: &mut Rng, max: usize) -> String {
     s
 }
 
+/// Every byte but ASCII letters and digits as `%XX`, for a query string.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Changes one thing in a JSON object: a value, a key, the type, or removes or adds a field.
 fn mutate(v: &mut Value, rng: &mut Rng) {
     let Some(obj) = v.as_object_mut() else {
@@ -493,6 +506,15 @@ fn http_input(w: &World, rng: &mut Rng) -> Request {
     let ch = w.channel.clone();
     let u = format!("f{}", rng.next() % 100_000);
     let id = some_id(rng);
+    // A search value: a stopword, one letter, or random text (control characters, query
+    // syntax), percent-encoded.
+    let word = if rng.chance(50) {
+        rng.pick(&["the", "a", "of", "x", "", "*", "-", "\u{0}"])
+            .to_string()
+    } else {
+        random_text(rng, 20)
+    };
+    let word = percent_encode(&word);
     let endpoints: Vec<(M, String, Value, bool)> = vec![
         (
             M::POST,
@@ -530,6 +552,27 @@ fn http_input(w: &World, rng: &mut Rng) -> Request {
         (
             M::GET,
             "/api/users?near=53.8,-1.5&radius_km=10".into(),
+            Value::Null,
+            true,
+        ),
+        (M::GET, format!("/api/users?q={word}"), Value::Null, true),
+        (M::GET, format!("/api/users?city={word}"), Value::Null, true),
+        (
+            M::GET,
+            format!("/api/users?hobby={word}&country={word}"),
+            Value::Null,
+            true,
+        ),
+        (
+            M::GET,
+            format!("/api/search/messages?q=fuzz&username={word}"),
+            Value::Null,
+            true,
+        ),
+        (M::GET, format!("/api/search?q={word}"), Value::Null, true),
+        (
+            M::GET,
+            format!("/api/mentions?before={id}"),
             Value::Null,
             true,
         ),
