@@ -116,10 +116,20 @@ const INPUT_CHARS: usize = 600;
 struct Sent {
     seed: u64,
     batch: u64,
+    /// Each frame as the summary shows it.
     frames: Vec<String>,
+    /// Each text frame whole, to send again when isolating the one an `internal` answers.
+    texts: Vec<Option<String>>,
 }
 
 impl Sent {
+    fn push(&mut self, m: &Message) {
+        self.frames.push(describe(m));
+        self.texts.push(match m {
+            Message::Text(t) => Some(t.clone()),
+            _ => None,
+        });
+    }
     fn example(&self, answer: &str) -> Value {
         json!({
             "answer": answer,
@@ -128,6 +138,41 @@ impl Sent {
             "batch": self.batch,
         })
     }
+}
+
+/// Sends the text frames of a batch that got an `internal` answer again, one at a time, each
+/// followed by a marker, on a fresh socket: the first one answered `internal` again is the input
+/// that causes it (None when none does alone: it took the frames before it, or a state since
+/// changed).
+async fn isolate(w: &World, token: &str, sent: &Sent, hang: Duration) -> Option<usize> {
+    let mut scratch = Tally::default();
+    let mut socket: Option<Socket> = None;
+    for (i, text) in sent.texts.iter().enumerate() {
+        let Some(text) = text else { continue };
+        if socket.is_none() {
+            socket = connect(w, token).await.ok();
+        }
+        let ws = socket.as_mut()?;
+        let marker = format!("fuzz-isolate-{}-{}-{i}", sent.seed, sent.batch);
+        let before = scratch.internal;
+        let sent_ok = ws.send(Message::Text(text.clone())).await.is_ok()
+            && ws
+                .send(Message::Text(json!({"type": marker}).to_string()))
+                .await
+                .is_ok();
+        let none = Sent::default();
+        if !sent_ok
+            || until_marker(ws, &marker, hang, &none, &mut scratch)
+                .await
+                .is_err()
+        {
+            socket = None;
+        }
+        if scratch.internal > before {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// A WebSocket input as text for a summary: the frame itself (cut at [`INPUT_CHARS`]), or what
@@ -911,9 +956,11 @@ async fn until_marker(
                     Ok(v) => v,
                     Err(_) => {
                         t.internal += 1;
-                        t.internal_examples.push(
-                            sent.example(&format!("not JSON from the node: {}", short(&text))),
-                        );
+                        if t.internal_examples.len() < EXAMPLES {
+                            t.internal_examples.push(
+                                sent.example(&format!("not JSON from the node: {}", short(&text))),
+                            );
+                        }
                         continue;
                     }
                 };
@@ -925,7 +972,7 @@ async fn until_marker(
                             return Ok(());
                         }
                         t.code(&code);
-                        if code == "internal" {
+                        if code == "internal" && t.internal_examples.len() < EXAMPLES {
                             t.internal_examples.push(sent.example(&text));
                         }
                     }
@@ -1033,10 +1080,12 @@ async fn send_request(
         );
     if status >= 500 && !documented_503 {
         t.internal += 1;
-        t.internal_examples.push(json!({
-            "answer": format!("{status} {}", short(&String::from_utf8_lossy(&body))),
-            "request": input,
-        }));
+        if t.internal_examples.len() < EXAMPLES {
+            t.internal_examples.push(json!({
+                "answer": format!("{status} {}", short(&String::from_utf8_lossy(&body))),
+                "request": input,
+            }));
+        }
     }
     if status >= 400 && status != 404 && code.is_none() && !r.path.starts_with("/api/audio") {
         *t.undocumented
@@ -1108,11 +1157,13 @@ async fn worker(w: World, n: u64, seed: u64, hang: Duration, only: Option<String
                     seed,
                     batch: marker_n,
                     frames: Vec::with_capacity(BATCH + 1),
+                    texts: Vec::with_capacity(BATCH + 1),
                 };
                 // Signed in again first: a fuzzed signOut or auth may have signed it out.
                 let auth = json!({"type": "auth", "auth": {"token": "(the worker's token)"}});
                 sent.frames.push(auth.to_string());
                 let auth = json!({"type": "auth", "auth": {"token": token}}).to_string();
+                sent.texts.push(Some(auth.clone()));
                 if socket.send(Message::Text(auth)).await.is_err() {
                     sent_ok = false;
                 }
@@ -1123,7 +1174,7 @@ async fn worker(w: World, n: u64, seed: u64, hang: Duration, only: Option<String
                     let m = ws_input(&w, &token, &mut rng);
                     t.inputs += 1;
                     t.ws_frames += 1;
-                    sent.frames.push(describe(&m));
+                    sent.push(&m);
                     if socket.send(m).await.is_err() {
                         sent_ok = false;
                     }
@@ -1133,6 +1184,7 @@ async fn worker(w: World, n: u64, seed: u64, hang: Duration, only: Option<String
                     let frame = json!({"type": marker}).to_string();
                     sent_ok = socket.send(Message::Text(frame)).await.is_ok();
                 }
+                let examples_before = t.internal_examples.len();
                 match until_marker(socket, &marker, hang, &sent, &mut t).await {
                     Ok(()) => {}
                     Err(Some(hang_text)) => {
@@ -1141,6 +1193,16 @@ async fn worker(w: World, n: u64, seed: u64, hang: Duration, only: Option<String
                         ws = None;
                     }
                     Err(None) => ws = None,
+                }
+                // A new example: which of the batch's frames causes it, sent again alone.
+                if t.internal_examples.len() > examples_before {
+                    let found = isolate(&w, &token, &sent, hang).await;
+                    if let Some(example) = t.internal_examples.last_mut() {
+                        example["reproduced_by"] = match found {
+                            Some(i) => json!(sent.frames[i]),
+                            None => Value::Null,
+                        };
+                    }
                 }
                 let _ = sent_ok;
             }
