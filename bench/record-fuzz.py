@@ -36,7 +36,10 @@ def examples(title, items):
     out = []
     for e in items[:3]:
         inputs = e.get("request") or e.get("socket_inputs") or []
-        out.append(f"- {title}: `{str(e.get('answer', ''))[:200]}` after `{json.dumps(inputs)[:600]}`")
+        line = f"- {title}: `{str(e.get('answer', ''))[:200]}` after `{json.dumps(inputs)[:600]}`"
+        if e.get("reproduced_by"):
+            line += f"; sent again alone, `{str(e['reproduced_by'])[:300]}` answers it again"
+        out.append(line)
     return out
 
 
