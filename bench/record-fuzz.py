@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Appends one fuzz run (bench/fuzz.sh) to bench/RESULTS.md from chatnode-fuzz's JSON summary:
 date, commit, machine, inputs, crashes, hangs, internal errors, undocumented codes, lost posts,
-the node's RSS before and after, and every answer seen.
+the node's RSS before and after, every answer seen, the error lines of the node's log, and the
+inputs that caused internal errors or hangs (the first few, cut short).
 
-    record-fuzz.py SUMMARY.json
+    record-fuzz.py SUMMARY.json [NODE.log]
 """
 
 import datetime
@@ -22,8 +23,29 @@ def codes(d):
     return ", ".join(f"`{k}` {v:,}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])) or "none"
 
 
+def log_errors(path):
+    """The node's error lines (level error), the first few of them cut short."""
+    if not path or not os.path.exists(path):
+        return None, []
+    lines = [l.rstrip() for l in open(path, errors="replace") if " ERROR " in l]
+    return len(lines), [l[:300] for l in lines[:3]]
+
+
+def examples(title, items):
+    """The first few examples of a finding, with the inputs that caused them, as list items."""
+    out = []
+    for e in items[:3]:
+        inputs = e.get("request") or e.get("socket_inputs") or []
+        line = f"- {title}: `{str(e.get('answer', ''))[:200]}` after `{json.dumps(inputs)[:600]}`"
+        if e.get("reproduced_by"):
+            line += f"; sent again alone, `{str(e['reproduced_by'])[:300]}` answers it again"
+        out.append(line)
+    return out
+
+
 def main():
     s = json.load(open(sys.argv[1]))
+    n_errors, error_lines = log_errors(sys.argv[2] if len(sys.argv) > 2 else None)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mib = lambda k: f"{s[k] / 1024:,.1f} MiB" if s.get(k) is not None else "n/a"
     lines = [
@@ -48,8 +70,16 @@ def main():
         f"| `error` frames | {codes(s['ws_error_codes'])} |",
         f"| close codes | {codes(s['close_codes'])} |",
         f"| HTTP answers | {codes(s['http_answers'])} |",
-        "",
     ]
+    if n_errors is not None:
+        lines.append(f"| node log: error lines (causes of internal errors) | {n_errors:,} |")
+    lines.append("")
+    found = examples("internal", s.get("internal_examples") or []) + examples(
+        "hang", s.get("hang_examples") or []
+    )
+    found += [f"- node log: `{l}`" for l in error_lines]
+    if found:
+        lines += found + [""]
     with open(record.RESULTS, "a") as f:
         f.write("\n".join(lines))
 

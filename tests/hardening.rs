@@ -565,3 +565,68 @@ async fn a_client_that_stops_reading_is_closed_by_the_byte_bound_of_its_queue() 
     let page = again.recv_type("history").await;
     assert_eq!(page["history"]["messages"].as_array().unwrap().len(), 1);
 }
+
+/// An `internal` answer always leaves its cause in the node's log, at error level and once: a
+/// `500` over REST and an `error` frame with `internal` on a socket alike (the client is told
+/// only "internal error"). Redis is made to refuse the command history pages read (an ACL
+/// without XREVRANGE), as it refuses a command it cannot run.
+#[tokio::test]
+async fn an_internal_error_logs_its_cause_once_over_rest_and_over_a_socket() {
+    let log = CapturedLog::start();
+    let redis = TestRedis::start().await;
+    let n = node(settings(&redis.url()));
+    let base = n.http_url();
+    let t = register(&base, "logged").await;
+    create_channel(&base, &t, "logs").await;
+    let mut ws = Ws::signed_in(&n, &t).await;
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-xrevrange"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let causes = || {
+        log.lines()
+            .into_iter()
+            .filter(|l| l.contains("xrevrange"))
+            .collect::<Vec<_>>()
+    };
+
+    let (s, v) = get(&base, "/api/channels/logs/messages", &t).await;
+    assert_eq!(
+        (s, v["error"]["code"].clone()),
+        (500, json!("internal")),
+        "{v}"
+    );
+    assert!(
+        !v.to_string().contains("xrevrange"),
+        "the cause stays in the log: {v}"
+    );
+    let lines = causes();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("ERROR "), "{lines:?}");
+
+    ws.send(json!({"type": "history", "history": {"channel": "logs"}}))
+        .await;
+    let e = ws.recv_type("error").await;
+    assert_eq!(e["error"]["code"], "internal", "{e}");
+    assert!(!e.to_string().contains("xrevrange"), "{e}");
+    let lines = causes();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[1].starts_with("ERROR ") && lines[1].contains("`history` frame failed"),
+        "{lines:?}"
+    );
+
+    // Once Redis runs the command again, so do both.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "+xrevrange"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(get(&base, "/api/channels/logs/messages", &t).await.0, 200);
+    ws.send(json!({"type": "history", "history": {"channel": "logs"}}))
+        .await;
+    assert_eq!(ws.recv_type("history").await["type"], "history");
+    assert_eq!(causes().len(), 2);
+}

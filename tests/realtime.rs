@@ -370,6 +370,125 @@ async fn history_pages_unread_and_channel_rules() {
     assert_eq!(page["messages"][1]["username"], "reader");
 }
 
+/// The largest stream ID there is: `<u64::MAX>-<u64::MAX>`.
+const LARGEST_ID: &str = "18446744073709551615-18446744073709551615";
+
+/// Stream IDs at the ends of the ID space are well formed (`0-0`, the largest ID, and the same
+/// written with leading zeros or a `+`): nothing is older than `0-0` and nothing newer than the
+/// largest ID, so such pages are empty, a read marker there counts nothing unread and a resume
+/// from there replays nothing. Redis itself refuses an exclusive range past either end; none of
+/// that may come back as `internal`, and the socket goes on. A read marker Redis cannot read
+/// (an older database's) counts from the channel's start.
+#[tokio::test]
+async fn stream_ids_at_the_ends_of_the_id_space_get_answers_not_internal_errors() {
+    let redis = TestRedis::start().await;
+    let n = node(settings(&redis.url()));
+    let base = n.http_url();
+    let t = register(&base, "edge").await;
+    let r = register(&base, "edgereader").await;
+    create_channel(&base, &t, "ends").await;
+    join(&base, &r, "ends").await;
+    post_message(&base, &t, "ends", "the only message").await;
+
+    for query in [
+        "before=0-0",
+        "before=00-000",
+        "before=0",
+        &format!("after={LARGEST_ID}"),
+        "before=%2B0-%2B0",
+    ] {
+        let (s, page) = get(&base, &format!("/api/channels/ends/messages?{query}"), &r).await;
+        assert_eq!(s, 200, "{query}: {page}");
+        assert_eq!(page["messages"], json!([]), "{query}: {page}");
+        assert_eq!(page["has_more"], false, "{query}: {page}");
+    }
+    // The other way round they are the whole channel.
+    let (s, page) = get(
+        &base,
+        &format!("/api/channels/ends/messages?before={LARGEST_ID}"),
+        &r,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(
+        page["messages"].as_array().unwrap().last().unwrap()["text"],
+        "the only message"
+    );
+
+    // A read marker at the largest ID: kept, nothing unread, and the channel list still answers.
+    let unread = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "ends")
+            .map(|c| c["unread"].clone())
+    };
+    let (s, v) = post(
+        &base,
+        "/api/channels/ends/read",
+        &r,
+        json!({"last_id": LARGEST_ID}),
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, list) = get(&base, "/api/channels", &r).await;
+    assert_eq!((s, unread(&list)), (200, Some(json!(0))), "{list}");
+    // A marker that is no stream ID at all (written by something older): counted from the start.
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("HSET")
+        .arg("user:edge")
+        .arg("channel:ends")
+        .arg("not-an-id")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let other = post_message(&base, &r, "ends", "from the reader").await;
+    let (s, list) = get(&base, "/api/channels", &t).await;
+    assert_eq!((s, unread(&list)), (200, Some(json!(1))), "{list}");
+
+    // The same over a socket, answered in order, without an error frame; then it still posts.
+    let mut ws = Ws::signed_in(&n, &r).await;
+    for (frame, kind) in [
+        (
+            json!({"type": "history", "history": {"channel": "ends", "before": "0-0"}}),
+            "history",
+        ),
+        (
+            json!({"type": "history", "history": {"channel": "ends", "after": LARGEST_ID}}),
+            "history",
+        ),
+        (
+            json!({"type": "read", "read": {"channel": "ends", "last_id": LARGEST_ID}}),
+            "unread",
+        ),
+        (
+            json!({"type": "resume", "resume": {"channels": {"ends": LARGEST_ID}}}),
+            "subscribed",
+        ),
+    ] {
+        ws.send(frame.clone()).await;
+        let v = loop {
+            let v = ws.recv().await;
+            if v["type"] != "presence" {
+                break v;
+            }
+        };
+        assert_eq!(v["type"], kind, "{frame} answered {v}");
+        match kind {
+            "history" => assert_eq!(v["history"]["messages"], json!([]), "{v}"),
+            "unread" => assert_eq!(v["unread"]["count"], 0, "{v}"),
+            _ => {
+                assert_eq!(v["subscribed"]["replayed"], 0, "{v}");
+                assert_eq!(v["subscribed"]["last_id"], other["id"], "{v}");
+            }
+        }
+    }
+    ws.send(json!({"type": "post", "post": {"channel": "ends", "text": "still here", "client_id": "c1"}}))
+        .await;
+    let posted = ws.recv_type("posted").await;
+    assert_eq!(posted["posted"]["client_id"], "c1");
+}
+
 #[tokio::test]
 async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     let redis = TestRedis::start().await;

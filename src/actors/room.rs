@@ -19,7 +19,7 @@ use super::{Dialect, SessionId};
 use crate::metrics::Metrics;
 use crate::protocol::outbound::{self, Outbound, Typing};
 use crate::protocol::{seed004, ChatEvent};
-use crate::store::ids::id_after;
+use crate::store::ids::{after_bound, id_after};
 use crate::store::Store;
 
 /// A member as the room knows it.
@@ -278,9 +278,11 @@ impl Handler<Join> for Room {
                     Replay::None => Ok((Vec::new(), None)),
                     Replay::Last(n) => store.range_rev(&channel, "+", n).await.map(|v| (v, None)),
                     Replay::Since(id) => {
-                        let v = store
-                            .range(&channel, &format!("({id}"), "+", cap + 1)
-                            .await?;
+                        // Nothing follows the largest stream ID: nothing to replay.
+                        let Some(start) = after_bound(&id)? else {
+                            return Ok((Vec::new(), None));
+                        };
+                        let v = store.range(&channel, &start, "+", cap + 1).await?;
                         Ok(if v.len() > cap || replay_bytes(&v) > cap_bytes {
                             (Vec::new(), Some(id))
                         } else {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::ids::{check_id, parse_id};
+use super::ids::{after_bound, before_bound, parse_id};
 use super::{keys, Store};
 use crate::error::{Error, Result};
 use crate::protocol::ChatEvent;
@@ -76,7 +76,9 @@ impl Store {
     pub async fn read_after(&self, channel: &str, id: &str) -> Result<Vec<ChatEvent>> {
         const BATCH: usize = 500;
         let mut all = Vec::new();
-        let mut from = format!("({id}");
+        let Some(mut from) = after_bound(id)? else {
+            return Ok(all);
+        };
         loop {
             let batch = self.range(channel, &from, "+", BATCH).await?;
             let done = batch.len() < BATCH;
@@ -99,20 +101,26 @@ impl Store {
         limit: usize,
     ) -> Result<Page> {
         let limit = limit.clamp(1, self.settings.history.max_page_size);
+        // Nothing follows the largest stream ID and nothing precedes `0-0`: such a page is empty
+        // (Redis refuses the range).
+        let empty = || Page {
+            messages: Vec::new(),
+            has_more: false,
+        };
         if let Some(after) = after {
-            check_id(after)?;
-            let mut messages = self
-                .range(channel, &format!("({after}"), "+", limit + 1)
-                .await?;
+            let Some(start) = after_bound(after)? else {
+                return Ok(empty());
+            };
+            let mut messages = self.range(channel, &start, "+", limit + 1).await?;
             let has_more = messages.len() > limit;
             messages.truncate(limit);
             return Ok(Page { messages, has_more });
         }
         let end = match before {
-            Some(b) => {
-                check_id(b)?;
-                format!("({b}")
-            }
+            Some(b) => match before_bound(b)? {
+                Some(end) => end,
+                None => return Ok(empty()),
+            },
             None => "+".to_string(),
         };
         let mut messages = self.range_rev(channel, &end, limit + 1).await?;

@@ -1,7 +1,9 @@
 //! Full-text and tag search through RediSearch, on 1.x and 2.x alike.
 //!
 //! User text never reaches RediSearch as query syntax: every character that is not a letter or a
-//! digit is escaped, so no input can error or widen a search.
+//! digit is escaped, so no input can widen a search. A value the module still refuses (RediSearch
+//! 1.x: a stopword as a whole tag value) finds nothing, and a query holding a NUL is not sent
+//! ([`Store::ft_search`]).
 
 use std::collections::HashMap;
 
@@ -159,6 +161,16 @@ impl UserQuery {
     }
 }
 
+/// Whether the module refused a query as a syntax error. It answers `Syntax error at offset …`,
+/// which the Redis client reads as an error of code `Syntax` (and its text no longer says
+/// `Syntax error`), so both forms are checked.
+fn is_syntax_error(e: &redis::RedisError) -> bool {
+    e.code() == Some("Syntax") || {
+        let text = e.to_string();
+        text.contains("Syntax error") || text.contains("\"Syntax\": error")
+    }
+}
+
 /// Documents of a search answer: key and fields.
 pub type Docs = Vec<(String, HashMap<String, String>)>;
 
@@ -202,6 +214,13 @@ impl Store {
         if self.search.is_none() {
             return Err(Error::SearchUnavailable);
         }
+        // The module reads a query as a C string: a NUL (escaped or not) cuts it, and 1.x then
+        // answers with an error text that is not UTF-8, which the client cannot read (the
+        // connection, shared with every other request, is lost with it). Such a query finds
+        // nothing, without being sent.
+        if query.contains('\0') {
+            return Ok((0, Vec::new()));
+        }
         let v: redis::RedisResult<(u64, Docs)> = if self.is_cluster() {
             self.ft_search_sharded(index, query, extra, offset, limit)
                 .await
@@ -222,7 +241,7 @@ impl Store {
             Ok(v) => Ok(v),
             // User text is escaped, so a refused query means a value the module cannot search
             // for (1.x and stopword tags): it finds nothing rather than failing the request.
-            Err(e) if e.to_string().contains("Syntax error") => {
+            Err(e) if is_syntax_error(&e) => {
                 log::warn!("search refused `{query}`: {e}");
                 Ok((0, Vec::new()))
             }

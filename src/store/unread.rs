@@ -11,7 +11,7 @@ use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::channels::{dm_pair, Kind};
-use super::ids::{check_id, id_after};
+use super::ids::{after_bound, canonical_id, id_after};
 use super::{keys, Store};
 use crate::error::Result;
 use crate::protocol::ChatEvent;
@@ -34,9 +34,11 @@ pub struct ChannelSummary {
 /// Largest unread count reported exactly; above it the count is capped.
 pub const UNREAD_CAP: usize = 1000;
 
-/// Counts the entries of a channel stream (KEYS[1]) from ARGV[1] (`-` or `(<id>`), at most
-/// ARGV[3], that are messages by someone other than ARGV[2]. One key: the channel's slot.
+/// Counts the entries of a channel stream (KEYS[1]) from ARGV[1] (`-` or `(<id>`; empty: none
+/// can follow, 0), at most ARGV[3], that are messages by someone other than ARGV[2]. One key: the
+/// channel's slot.
 const UNREAD_LUA: &str = r#"
+if ARGV[1] == '' then return 0 end
 local n = 0
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[3])) do
   local f, kind, user = e[2], nil, nil
@@ -50,15 +52,23 @@ return n
 
 static UNREAD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(UNREAD_LUA));
 
-/// Where counting starts: after the last-seen ID, or from the beginning.
+/// Where counting starts: after the last-seen ID, or from the beginning when there is none or it
+/// is no stream ID (an older database's); empty when no ID can follow it (the largest there is),
+/// which the script counts as 0. Only a canonical `(<ms>-<seq>` reaches Redis, which refuses an
+/// exclusive range past the end.
 fn unread_start(seen: Option<&str>) -> String {
-    seen.map(|s| format!("({s}")).unwrap_or_else(|| "-".into())
+    match seen.map(after_bound) {
+        Some(Ok(Some(start))) => start,
+        Some(Ok(None)) => String::new(),
+        None | Some(Err(_)) => "-".into(),
+    }
 }
 
 impl Store {
     /// Records that the user has read up to `last_id` (never moves backwards).
     pub async fn mark_read(&self, username: &str, channel: &str, last_id: &str) -> Result<()> {
-        check_id(last_id)?;
+        // Kept as Redis writes IDs, whatever form of it the client sent.
+        let last_id = &canonical_id(last_id)?;
         let mut conn = self.conn().await?;
         let current: Option<String> = conn
             .hget(keys::user(username), keys::last_seen_field(channel))

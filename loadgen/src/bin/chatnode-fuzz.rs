@@ -103,6 +103,119 @@ impl Rng {
     }
 }
 
+/// Examples of each finding kept in the summary.
+const EXAMPLES: usize = 20;
+/// Characters of one input kept in an example.
+const INPUT_CHARS: usize = 600;
+
+/// What a worker sent on its socket since the last marker was answered (the `auth` first, then
+/// the batch), described for the summary. A socket answers its frames in order, so an answer
+/// read before the marker answers one of these; the batch is the context of an `internal` or a
+/// hang. `seed` and `batch` let a run with the same seed be stopped there.
+#[derive(Default)]
+struct Sent {
+    seed: u64,
+    batch: u64,
+    /// Each frame as the summary shows it.
+    frames: Vec<String>,
+    /// Each text frame whole, to send again when isolating the one an `internal` answers.
+    texts: Vec<Option<String>>,
+}
+
+impl Sent {
+    fn push(&mut self, m: &Message) {
+        self.frames.push(describe(m));
+        self.texts.push(match m {
+            Message::Text(t) => Some(t.clone()),
+            _ => None,
+        });
+    }
+    fn example(&self, answer: &str) -> Value {
+        json!({
+            "answer": answer,
+            "socket_inputs": self.frames,
+            "worker_seed": self.seed,
+            "batch": self.batch,
+        })
+    }
+}
+
+/// Sends the text frames of a batch that got an `internal` answer again, one at a time, each
+/// followed by a marker, on a fresh socket: the first one answered `internal` again is the input
+/// that causes it (None when none does alone: it took the frames before it, or a state since
+/// changed).
+async fn isolate(w: &World, token: &str, sent: &Sent, hang: Duration) -> Option<usize> {
+    let mut scratch = Tally::default();
+    let mut socket: Option<Socket> = None;
+    for (i, text) in sent.texts.iter().enumerate() {
+        let Some(text) = text else { continue };
+        if socket.is_none() {
+            socket = connect(w, token).await.ok();
+        }
+        let ws = socket.as_mut()?;
+        let marker = format!("fuzz-isolate-{}-{}-{i}", sent.seed, sent.batch);
+        let before = scratch.internal;
+        let sent_ok = ws.send(Message::Text(text.clone())).await.is_ok()
+            && ws
+                .send(Message::Text(json!({"type": marker}).to_string()))
+                .await
+                .is_ok();
+        let none = Sent::default();
+        if !sent_ok
+            || until_marker(ws, &marker, hang, &none, &mut scratch)
+                .await
+                .is_err()
+        {
+            socket = None;
+        }
+        if scratch.internal > before {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// A WebSocket input as text for a summary: the frame itself (cut at [`INPUT_CHARS`]), or what
+/// it was when it is not text.
+fn describe(m: &Message) -> String {
+    match m {
+        Message::Text(t) => cut(t, INPUT_CHARS),
+        Message::Binary(b) => format!("binary frame, {} bytes", b.len()),
+        Message::Frame(f) => format!(
+            "text frame with invalid UTF-8 ({} bytes): {}",
+            f.payload().len(),
+            cut(&String::from_utf8_lossy(f.payload()), INPUT_CHARS)
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// An HTTP input as JSON for a summary: method, path, content type, token or not, the body
+/// (as text, cut at [`INPUT_CHARS`]) and its length.
+fn describe_request(r: &Request) -> Value {
+    json!({
+        "method": r.method.as_str(),
+        "path": r.path,
+        "content_type": r.content_type,
+        "auth": r.auth,
+        "body": cut(&String::from_utf8_lossy(&r.body), INPUT_CHARS),
+        "body_bytes": r.body.len(),
+    })
+}
+
+/// The first `n` characters of `s`, and how long it was when longer.
+fn cut(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        s.to_string()
+    } else {
+        format!(
+            "{}… ({count} characters)",
+            s.chars().take(n).collect::<String>()
+        )
+    }
+}
+
 /// What every worker counts.
 #[derive(Default)]
 struct Tally {
@@ -111,9 +224,11 @@ struct Tally {
     http_requests: u64,
     audio_uploads: u64,
     hangs: u64,
-    hang_examples: Vec<String>,
+    /// What did not answer in time, with the inputs sent just before (see [`Sent`]).
+    hang_examples: Vec<Value>,
     internal: u64,
-    internal_examples: Vec<String>,
+    /// Every `internal` answer (and 5xx) with the input(s) that caused it (see [`Sent`]).
+    internal_examples: Vec<Value>,
     undocumented: BTreeMap<String, u64>,
     ws_codes: BTreeMap<String, u64>,
     close_codes: BTreeMap<String, u64>,
@@ -141,17 +256,8 @@ impl Tally {
         self.ws_frames += o.ws_frames;
         self.http_requests += o.http_requests;
         self.audio_uploads += o.audio_uploads;
-        self.hangs += o.hangs;
-        self.hang_examples.extend(o.hang_examples);
-        self.hang_examples.truncate(10);
-        self.internal += o.internal;
-        self.internal_examples.extend(o.internal_examples);
-        self.internal_examples.truncate(10);
         self.reconnects += o.reconnects;
         self.sign_ins += o.sign_ins;
-        for (k, v) in o.undocumented {
-            *self.undocumented.entry(k).or_default() += v;
-        }
         for (k, v) in o.ws_codes {
             *self.ws_codes.entry(k).or_default() += v;
         }
@@ -161,7 +267,34 @@ impl Tally {
         for (k, v) in o.http_answers {
             *self.http_answers.entry(k).or_default() += v;
         }
+        self.merge_findings(o.hangs, o.hang_examples, o.internal, o.internal_examples);
+        for (k, v) in o.undocumented {
+            *self.undocumented.entry(k).or_default() += v;
+        }
         self.acked.extend(o.acked);
+    }
+    /// The findings of the warm-up count (and its posts are checked), though its inputs and
+    /// answers are not counted: the memory baseline follows it.
+    fn merge_warm_up(&mut self, o: Tally) {
+        self.merge_findings(o.hangs, o.hang_examples, o.internal, o.internal_examples);
+        for (k, v) in o.undocumented {
+            *self.undocumented.entry(k).or_default() += v;
+        }
+        self.acked.extend(o.acked);
+    }
+    fn merge_findings(
+        &mut self,
+        hangs: u64,
+        hang_ex: Vec<Value>,
+        internal: u64,
+        int_ex: Vec<Value>,
+    ) {
+        self.hangs += hangs;
+        self.hang_examples.extend(hang_ex);
+        self.hang_examples.truncate(EXAMPLES);
+        self.internal += internal;
+        self.internal_examples.extend(int_ex);
+        self.internal_examples.truncate(EXAMPLES);
     }
 }
 
@@ -180,14 +313,35 @@ struct World {
 // ---------------------------------------------------------------------------------------------
 // Inputs.
 
-/// One of every frame a client may send, well formed.
-fn frame_templates(w: &World, token: &str, rng: &mut Rng) -> Vec<Value> {
-    let ch = &w.channel;
-    let id = format!(
+/// Well-formed stream IDs at the ends of the ID space, where Redis refuses exclusive ranges
+/// (`(0-0` as an end, `(<largest>` as a start), also written with leading zeros or without `-seq`.
+const EDGE_IDS: &[&str] = &[
+    "0-0",
+    "0",
+    "00-000",
+    "0-1",
+    "18446744073709551615-18446744073709551615",
+    "18446744073709551615",
+    "18446744073709551615-0",
+    "0-18446744073709551615",
+];
+
+/// A stream ID near the present, or (one in 20) one at the ends of the ID space.
+fn some_id(rng: &mut Rng) -> String {
+    if rng.chance(5) {
+        return rng.pick(EDGE_IDS).to_string();
+    }
+    format!(
         "{}-{}",
         1_700_000_000_000u64 + rng.below(1 << 30) as u64,
         rng.below(4)
-    );
+    )
+}
+
+/// One of every frame a client may send, well formed.
+fn frame_templates(w: &World, token: &str, rng: &mut Rng) -> Vec<Value> {
+    let ch = &w.channel;
+    let id = some_id(rng);
     vec![
         json!({"type": "auth", "auth": {"token": token}}),
         json!({"type": "signIn", "signIn": {"username": "fuzz-a", "password": "wrong-password"}}),
@@ -203,6 +357,7 @@ fn frame_templates(w: &World, token: &str, rng: &mut Rng) -> Vec<Value> {
         json!({"type": "resume", "resume": {"channels": {ch: id}}}),
         json!({"type": "post", "post": {"channel": ch, "text": "fuzz post", "client_id": format!("c{}", rng.next())}}),
         json!({"type": "history", "history": {"channel": ch, "limit": 5, "before": id}}),
+        json!({"type": "history", "history": {"channel": ch, "limit": 5, "after": id}}),
         json!({"type": "read", "read": {"channel": ch, "last_id": id}}),
         json!({"type": "typing", "typing": {"channel": ch}}),
         json!({"type": "edit", "edit": {"channel": ch, "id": id, "text": "edited"}}),
@@ -261,6 +416,19 @@ fn random_text(rng: &mut Rng, max: usize) -> String {
         s.push_str(piece);
     }
     s
+}
+
+/// Every byte but ASCII letters and digits as `%XX`, for a query string.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Changes one thing in a JSON object: a value, a key, the type, or removes or adds a field.
@@ -382,11 +550,16 @@ fn http_input(w: &World, rng: &mut Rng) -> Request {
     use reqwest::Method as M;
     let ch = w.channel.clone();
     let u = format!("f{}", rng.next() % 100_000);
-    let id = format!(
-        "{}-{}",
-        1_700_000_000_000u64 + rng.below(1 << 30) as u64,
-        rng.below(4)
-    );
+    let id = some_id(rng);
+    // A search value: a stopword, one letter, or random text (control characters, query
+    // syntax), percent-encoded.
+    let word = if rng.chance(50) {
+        rng.pick(&["the", "a", "of", "x", "", "*", "-", "\u{0}"])
+            .to_string()
+    } else {
+        random_text(rng, 20)
+    };
+    let word = percent_encode(&word);
     let endpoints: Vec<(M, String, Value, bool)> = vec![
         (
             M::POST,
@@ -427,6 +600,27 @@ fn http_input(w: &World, rng: &mut Rng) -> Request {
             Value::Null,
             true,
         ),
+        (M::GET, format!("/api/users?q={word}"), Value::Null, true),
+        (M::GET, format!("/api/users?city={word}"), Value::Null, true),
+        (
+            M::GET,
+            format!("/api/users?hobby={word}&country={word}"),
+            Value::Null,
+            true,
+        ),
+        (
+            M::GET,
+            format!("/api/search/messages?q=fuzz&username={word}"),
+            Value::Null,
+            true,
+        ),
+        (M::GET, format!("/api/search?q={word}"), Value::Null, true),
+        (
+            M::GET,
+            format!("/api/mentions?before={id}"),
+            Value::Null,
+            true,
+        ),
         (M::GET, "/api/users/online".into(), Value::Null, true),
         (M::GET, "/api/users/fuzz-b".into(), Value::Null, true),
         (M::GET, "/api/channels".into(), Value::Null, true),
@@ -451,9 +645,27 @@ fn http_input(w: &World, rng: &mut Rng) -> Request {
             true,
         ),
         (
+            M::GET,
+            format!("/api/channels/{ch}/messages?limit=3&before={id}"),
+            Value::Null,
+            true,
+        ),
+        (
+            M::GET,
+            format!("/api/channels/{ch}/messages?limit=3&after={id}"),
+            Value::Null,
+            true,
+        ),
+        (
             M::POST,
             format!("/api/channels/{ch}/read"),
             json!({"last_id": "1-0"}),
+            true,
+        ),
+        (
+            M::POST,
+            format!("/api/channels/{ch}/read"),
+            json!({"last_id": id}),
             true,
         ),
         (
@@ -715,11 +927,13 @@ async fn connect(w: &World, token: &str) -> Result<Socket, String> {
     Ok(ws)
 }
 
-/// Reads answers until the marker's; None when the socket closed (with its code).
+/// Reads answers until the marker's; None when the socket closed (with its code). An `internal`
+/// answer is kept with what was `sent` on the socket before it.
 async fn until_marker(
     ws: &mut Socket,
     marker: &str,
     hang: Duration,
+    sent: &Sent,
     t: &mut Tally,
 ) -> Result<(), Option<String>> {
     let deadline = Instant::now() + hang;
@@ -742,8 +956,11 @@ async fn until_marker(
                     Ok(v) => v,
                     Err(_) => {
                         t.internal += 1;
-                        t.internal_examples
-                            .push(format!("not JSON from the node: {}", short(&text)));
+                        if t.internal_examples.len() < EXAMPLES {
+                            t.internal_examples.push(
+                                sent.example(&format!("not JSON from the node: {}", short(&text))),
+                            );
+                        }
                         continue;
                     }
                 };
@@ -755,8 +972,8 @@ async fn until_marker(
                             return Ok(());
                         }
                         t.code(&code);
-                        if code == "internal" {
-                            t.internal_examples.push(short(&text));
+                        if code == "internal" && t.internal_examples.len() < EXAMPLES {
+                            t.internal_examples.push(sent.example(&text));
                         }
                     }
                     Some("signOut") => t.signed_out = true,
@@ -794,6 +1011,7 @@ async fn send_request(
     hang: Duration,
     t: &mut Tally,
 ) {
+    let input = describe_request(&r);
     let mut req = client
         .request(r.method.clone(), format!("{}{}", w.base, r.path))
         .timeout(hang);
@@ -811,7 +1029,7 @@ async fn send_request(
         Err(e) if e.is_timeout() => {
             t.hangs += 1;
             t.hang_examples
-                .push(format!("{} {}", r.method, short(&r.path)));
+                .push(json!({"answer": "no answer in time", "request": input}));
             return;
         }
         Err(e) => {
@@ -831,7 +1049,7 @@ async fn send_request(
         _ => {
             t.hangs += 1;
             t.hang_examples
-                .push(format!("{} {} (body)", r.method, short(&r.path)));
+                .push(json!({"answer": format!("{status}, body not in time"), "request": input}));
             return;
         }
     };
@@ -862,8 +1080,12 @@ async fn send_request(
         );
     if status >= 500 && !documented_503 {
         t.internal += 1;
-        t.internal_examples
-            .push(format!("{status} {} {}", r.method, short(&r.path)));
+        if t.internal_examples.len() < EXAMPLES {
+            t.internal_examples.push(json!({
+                "answer": format!("{status} {}", short(&String::from_utf8_lossy(&body))),
+                "request": input,
+            }));
+        }
     }
     if status >= 400 && status != 404 && code.is_none() && !r.path.starts_with("/api/audio") {
         *t.undocumented
@@ -904,7 +1126,8 @@ async fn worker(w: World, n: u64, seed: u64, hang: Duration, only: Option<String
                 }
                 Err(e) => {
                     t.hangs += 1;
-                    t.hang_examples.push(format!("signing in again: {e}"));
+                    t.hang_examples
+                        .push(json!({"answer": format!("signing in again: {e}")}));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     t.signed_out = true;
                     continue;
@@ -922,15 +1145,25 @@ async fn worker(w: World, n: u64, seed: u64, hang: Duration, only: Option<String
                         }
                         Err(e) => {
                             t.hangs += 1;
-                            t.hang_examples.push(e);
+                            t.hang_examples.push(json!({"answer": e}));
                             tokio::time::sleep(Duration::from_millis(200)).await;
                             continue;
                         }
                     },
                 };
                 let mut sent_ok = true;
+                marker_n += 1;
+                let mut sent = Sent {
+                    seed,
+                    batch: marker_n,
+                    frames: Vec::with_capacity(BATCH + 1),
+                    texts: Vec::with_capacity(BATCH + 1),
+                };
                 // Signed in again first: a fuzzed signOut or auth may have signed it out.
+                let auth = json!({"type": "auth", "auth": {"token": "(the worker's token)"}});
+                sent.frames.push(auth.to_string());
                 let auth = json!({"type": "auth", "auth": {"token": token}}).to_string();
+                sent.texts.push(Some(auth.clone()));
                 if socket.send(Message::Text(auth)).await.is_err() {
                     sent_ok = false;
                 }
@@ -941,24 +1174,35 @@ async fn worker(w: World, n: u64, seed: u64, hang: Duration, only: Option<String
                     let m = ws_input(&w, &token, &mut rng);
                     t.inputs += 1;
                     t.ws_frames += 1;
+                    sent.push(&m);
                     if socket.send(m).await.is_err() {
                         sent_ok = false;
                     }
                 }
-                marker_n += 1;
                 let marker = format!("fuzz-marker-{seed}-{marker_n}");
                 if sent_ok {
                     let frame = json!({"type": marker}).to_string();
                     sent_ok = socket.send(Message::Text(frame)).await.is_ok();
                 }
-                match until_marker(socket, &marker, hang, &mut t).await {
+                let examples_before = t.internal_examples.len();
+                match until_marker(socket, &marker, hang, &sent, &mut t).await {
                     Ok(()) => {}
                     Err(Some(hang_text)) => {
                         t.hangs += 1;
-                        t.hang_examples.push(hang_text);
+                        t.hang_examples.push(sent.example(&hang_text));
                         ws = None;
                     }
                     Err(None) => ws = None,
+                }
+                // A new example: which of the batch's frames causes it, sent again alone.
+                if t.internal_examples.len() > examples_before {
+                    let found = isolate(&w, &token, &sent, hang).await;
+                    if let Some(example) = t.internal_examples.last_mut() {
+                        example["reproduced_by"] = match found {
+                            Some(i) => json!(sent.frames[i]),
+                            None => Value::Null,
+                        };
+                    }
                 }
                 let _ = sent_ok;
             }
@@ -1154,7 +1398,7 @@ async fn run(cfg: Config) -> Result<bool, String> {
     // A warm-up (a twentieth, at most 20,000) before the memory baseline: first allocations of
     // pools, buffers and caches are not growth.
     let warm = (cfg.inputs / 20).min(20_000);
-    let _ = worker(
+    let warm_up = worker(
         w.clone(),
         warm,
         cfg.seed ^ 0xABCD,
@@ -1177,6 +1421,7 @@ async fn run(cfg: Config) -> Result<bool, String> {
         tasks.push(tokio::spawn(worker(w, n, seed, cfg.hang, cfg.only.clone())));
     }
     let mut total = Tally::default();
+    total.merge_warm_up(warm_up);
     for task in tasks {
         total.merge(task.await.map_err(|e| e.to_string())?);
     }

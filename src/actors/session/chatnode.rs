@@ -52,7 +52,12 @@ async fn join(cx: &Caller, channels: Vec<(String, Option<String>)>) -> Result<Re
             let about = ErrorAbout::Channel {
                 channel: channel.clone(),
             };
-            reply.frames.push(error_frame(&e, Some(about)));
+            let kind = if from.is_some() {
+                "resume"
+            } else {
+                "subscribe"
+            };
+            reply.frames.push(error_frame(&e, kind, Some(about)));
             continue;
         }
         reply.joins.push(JoinSpec {

@@ -102,8 +102,9 @@ impl Session {
         self.outbox.send(ByteString::from(frame.to_json()));
     }
 
-    fn send_error(&self, e: &Error, about: Option<ErrorAbout>) {
-        self.send(error_frame(e, about));
+    /// Answers frame `kind` with the `error` frame of `e`.
+    fn send_error(&self, e: &Error, kind: &str, about: Option<ErrorAbout>) {
+        self.send(error_frame(e, kind, about));
     }
 
     fn identify(&self) {
@@ -153,14 +154,14 @@ impl Session {
             Inbound::SignIn(_) | Inbound::SignUp(_) | Inbound::Auth { .. }
         );
         if needs_user && self.user.is_none() {
-            self.send_error(&Error::Unauthorized, None);
+            self.send_error(&Error::Unauthorized, frame.kind(), None);
             return false;
         }
         if (matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
             || actions::is_action(frame))
             && !self.allow_post()
         {
-            self.send_error(&Error::RateLimited, pipeline::about(frame));
+            self.send_error(&Error::RateLimited, frame.kind(), pipeline::about(frame));
             return false;
         }
         true
@@ -248,8 +249,14 @@ async fn route(frame: Inbound, cx: Caller) -> Result<Reply> {
     }
 }
 
-/// The `error` frame of a failure: its code and public text, never its internal cause.
-fn error_frame(e: &Error, about: Option<ErrorAbout>) -> Outbound {
+/// The `error` frame of a failure of frame `kind`: its code and public text, never its internal
+/// cause. That cause is logged here, at error level, once per failure, as a `500` over HTTP is
+/// (`http::error`): an `internal` answer (or `redis_unavailable`) always leaves its cause in the
+/// log.
+fn error_frame(e: &Error, kind: &str, about: Option<ErrorAbout>) -> Outbound {
+    if matches!(e, Error::Internal(_) | Error::RedisUnavailable(_)) {
+        log::error!("`{kind}` frame failed: {e:?}");
+    }
     Outbound::Error(ErrorFrame::new(e.code(), e.public_message(), about))
 }
 

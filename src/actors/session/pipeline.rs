@@ -185,6 +185,7 @@ impl Session {
             return;
         }
         let about = about(&frame);
+        let kind = frame.kind();
         let caller = Caller {
             app: self.app.clone(),
             user: self.user.clone(),
@@ -206,7 +207,7 @@ impl Session {
                         joined.unwrap_or_else(|e| Err(Error::Internal(format!("frame task: {e}"))));
                     match result {
                         Ok(reply) => act.apply(reply, ctx),
-                        Err(e) => act.send_error(&e, about),
+                        Err(e) => act.send_error(&e, kind, about),
                     }
                     act.run_next(ctx);
                 }),
