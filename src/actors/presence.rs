@@ -1,7 +1,8 @@
 //! The presence tracker: who is online, seed 004 style (a key with a 60 s expiry), on every node.
 //!
 //! For each user with a session on this node it keeps `presence:{user:<u>}` alive with SETEX and the
-//! `online` sorted set (score = expiry) current, in one pipelined batch per tick. Transitions are
+//! user's entry in the online set (score = expiry; spread over `keys::ONLINE_BUCKETS` sorted sets,
+//! see `store::online`) current, in one pipelined batch per tick. Transitions are
 //! published so every node tells its clients; each carries the user's channels (public and DMs),
 //! so a node tells only the sockets that share one of them (see the hub). Each tick also sweeps
 //! the sorted set for users whose keys expired because their node died, and announces them
@@ -68,9 +69,9 @@ redis.call('DEL', KEYS[2])
 return redis.call('SMEMBERS', KEYS[3])
 "#;
 
-/// Takes a user out of `online` (its own slot) and announces them offline, once: only while
-/// their score is not after ARGV[2] (a later claim, from a node where they came back, keeps
-/// them). KEYS[1] online; ARGV: 1 username, 2 latest score removed, 3 subject, 4 announcement.
+/// Takes a user out of the online set (their bucket's slot) and announces them offline, once:
+/// only while their score is not after ARGV[2] (a later claim, from a node where they came back,
+/// keeps them). KEYS[1] the user's online bucket; ARGV: 1 username, 2 latest score removed, 3 subject, 4 announcement.
 const LEAVE_ONLINE_LUA: &str = r#"
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
@@ -78,6 +79,9 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 "#;
+
+/// Expired online entries each tick takes out of each bucket (the rest wait for the next tick).
+const SWEEP_PER_BUCKET: usize = 100;
 
 /// A presence announcement.
 fn announcement(username: &str, uuid: &str, online: bool, channels: &[String]) -> String {
@@ -99,7 +103,7 @@ fn user_script<'a>(script: &'a redis::Script, username: &str) -> redis::ScriptIn
     inv
 }
 
-/// Takes a user out of `online` and announces them offline, unless a claim after
+/// Takes a user out of the online set and announces them offline, unless a claim after
 /// `latest_score` keeps them.
 async fn leave_online(
     conn: &mut crate::store::Conn,
@@ -109,7 +113,7 @@ async fn leave_online(
     channels: &[String],
 ) -> redis::RedisResult<i64> {
     redis::Script::new(LEAVE_ONLINE_LUA)
-        .key(keys::ONLINE)
+        .key(keys::online(username))
         .arg(username)
         .arg(latest_score)
         .arg(keys::PRESENCE_EVENTS)
@@ -119,7 +123,7 @@ async fn leave_online(
 }
 
 /// One node's claim on a user: online (`true`) or gone. Two steps in two slots: the user's
-/// presence keys, then the `online` set and the announcement.
+/// presence keys, then the user's online bucket and the announcement.
 async fn claim(
     store: &Store,
     node: &str,
@@ -139,7 +143,7 @@ async fn claim(
                 .invoke_async(&mut conn)
                 .await?;
         let mut pipe = redis::pipe();
-        pipe.zadd(keys::ONLINE, username, now + ttl as i64 * 1000)
+        pipe.zadd(keys::online(username), username, now + ttl as i64 * 1000)
             .ignore();
         if was == 0 {
             pipe.publish(
@@ -244,7 +248,7 @@ impl Presence {
                             .ignore();
                         pipe.hset(keys::presence_nodes(u), &node, expiry).ignore();
                         pipe.expire(keys::presence_nodes(u), ttl as i64).ignore();
-                        pipe.zadd(keys::ONLINE, u, expiry).ignore();
+                        pipe.zadd(keys::online(u), u, expiry).ignore();
                     }
                     let _: () = pipe.query_async(&mut conn).await?;
                 }
@@ -257,16 +261,8 @@ impl Presence {
                     .presence_refresh_micros
                     .store(started.elapsed().as_micros() as u64, Relaxed);
                 metrics.presence_refreshes.fetch_add(1, Relaxed);
-                let expired: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys::ONLINE)
-                    .arg("-inf")
-                    .arg(now)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await?;
                 drop(conn);
+                let expired = store.online_expired(now, SWEEP_PER_BUCKET).await?;
                 if !expired.is_empty() {
                     let uuids = store.uuids(&expired).await?;
                     let mut conn = store.conn().await?;
@@ -343,20 +339,5 @@ impl Handler<Shutdown> for Presence {
                 }
             }
         })
-    }
-}
-
-impl Store {
-    /// Usernames whose presence has not expired.
-    pub async fn online_users(&self) -> crate::error::Result<Vec<String>> {
-        let mut conn = self.conn().await?;
-        let now = crate::store::users::now_ms();
-        let users: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys::ONLINE)
-            .arg(now)
-            .arg("+inf")
-            .query_async(&mut conn)
-            .await?;
-        Ok(users)
     }
 }

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod members;
 pub mod migrate;
 pub mod moderation;
+pub mod online;
 pub mod posting;
 pub mod replicas;
 pub mod retention;

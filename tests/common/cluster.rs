@@ -359,6 +359,15 @@ impl Backend {
         }
     }
 
+    /// A plain connection to the Redis that holds `key` (one Redis: it; a cluster: the master
+    /// serving the key's slot), for reading a key as the nodes left it.
+    pub async fn conn_for(&self, key: &str) -> redis::aio::MultiplexedConnection {
+        match self {
+            Backend::One(r) => r.conn().await,
+            Backend::Cluster(c) => c.node(c.master_of(key).await).conn().await,
+        }
+    }
+
     /// Drops every pub/sub connection (the nodes' bridges) on every master; how many.
     pub async fn kill_pubsub_clients(&self) -> i64 {
         match self {
