@@ -368,6 +368,30 @@ impl Backend {
         }
     }
 
+    /// The length of the stream at `key`, read where it lives.
+    pub async fn xlen(&self, key: &str) -> u64 {
+        redis::cmd("XLEN")
+            .arg(key)
+            .query_async(&mut self.conn_for(key).await)
+            .await
+            .unwrap()
+    }
+
+    /// Every entry of a channel's stream: ID and fields, read where it lives.
+    pub async fn stream(
+        &self,
+        channel: &str,
+    ) -> Vec<(String, std::collections::HashMap<String, String>)> {
+        let key = format!("channel:{channel}");
+        redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn_for(&key).await)
+            .await
+            .unwrap()
+    }
+
     /// Drops every pub/sub connection (the nodes' bridges) on every master; how many.
     pub async fn kill_pubsub_clients(&self) -> i64 {
         match self {
