@@ -239,6 +239,8 @@ impl Presence {
                 let mut conn = store.conn().await?;
                 if !users.is_empty() {
                     let mut pipe = redis::pipe();
+                    // The online entries: one ZADD per bucket, however many users.
+                    let mut buckets: HashMap<u16, Vec<&String>> = HashMap::new();
                     for u in &users {
                         pipe.cmd("SET")
                             .arg(keys::presence(u))
@@ -248,7 +250,17 @@ impl Presence {
                             .ignore();
                         pipe.hset(keys::presence_nodes(u), &node, expiry).ignore();
                         pipe.expire(keys::presence_nodes(u), ttl as i64).ignore();
-                        pipe.zadd(keys::online(u), u, expiry).ignore();
+                        buckets
+                            .entry(keys::online_bucket_of(u))
+                            .or_default()
+                            .push(u);
+                    }
+                    for (bucket, members) in buckets {
+                        let add = pipe.cmd("ZADD").arg(keys::online_bucket(bucket));
+                        for u in members {
+                            add.arg(expiry).arg(u.as_str());
+                        }
+                        add.ignore();
                     }
                     let _: () = pipe.query_async(&mut conn).await?;
                 }
