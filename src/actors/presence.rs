@@ -71,7 +71,8 @@ return redis.call('SMEMBERS', KEYS[3])
 
 /// Takes a user out of the online set (their bucket's slot) and announces them offline, once:
 /// only while their score is not after ARGV[2] (a later claim, from a node where they came back,
-/// keeps them). KEYS[1] the user's online bucket; ARGV: 1 username, 2 latest score removed, 3 subject, 4 announcement.
+/// keeps them). KEYS[1] the user's online bucket; ARGV: 1 username, 2 latest score removed,
+/// 3 subject, 4 announcement.
 const LEAVE_ONLINE_LUA: &str = r#"
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
