@@ -3,7 +3,8 @@
 //! `MIGRATE` in small batches, `CLUSTER SETSLOT … NODE` on every master: what `redis-cli
 //! --cluster reshard` does) while two nodes post to it and two sockets read it, one of them
 //! roaming to the other node with `resume` halfway through. The nodes follow the slot by
-//! themselves, and every acknowledged post is stored once and delivered once to each reader.
+//! themselves, every acknowledged post is stored once and delivered once to each reader, and
+//! search finds each post once, also after the slot of a search index's own name moves.
 
 mod common;
 
