@@ -2,7 +2,7 @@
 //!
 //! For each user with a session on this node it keeps `presence:{user:<u>}` alive with SETEX and the
 //! user's entry in the online set (score = expiry; spread over `keys::ONLINE_BUCKETS` sorted sets,
-//! see `store::online`) current, in one pipelined batch per tick. Transitions are
+//! see `store::online`) current, in pipelines sent at once every tick. Transitions are
 //! published so every node tells its clients; each carries the user's channels (public and DMs),
 //! so a node tells only the sockets that share one of them (see the hub). Each tick also sweeps
 //! the sorted set for users whose keys expired because their node died, and announces them
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::metrics::Metrics;
 use crate::store::{keys, Store};
@@ -80,6 +81,9 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 "#;
+
+/// Refresh pipelines of a tick in flight at once.
+const REFRESH_IN_FLIGHT: usize = 256;
 
 /// Expired online entries each tick takes out of each bucket (the rest wait for the next tick).
 const SWEEP_PER_BUCKET: usize = 100;
@@ -237,12 +241,15 @@ impl Presence {
                 let started = Instant::now();
                 let now = crate::store::users::now_ms();
                 let expiry = now + ttl as i64 * 1000;
-                let mut conn = store.conn().await?;
                 if !users.is_empty() {
-                    let mut pipe = redis::pipe();
-                    // The online entries: one ZADD per bucket, however many users.
+                    // One small pipeline per user (their keys share their slot) and one ZADD per
+                    // online bucket, at most REFRESH_IN_FLIGHT at once on the shared connection:
+                    // one big pipeline would name keys of many slots, which a cluster can only
+                    // take one command at a time.
+                    let mut pipes = Vec::with_capacity(users.len() + 32);
                     let mut buckets: HashMap<u16, Vec<&String>> = HashMap::new();
                     for u in &users {
+                        let mut pipe = redis::pipe();
                         pipe.cmd("SET")
                             .arg(keys::presence(u))
                             .arg(now)
@@ -251,19 +258,29 @@ impl Presence {
                             .ignore();
                         pipe.hset(keys::presence_nodes(u), &node, expiry).ignore();
                         pipe.expire(keys::presence_nodes(u), ttl as i64).ignore();
+                        pipes.push(pipe);
                         buckets
                             .entry(keys::online_bucket_of(u))
                             .or_default()
                             .push(u);
                     }
                     for (bucket, members) in buckets {
+                        let mut pipe = redis::pipe();
                         let add = pipe.cmd("ZADD").arg(keys::online_bucket(bucket));
                         for u in members {
                             add.arg(expiry).arg(u.as_str());
                         }
                         add.ignore();
+                        pipes.push(pipe);
                     }
-                    let _: () = pipe.query_async(&mut conn).await?;
+                    futures_util::stream::iter(pipes)
+                        .map(|pipe| {
+                            let mut conn = store.shared();
+                            async move { pipe.query_async::<()>(&mut conn).await }
+                        })
+                        .buffer_unordered(REFRESH_IN_FLIGHT)
+                        .try_collect::<Vec<()>>()
+                        .await?;
                 }
                 // The admin overview's sockets per node.
                 let sockets = metrics.ws_connections.load(Relaxed) as u64;
@@ -274,7 +291,6 @@ impl Presence {
                     .presence_refresh_micros
                     .store(started.elapsed().as_micros() as u64, Relaxed);
                 metrics.presence_refreshes.fetch_add(1, Relaxed);
-                drop(conn);
                 let expired = store.online_expired(now, SWEEP_PER_BUCKET).await?;
                 if !expired.is_empty() {
                     let uuids = store.uuids(&expired).await?;
