@@ -123,8 +123,8 @@ pub fn migrate(settings: Settings) -> ExitCode {
         Ok(m) => {
             println!(
                 "migrated: {} messages, {} mention lists, {} member sets, {} membership sets, \
-                 {} activity sets, {} session indexes, {} audio clips; {} old keys left in place \
-                 (no channel to place them in)",
+                 {} activity sets, {} session indexes, {} audio clips, {} online entries; {} old \
+                 keys left in place (no channel to place them in)",
                 m.messages,
                 m.mentions,
                 m.members,
@@ -132,6 +132,7 @@ pub fn migrate(settings: Settings) -> ExitCode {
                 m.activity,
                 m.sessions,
                 m.audio,
+                m.online,
                 m.left
             );
             ExitCode::SUCCESS

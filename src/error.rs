@@ -133,10 +133,14 @@ impl Error {
 
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
+        // A cluster's refusals (`TRYAGAIN` while a slot is being moved, `MOVED`/`ASK` still
+        // unsettled, `CLUSTERDOWN`) come before the command runs, and only once the cluster
+        // client's retries are spent: nothing was done, and a later try succeeds.
         if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout()
+            || e.is_cluster_error()
         {
             Error::RedisUnavailable(e)
         } else {
@@ -165,3 +169,30 @@ fn banned_text(until: i64) -> String {
 
 /// Result with the node's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(reply: &[u8]) -> redis::RedisError {
+        redis::parse_redis_value(reply)
+            .unwrap()
+            .extract_error()
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_clusters_refusals_are_redis_unavailable_and_other_errors_internal() {
+        for reply in [
+            &b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"[..],
+            b"-CLUSTERDOWN The cluster is down\r\n",
+            b"-MOVED 3999 127.0.0.1:6381\r\n",
+            b"-ASK 3999 127.0.0.1:6381\r\n",
+        ] {
+            let e = Error::from(server_error(reply));
+            assert_eq!(e.code(), ErrorCode::RedisUnavailable, "{e:?}");
+        }
+        let e = Error::from(server_error(b"-ERR unknown command\r\n"));
+        assert_eq!(e.code(), ErrorCode::Internal);
+    }
+}

@@ -420,11 +420,13 @@ async fn keys_of_many_channels_and_users_land_on_all_three_masters() {
     let ready = common::readyz(&base).await;
     assert_eq!(ready["redis_mode"], "cluster", "{ready}");
     assert_eq!(ready["redis_masters"], 3, "{ready}");
+    let mut tokens = Vec::new();
     for i in 0..30 {
         let t = common::register(&base, &format!("user{i:02}")).await;
         let channel = format!("chan{i:02}");
         common::create_channel(&base, &t, &channel).await;
         common::post_message(&base, &t, &channel, "hello").await;
+        tokens.push(t);
     }
     let by_master = keys_by_master(&cluster).await;
     let total: usize = by_master.iter().map(|(_, k)| k.len()).sum();
@@ -451,6 +453,57 @@ async fn keys_of_many_channels_and_users_land_on_all_three_masters() {
             keys.len()
         );
     }
+
+    // Everyone online: the online set is spread over buckets on every master, each user in the
+    // bucket of their name.
+    let mut sockets = Vec::new();
+    for t in &tokens {
+        let mut ws = common::Ws::connect(&n, Some(t)).await;
+        ws.recv_type("authorized").await;
+        sockets.push(ws);
+    }
+    let (_, online) = common::eventually(Duration::from_secs(10), || async {
+        let (s, v) = common::get(&base, "/api/users/online", &tokens[0]).await;
+        (v.as_array().map_or(0, |a| a.len()) == 30).then_some((s, v))
+    })
+    .await
+    .expect("all 30 users listed online");
+    assert_eq!(online[0]["username"], "user00", "{online}");
+    let by_master = keys_by_master(&cluster).await;
+    let mut placed = 0;
+    for (port, keys) in &by_master {
+        assert!(!keys.iter().any(|k| k == "online"), "{keys:?}");
+        let buckets: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.starts_with("online:{online:"))
+            .collect();
+        let mut conn = cluster.node(*port).conn().await;
+        let mut users = 0;
+        for b in &buckets {
+            let members: Vec<String> = redis::cmd("ZRANGE")
+                .arg(b.as_str())
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            for u in &members {
+                assert_eq!(&chatnode::store::keys::online(u), *b, "{u} in {b}");
+            }
+            users += members.len();
+        }
+        eprintln!(
+            "master {port}: {} online buckets, {users} online users",
+            buckets.len()
+        );
+        assert!(
+            buckets.len() >= 3 && users >= 5,
+            "master {port} holds online buckets: {buckets:?}"
+        );
+        placed += users;
+    }
+    assert_eq!(placed, 30);
+    drop(sockets);
 }
 
 /// Sends a post frame with `client_id` and waits for its answer (`posted` or `error`); `None`

@@ -41,6 +41,7 @@ async fn old_keys(redis: &TestRedis) -> Vec<String> {
             .iter()
             .any(|p| k.starts_with(p))
                 || k == "ids:last"
+                || k == "online"
         })
         .collect()
 }
@@ -246,6 +247,8 @@ async fn write_old_chatnode_data(redis: &TestRedis, base: &str) -> OldData {
         .arg("REPLACE")
         .ignore();
     pipe.set("ids:last", &voice_id).ignore();
+    // The single online set of the older layout: amy online for another hour.
+    pipe.zadd("online", "amy", ms + 2 * 3_600_000).ignore();
     // A session of the older token form, listed in the older index.
     let old_token = "oldFormTokenWithoutAnyDot_0123456789abcdefghij".to_string();
     let hash_hex = chatnode::store::sessions::token_hash(&old_token);
@@ -297,10 +300,29 @@ async fn a_database_of_the_older_chatnode_is_migrated_losing_nothing() {
             activity: 2,
             sessions: 1,
             audio: 1,
+            online: 1,
             left: 0,
         }
     );
     assert_eq!(old_keys(&redis).await, Vec::<String>::new());
+    // amy's entry is in her bucket, with its expiry.
+    let score: Option<u64> = redis::cmd("ZSCORE")
+        .arg(chatnode::store::keys::online("amy"))
+        .arg("amy")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        score,
+        Some(
+            old.messages[0]
+                .1
+                .trim_end_matches("-0")
+                .parse::<u64>()
+                .unwrap()
+                + 2 * 3_600_000
+        )
+    );
     assert_eq!(store.migrate().await.unwrap(), Migrated::default());
 
     // The old token still signs amy in; bob signs in anew.
@@ -310,6 +332,17 @@ async fn a_database_of_the_older_chatnode_is_migrated_losing_nothing() {
     let (s, bob) = login(&base, "bob", "password123").await;
     assert_eq!(s, 200);
     let bob = bob.unwrap();
+
+    // amy's migrated online entry is read (from her bucket) as before.
+    let (s, v) = get(&base, "/api/users/online", &bob).await;
+    assert_eq!(s, 200, "{v}");
+    let online: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(online, ["amy"], "{v}");
 
     // Memberships: both channels listed, and bob may post to the lobby.
     let (s, v) = get(&base, "/api/channels", &bob).await;

@@ -90,6 +90,31 @@ async fn presence_reaches_sharers_on(backend: Backend) {
     // But she can always read who is online.
     let (_, list) = get(&ua, "/api/users/online", &carol).await;
     assert!(list.to_string().contains("\"alice\""), "{list}");
+
+    // A member list says who of them is online (one read per online bucket holding any).
+    create_channel(&ua, &alice, "yard").await;
+    for (base, t) in [(&ub, &bob), (&ua, &carol), (&ub, &dave), (&ub, &erin)] {
+        join(base, t, "yard").await;
+    }
+    let (status, v) = get(&ua, "/api/channels/yard/members", &alice).await;
+    assert_eq!(status, 200, "{v}");
+    let flags: Vec<(&str, bool)> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["username"].as_str().unwrap(), m["online"] == true))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("alice", true),
+            ("bob", false),
+            ("carol", true),
+            ("dave", false),
+            ("erin", true)
+        ],
+        "{v}"
+    );
 }
 
 #[tokio::test]

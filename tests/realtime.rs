@@ -491,8 +491,16 @@ async fn stream_ids_at_the_ends_of_the_id_space_get_answers_not_internal_errors(
 
 #[tokio::test]
 async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
-    let redis = TestRedis::start().await;
-    let mut s = settings(&redis.url());
+    presence_across_nodes_on(Backend::one().await).await;
+}
+
+#[tokio::test]
+async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline_on_a_cluster() {
+    presence_across_nodes_on(Backend::cluster().await).await;
+}
+
+async fn presence_across_nodes_on(backend: Backend) {
+    let mut s = backend.settings();
     s.presence.ttl_secs = 3;
     s.presence.refresh_interval_secs = 1;
     // Presence goes to people who share a channel (tests/presence.rs): these two do.
@@ -531,7 +539,7 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
         names.iter().any(|n| n == "walker") && names.iter().any(|n| n == "watcher"),
         "{names:?}"
     );
-    let mut conn = redis.conn().await;
+    let mut conn = backend.conn_for("presence:{user:walker}").await;
     let ttl: i64 = redis::cmd("TTL")
         .arg("presence:{user:walker}")
         .query_async(&mut conn)
@@ -546,6 +554,21 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
         .await
         .unwrap();
     assert!(exists, "refreshed while connected");
+    // The walker's online entry is in their bucket, and only there.
+    let bucket = chatnode::store::keys::online("walker");
+    let score: Option<i64> = redis::cmd("ZSCORE")
+        .arg(&bucket)
+        .arg("walker")
+        .query_async(&mut backend.conn_for(&bucket).await)
+        .await
+        .unwrap();
+    assert!(score.is_some(), "walker is in {bucket}");
+    let single: bool = redis::cmd("EXISTS")
+        .arg("online")
+        .query_async(&mut backend.conn_for("online").await)
+        .await
+        .unwrap();
+    assert!(!single, "no single online set is written");
 
     // Node b dies without cleanup: its user is announced offline once the key expires.
     b.kill();
@@ -558,6 +581,14 @@ async fn presence_is_seen_across_nodes_and_dead_nodes_go_offline() {
     assert_eq!(v["presence"]["online"], false);
     let (_, online) = get(&a.http_url(), "/api/users/online", &ta).await;
     assert!(!online.to_string().contains("walker"));
+    // The sweep took the walker out of their bucket.
+    let score: Option<i64> = redis::cmd("ZSCORE")
+        .arg(&bucket)
+        .arg("walker")
+        .query_async(&mut backend.conn_for(&bucket).await)
+        .await
+        .unwrap();
+    assert_eq!(score, None);
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chatnode::settings::Secret;
 use chatnode::{NodeHandle, Settings};
+use common::cluster::Backend;
 use common::*;
 use serde_json::{json, Value};
 
@@ -327,7 +328,15 @@ async fn stand_in(
 // Nodes, uploads and sockets.
 
 fn voice_settings(redis_url: &str, engine: &str, stand_in: &str) -> Settings {
-    let mut s = settings(redis_url);
+    voice_settings_from(settings(redis_url), engine, stand_in)
+}
+
+/// [`voice_settings`] on a test backend (one Redis or the cluster).
+fn voice_settings_on(backend: &Backend, engine: &str, stand_in: &str) -> Settings {
+    voice_settings_from(backend.settings(), engine, stand_in)
+}
+
+fn voice_settings_from(mut s: Settings, engine: &str, stand_in: &str) -> Settings {
     s.voice.engine = engine.into();
     s.voice.deepgram_url = stand_in.into();
     s.voice.deepgram_key = Secret::new("test-key");
@@ -424,10 +433,20 @@ async fn stream_kinds(
 
 #[tokio::test]
 async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
-    let redis = TestRedis::start().await;
+    voice_across_nodes_on(Backend::one().await).await;
+}
+
+/// The same on the six-process Redis Cluster: the audio and its message in the channel's slot,
+/// the job stream and its consumer group in theirs, the live events on the channel's shard.
+#[tokio::test]
+async fn voice_message_is_stored_played_and_transcribed_live_on_another_node_on_a_cluster() {
+    voice_across_nodes_on(Backend::cluster().await).await;
+}
+
+async fn voice_across_nodes_on(redis: Backend) {
     let standin = StandIn::start(Mode::Ok("hello from the other side".into()));
-    let a = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
-    let b = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
+    let a = node(voice_settings_on(&redis, "deepgram", &standin.url()));
+    let b = node(voice_settings_on(&redis, "deepgram", &standin.url()));
     let (ta, tb) = lobby(&a, &b).await;
     wait_transcriber(&a).await;
     let mut ws = Ws::subscribed(&b, &tb, &["lobby"]).await;
@@ -531,9 +550,10 @@ async fn voice_message_is_stored_played_and_transcribed_live_on_another_node() {
     assert_eq!(t["voice"]["message_id"], id.as_str());
 
     // The message hash holds the transcript where search reads it.
-    let mut conn = redis.conn().await;
+    let key = format!("message:{{channel:lobby}}:{id}");
+    let mut conn = redis.conn_for(&key).await;
     let h: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(format!("message:{{channel:lobby}}:{id}"))
+        .arg(&key)
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -921,15 +941,23 @@ async fn openai_compatible_engine_sends_multipart_and_reads_text() {
 
 #[tokio::test]
 async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_once() {
-    let redis = TestRedis::start().await;
+    transcriber_killed_on(Backend::one().await).await;
+}
+
+#[tokio::test]
+async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_once_on_a_cluster() {
+    transcriber_killed_on(Backend::cluster().await).await;
+}
+
+async fn transcriber_killed_on(redis: Backend) {
     let standin = StandIn::start(Mode::Slow(
         Duration::from_secs(30),
         "from the dead node".into(),
     ));
-    let mut sa = voice_settings(&redis.url(), "deepgram", &standin.url());
+    let mut sa = voice_settings_on(&redis, "deepgram", &standin.url());
     sa.voice.request_timeout_secs = 60;
     let a = node(sa);
-    let mut sb = voice_settings(&redis.url(), "deepgram", &standin.url());
+    let mut sb = voice_settings_on(&redis, "deepgram", &standin.url());
     sb.voice.transcriber = false;
     let b = node(sb);
     let (_, tb) = lobby(&a, &b).await;
@@ -947,7 +975,7 @@ async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_o
     let id = v["message"]["id"].as_str().unwrap().to_string();
 
     // A has taken the job and is waiting on the engine: it is pending under A's name.
-    let mut conn = redis.conn().await;
+    let mut conn = redis.conn_for("voice:jobs").await;
     let stand_in = &standin;
     let owner = eventually(Duration::from_secs(10), || {
         let mut conn = conn.clone();
@@ -970,7 +998,7 @@ async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_o
 
     // A new node's transcriber claims it after voice.claim_after_secs and finishes it.
     standin.set(Mode::Ok("finished by the survivor".into()));
-    let c = node(voice_settings(&redis.url(), "deepgram", &standin.url()));
+    let c = node(voice_settings_on(&redis, "deepgram", &standin.url()));
     let t = recv_kind(&mut ws, "lobby", "transcript", Duration::from_secs(60)).await;
     assert_eq!(t["text"], "finished by the survivor");
     assert_eq!(t["voice"]["message_id"], id.as_str());
@@ -991,7 +1019,13 @@ async fn a_transcriber_killed_mid_job_is_replaced_and_the_job_finishes_exactly_o
     let is_transcript = |v: &Value| v["message"]["type"] == "transcript";
     ws.read_to_marker(message_with("lobby", "marker"), is_transcript)
         .await;
-    assert_eq!(stream_kinds(&redis, "lobby", "transcript").await.len(), 1);
+    let transcripts = redis
+        .stream("lobby")
+        .await
+        .into_iter()
+        .filter(|(_, f)| f.get("type").map(String::as_str) == Some("transcript"))
+        .count();
+    assert_eq!(transcripts, 1);
     assert_eq!(standin.seen().len(), 2);
     drop(c);
 }

@@ -1,7 +1,8 @@
 //! The presence tracker: who is online, seed 004 style (a key with a 60 s expiry), on every node.
 //!
 //! For each user with a session on this node it keeps `presence:{user:<u>}` alive with SETEX and the
-//! `online` sorted set (score = expiry) current, in one pipelined batch per tick. Transitions are
+//! user's entry in the online set (score = expiry; spread over `keys::ONLINE_BUCKETS` sorted sets,
+//! see `store::online`) current, in pipelines sent at once every tick. Transitions are
 //! published so every node tells its clients; each carries the user's channels (public and DMs),
 //! so a node tells only the sockets that share one of them (see the hub). Each tick also sweeps
 //! the sorted set for users whose keys expired because their node died, and announces them
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::metrics::Metrics;
 use crate::store::{keys, Store};
@@ -68,9 +70,10 @@ redis.call('DEL', KEYS[2])
 return redis.call('SMEMBERS', KEYS[3])
 "#;
 
-/// Takes a user out of `online` (its own slot) and announces them offline, once: only while
-/// their score is not after ARGV[2] (a later claim, from a node where they came back, keeps
-/// them). KEYS[1] online; ARGV: 1 username, 2 latest score removed, 3 subject, 4 announcement.
+/// Takes a user out of the online set (their bucket's slot) and announces them offline, once:
+/// only while their score is not after ARGV[2] (a later claim, from a node where they came back,
+/// keeps them). KEYS[1] the user's online bucket; ARGV: 1 username, 2 latest score removed,
+/// 3 subject, 4 announcement.
 const LEAVE_ONLINE_LUA: &str = r#"
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
@@ -78,6 +81,12 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 "#;
+
+/// Refresh pipelines of a tick in flight at once.
+const REFRESH_IN_FLIGHT: usize = 256;
+
+/// Expired online entries each tick takes out of each bucket (the rest wait for the next tick).
+const SWEEP_PER_BUCKET: usize = 100;
 
 /// A presence announcement.
 fn announcement(username: &str, uuid: &str, online: bool, channels: &[String]) -> String {
@@ -99,7 +108,7 @@ fn user_script<'a>(script: &'a redis::Script, username: &str) -> redis::ScriptIn
     inv
 }
 
-/// Takes a user out of `online` and announces them offline, unless a claim after
+/// Takes a user out of the online set and announces them offline, unless a claim after
 /// `latest_score` keeps them.
 async fn leave_online(
     conn: &mut crate::store::Conn,
@@ -109,7 +118,7 @@ async fn leave_online(
     channels: &[String],
 ) -> redis::RedisResult<i64> {
     redis::Script::new(LEAVE_ONLINE_LUA)
-        .key(keys::ONLINE)
+        .key(keys::online(username))
         .arg(username)
         .arg(latest_score)
         .arg(keys::PRESENCE_EVENTS)
@@ -119,7 +128,7 @@ async fn leave_online(
 }
 
 /// One node's claim on a user: online (`true`) or gone. Two steps in two slots: the user's
-/// presence keys, then the `online` set and the announcement.
+/// presence keys, then the user's online bucket and the announcement.
 async fn claim(
     store: &Store,
     node: &str,
@@ -139,7 +148,7 @@ async fn claim(
                 .invoke_async(&mut conn)
                 .await?;
         let mut pipe = redis::pipe();
-        pipe.zadd(keys::ONLINE, username, now + ttl as i64 * 1000)
+        pipe.zadd(keys::online(username), username, now + ttl as i64 * 1000)
             .ignore();
         if was == 0 {
             pipe.publish(
@@ -232,10 +241,15 @@ impl Presence {
                 let started = Instant::now();
                 let now = crate::store::users::now_ms();
                 let expiry = now + ttl as i64 * 1000;
-                let mut conn = store.conn().await?;
                 if !users.is_empty() {
-                    let mut pipe = redis::pipe();
+                    // One small pipeline per user (their keys share their slot) and one ZADD per
+                    // online bucket, at most REFRESH_IN_FLIGHT at once on the shared connection:
+                    // one big pipeline would name keys of many slots, which a cluster can only
+                    // take one command at a time.
+                    let mut pipes = Vec::with_capacity(users.len() + 32);
+                    let mut buckets: HashMap<u16, Vec<&String>> = HashMap::new();
                     for u in &users {
+                        let mut pipe = redis::pipe();
                         pipe.cmd("SET")
                             .arg(keys::presence(u))
                             .arg(now)
@@ -244,9 +258,29 @@ impl Presence {
                             .ignore();
                         pipe.hset(keys::presence_nodes(u), &node, expiry).ignore();
                         pipe.expire(keys::presence_nodes(u), ttl as i64).ignore();
-                        pipe.zadd(keys::ONLINE, u, expiry).ignore();
+                        pipes.push(pipe);
+                        buckets
+                            .entry(keys::online_bucket_of(u))
+                            .or_default()
+                            .push(u);
                     }
-                    let _: () = pipe.query_async(&mut conn).await?;
+                    for (bucket, members) in buckets {
+                        let mut pipe = redis::pipe();
+                        let add = pipe.cmd("ZADD").arg(keys::online_bucket(bucket));
+                        for u in members {
+                            add.arg(expiry).arg(u.as_str());
+                        }
+                        add.ignore();
+                        pipes.push(pipe);
+                    }
+                    futures_util::stream::iter(pipes)
+                        .map(|pipe| {
+                            let mut conn = store.shared();
+                            async move { pipe.query_async::<()>(&mut conn).await }
+                        })
+                        .buffer_unordered(REFRESH_IN_FLIGHT)
+                        .try_collect::<Vec<()>>()
+                        .await?;
                 }
                 // The admin overview's sockets per node.
                 let sockets = metrics.ws_connections.load(Relaxed) as u64;
@@ -257,16 +291,7 @@ impl Presence {
                     .presence_refresh_micros
                     .store(started.elapsed().as_micros() as u64, Relaxed);
                 metrics.presence_refreshes.fetch_add(1, Relaxed);
-                let expired: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                    .arg(keys::ONLINE)
-                    .arg("-inf")
-                    .arg(now)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await?;
-                drop(conn);
+                let expired = store.online_expired(now, SWEEP_PER_BUCKET).await?;
                 if !expired.is_empty() {
                     let uuids = store.uuids(&expired).await?;
                     let mut conn = store.conn().await?;
@@ -343,20 +368,5 @@ impl Handler<Shutdown> for Presence {
                 }
             }
         })
-    }
-}
-
-impl Store {
-    /// Usernames whose presence has not expired.
-    pub async fn online_users(&self) -> crate::error::Result<Vec<String>> {
-        let mut conn = self.conn().await?;
-        let now = crate::store::users::now_ms();
-        let users: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys::ONLINE)
-            .arg(now)
-            .arg("+inf")
-            .query_async(&mut conn)
-            .await?;
-        Ok(users)
     }
 }

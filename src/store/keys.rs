@@ -11,7 +11,7 @@
 //! can break out of its tag. docs/DESIGN.md, "Key layout", has the table: key, slot, who
 //! writes it, who reads it.
 //!
-//! Keys that belong to no channel and no user (`usernames`, `channels`, `online`, the search
+//! Keys that belong to no channel and no user (`usernames`, `channels`, the search
 //! indexes, the voice job stream, `uuid:<uuid>`) are each touched alone or by single-key
 //! commands. The names of the older layout (`message:<id>`, `members:<c>`, …) are kept here as
 //! `legacy_*` for the readers that still serve such data and for `chatnode migrate`.
@@ -26,8 +26,34 @@ pub const IDX_USERS: &str = "idx:users";
 pub const USER_PREFIX: &str = "user:";
 /// Prefix of message hashes, old (`message:<id>`) and new (`message:{channel:<c>}:<id>`) alike.
 pub const MESSAGE_PREFIX: &str = "message:";
-/// Sorted set of online usernames, score = presence expiry (unix ms).
-pub const ONLINE: &str = "online";
+/// How many sorted sets the online set is spread over ([`online_bucket`]): a constant, so every
+/// node of every version agrees where a user is without reading a setting; 32 fixed names put
+/// 12, 11 and 9 buckets on the three masters of a default 3-master cluster.
+pub const ONLINE_BUCKETS: u16 = 32;
+
+/// `online:{online:<k>}`, k in `0..ONLINE_BUCKETS`: bucket k of the online usernames (sorted set,
+/// score = presence expiry, unix ms). Each bucket is its own slot, so the set of a large fleet is
+/// no single hot key; a user is always in bucket [`online_bucket_of`].
+pub fn online_bucket(k: u16) -> String {
+    format!("online:{{online:{k}}}")
+}
+
+/// Every bucket of the online set, in order.
+pub fn online_buckets() -> Vec<String> {
+    (0..ONLINE_BUCKETS).map(online_bucket).collect()
+}
+
+/// The bucket a user's online entry lives in: CRC16 (XMODEM) of the username, mod
+/// [`ONLINE_BUCKETS`], stable across nodes, versions and restarts.
+pub fn online_bucket_of(username: &str) -> u16 {
+    crc16_xmodem(username.as_bytes()) % ONLINE_BUCKETS
+}
+
+/// The online bucket of one user: `online:{online:<k>}`.
+pub fn online(username: &str) -> String {
+    online_bucket(online_bucket_of(username))
+}
+
 /// Pub/sub channel of presence transitions (`{"username","online"}`).
 pub const PRESENCE_EVENTS: &str = "events:presence";
 /// Held (with an expiry) by the node running the history retention sweep.
@@ -322,6 +348,8 @@ pub const NODE_SOCKETS: &str = "nodesockets";
 pub mod legacy {
     /// The former global stream-ID generator (`"<ms>-<seq>"`), no longer written.
     pub const STREAM_IDS: &str = "ids:last";
+    /// The former single online set (one slot for the whole fleet), now [`super::online_bucket`]s.
+    pub const ONLINE: &str = "online";
 
     /// `message:<id>` (seed 003's loader and chatnode before the tagged layout).
     pub fn message(id: &str) -> String {
@@ -452,6 +480,38 @@ mod tests {
                 assert_eq!(slot(&key), anchor, "{key} is not in the slot of user:{u}");
             }
         }
+    }
+
+    #[test]
+    fn online_buckets_spread_over_masters() {
+        let buckets = online_buckets();
+        assert_eq!(buckets.len(), usize::from(ONLINE_BUCKETS));
+        // The slot ranges `redis-cli --cluster create` gives three masters.
+        let thirds = [(0u16, 5460u16), (5461, 10922), (10923, 16383)];
+        let per_master: Vec<usize> = thirds
+            .iter()
+            .map(|&(a, b)| {
+                buckets
+                    .iter()
+                    .filter(|k| (a..=b).contains(&slot(k)))
+                    .count()
+            })
+            .collect();
+        assert_eq!(per_master, [12, 11, 9], "{buckets:?}");
+        let mut slots: Vec<u16> = buckets.iter().map(|k| slot(k)).collect();
+        slots.sort();
+        slots.dedup();
+        assert_eq!(slots.len(), buckets.len(), "two buckets share a slot");
+        // Users go to their bucket, always the same one, and fill every bucket.
+        assert_eq!(online("amy"), online("amy"));
+        assert!(buckets.contains(&online("amy")));
+        let mut used: Vec<u16> = (0..1000)
+            .map(|i| online_bucket_of(&format!("user{i}")))
+            .collect();
+        used.sort();
+        used.dedup();
+        assert_eq!(used.len(), usize::from(ONLINE_BUCKETS));
+        assert_ne!(online_bucket(0), legacy::ONLINE);
     }
 
     #[test]

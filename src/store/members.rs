@@ -717,11 +717,7 @@ impl Store {
             .arg(&names)
             .query_async(&mut conn)
             .await?;
-        let mut online = redis::pipe();
-        for n in &names {
-            online.zscore(keys::ONLINE, n);
-        }
-        let online: Vec<Option<f64>> = online.query_async(&mut conn).await?;
+        let online = self.online_expiries(&names).await?;
         let now = now_ms() as f64;
         let next = more.then(|| names.last().cloned()).flatten();
         let page = names

@@ -9,9 +9,9 @@
 //!
 //! Converted: `message:<id>` hashes (by their `channel` field), `mentions:<u>` (members become
 //! `<channel>/<id>`), `members:<c>`, `memberships:<u>`, `active:<c>`, `sessions:<u>`,
-//! `audio:<a>` with `audioinfo:<a>` (plus the `audiochannel:<a>` pointer); `ids:last` is
-//! removed. Mentions go first, as they read the old message hashes to learn each message's
-//! channel. Left as they are: streams and user hashes (their names did not change), sessions of
+//! `audio:<a>` with `audioinfo:<a>` (plus the `audiochannel:<a>` pointer), the single `online`
+//! set (each entry into its user's bucket, `ZADD GT`); `ids:last` is removed. Mentions go
+//! first, as they read the old message hashes to learn each message's channel. Left as they are: streams and user hashes (their names did not change), sessions of
 //! old tokens (`session:<hash>`, served until they expire) and short-lived counters and markers
 //! (`postrate:`, `postonce:`, `loginfail:`, `presence:`), which expire by themselves.
 
@@ -32,6 +32,8 @@ pub struct Migrated {
     pub activity: u64,
     pub sessions: u64,
     pub audio: u64,
+    /// Entries of the single `online` set moved into the user's bucket.
+    pub online: u64,
     /// Old keys left where they are because they cannot be placed (a message hash without a
     /// channel, an audio without its info).
     pub left: u64,
@@ -85,6 +87,7 @@ impl Store {
         )
         .await?;
         self.migrate_messages(&mut done).await?;
+        done.online = self.migrate_online().await?;
         let mut conn = self.conn().await?;
         let _: i64 = redis::cmd("DEL")
             .arg(keys::legacy::STREAM_IDS)

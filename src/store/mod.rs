@@ -15,7 +15,9 @@ pub mod limits;
 pub mod members;
 pub mod migrate;
 pub mod moderation;
+pub mod online;
 pub mod posting;
+pub mod rehome;
 pub mod replicas;
 pub mod retention;
 pub mod search;
@@ -354,12 +356,26 @@ impl Store {
                 "CLUSTER SLOTS answered no slots".into(),
             ));
         };
-        let mut current = state.topology.write().unwrap_or_else(|e| e.into_inner());
-        let changed = **current != fresh;
-        if changed {
-            *current = Arc::new(fresh);
+        let fresh = Arc::new(fresh);
+        let old = {
+            let mut current = state.topology.write().unwrap_or_else(|e| e.into_inner());
+            if **current == *fresh {
+                return Ok(false);
+            }
+            std::mem::replace(&mut *current, fresh.clone())
+        };
+        if self.search.is_some() {
+            // Slots that changed master take their search entries along (store::rehome).
+            let store = self.clone();
+            tokio::spawn(async move {
+                match store.after_slots_moved(old, fresh).await {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("search: {n} entries re-homed after the slots moved"),
+                    Err(e) => log::warn!("search after the slots moved: {e}"),
+                }
+            });
         }
-        Ok(changed)
+        Ok(true)
     }
 
     /// A client of one master, with the node's password and TLS settings (one Redis: its client).

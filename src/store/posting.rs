@@ -363,13 +363,30 @@ impl Store {
             return;
         }
         let key = keys::message(channel, id);
-        let mut conn = self.shared();
-        let r: redis::RedisResult<redis::Value> = ADDHASH_SCRIPT
-            .key(self.index_for(keys::messages_index(), &key))
-            .arg(&key)
-            .arg("REPLACE")
-            .invoke_async(&mut conn)
-            .await;
+        let conn = self.shared();
+        let add = |index: String| {
+            let mut conn = conn.clone();
+            let key = key.clone();
+            async move {
+                ADDHASH_SCRIPT
+                    .key(index)
+                    .arg(&key)
+                    .arg("REPLACE")
+                    .invoke_async::<redis::Value>(&mut conn)
+                    .await
+            }
+        };
+        let mut r = add(self.index_for(keys::messages_index(), &key)).await;
+        // The hash is not on the master this node took for its slot's: the slots moved (a
+        // reshard) since the node last read them. Read them again, and add it where it is.
+        if let Err(e) = &r {
+            if self.is_cluster() && e.to_string().contains("not load document") {
+                if let Err(e) = self.refresh_topology().await {
+                    log::warn!("indexing {key}: reading the slots: {e}");
+                }
+                r = add(self.index_for(keys::messages_index(), &key)).await;
+            }
+        }
         if let Err(e) = r {
             log::warn!("indexing {key}: {e}");
         }

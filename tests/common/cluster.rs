@@ -359,6 +359,39 @@ impl Backend {
         }
     }
 
+    /// A plain connection to the Redis that holds `key` (one Redis: it; a cluster: the master
+    /// serving the key's slot), for reading a key as the nodes left it.
+    pub async fn conn_for(&self, key: &str) -> redis::aio::MultiplexedConnection {
+        match self {
+            Backend::One(r) => r.conn().await,
+            Backend::Cluster(c) => c.node(c.master_of(key).await).conn().await,
+        }
+    }
+
+    /// The length of the stream at `key`, read where it lives.
+    pub async fn xlen(&self, key: &str) -> u64 {
+        redis::cmd("XLEN")
+            .arg(key)
+            .query_async(&mut self.conn_for(key).await)
+            .await
+            .unwrap()
+    }
+
+    /// Every entry of a channel's stream: ID and fields, read where it lives.
+    pub async fn stream(
+        &self,
+        channel: &str,
+    ) -> Vec<(String, std::collections::HashMap<String, String>)> {
+        let key = format!("channel:{channel}");
+        redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn_for(&key).await)
+            .await
+            .unwrap()
+    }
+
     /// Drops every pub/sub connection (the nodes' bridges) on every master; how many.
     pub async fn kill_pubsub_clients(&self) -> i64 {
         match self {
