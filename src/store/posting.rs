@@ -450,29 +450,44 @@ impl Store {
             self.posting_index(channel),
         ]);
         keys.extend(guard.once_key.iter().cloned());
-        let guarded = match &self.batcher {
-            Some(batcher) => {
-                let call = async move {
+        let call = async move {
+            let mut reply = match &self.batcher {
+                Some(batcher) => {
                     let reply = batcher.call(keys, args).await.map_err(write_outcome)?;
                     if reply.first().is_some_and(|t| t == "error") {
                         let why = reply.get(1).cloned().unwrap_or_default();
                         return Err(Error::Internal(format!("posting script: {why}")));
                     }
-                    Ok(reply)
-                };
-                self.run_guarded_with(guard, call).await?
-            }
-            None => {
-                let mut inv = POST_SCRIPT.prepare_invoke();
-                for k in &keys {
-                    inv.key(k);
+                    reply
                 }
-                for a in &args {
-                    inv.arg(a);
+                None => {
+                    let mut inv = POST_SCRIPT.prepare_invoke();
+                    for k in &keys {
+                        inv.key(k);
+                    }
+                    for a in &args {
+                        inv.arg(a);
+                    }
+                    let mut conn = self.shared();
+                    let reply: Vec<String> =
+                        inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
+                    reply
                 }
-                self.run_guarded(guard, inv).await?
+            };
+            // Stored, not indexed: on a cluster whose slots moved since this node read them,
+            // the index named was the former master's. Read the slots again and index it where
+            // it is now (the post stays stored either way).
+            if reply.len() > 2 && self.is_cluster() {
+                log::info!("indexing {} of {channel} again: {}", reply[1], reply[2]);
+                if let Err(e) = self.refresh_topology().await {
+                    log::warn!("indexing {}: reading the slots: {e}", reply[1]);
+                }
+                self.index_message(channel, &reply[1]).await;
+                reply.truncate(2);
             }
+            Ok(reply)
         };
+        let guarded = self.run_guarded_with(guard, call).await?;
         if !matches!(guarded, Guarded::NotMember) {
             self.await_replicas(&keys::channel(channel)).await?;
         }
