@@ -304,6 +304,9 @@ pub struct Ws {
     pub post_dedupe_secs: u64,
     /// Frames one socket may have queued or being handled; more are answered `busy`.
     pub max_inflight_per_socket: usize,
+    /// Posts of one socket sent one after another that may be on their way to Redis at once
+    /// (stored in the order sent, answered in that order; 1 = one at a time).
+    pub post_pipeline: usize,
     /// Posts (WebSocket, REST and voice) the node may have queued or being stored at once; more
     /// are answered `busy` (REST: 503).
     pub max_inflight_per_node: usize,
@@ -584,6 +587,9 @@ impl Settings {
         }
         if self.ws.max_inflight_per_socket == 0 {
             return invalid("ws.max_inflight_per_socket", "must be at least 1");
+        }
+        if self.ws.post_pipeline == 0 {
+            return invalid("ws.post_pipeline", "must be at least 1");
         }
         if self.ws.max_inflight_per_node == 0 {
             return invalid("ws.max_inflight_per_node", "must be at least 1");

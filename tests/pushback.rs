@@ -146,7 +146,12 @@ async fn posts_over_the_socket_bound_are_answered_busy_and_not_stored() {
 #[tokio::test]
 async fn a_post_waiting_too_long_behind_a_slow_one_is_answered_busy_and_not_stored() {
     let redis = TestRedis::start().await;
-    let (node, token) = node_with_lobby(&redis, |s| s.ws.post_queue_timeout_ms = 10).await;
+    let (node, token) = node_with_lobby(&redis, |s| {
+        s.ws.post_queue_timeout_ms = 10;
+        // One at a time: the second post waits in the socket's queue.
+        s.ws.post_pipeline = 1;
+    })
+    .await;
     let mut ws = Ws::signed_in(&node, &token).await;
 
     pause_writes(&redis, 150).await;
@@ -328,4 +333,79 @@ async fn an_idempotency_key_makes_a_rest_post_safe_to_resend() {
     assert_eq!(clash, 400, "{c}");
     assert_eq!(c["error"]["code"], "invalid_body");
     assert_eq!(stored_texts(&redis, "fast").await, ["once"]);
+}
+
+/// `EVALSHA` calls Redis has answered since its statistics were last reset.
+async fn evalsha_calls(redis: &TestRedis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// A socket's posts sent one after another are on their way to Redis together (up to
+/// `ws.post_pipeline`): ten posts sent while Redis holds its writes reach it in a few batches,
+/// not one script call each as with a pipeline of 1, and either way they are stored and answered
+/// in the order sent.
+#[tokio::test]
+async fn a_sockets_posts_travel_together_and_stay_in_the_order_sent() {
+    for depth in [8, 1] {
+        let redis = TestRedis::start().await;
+        let (node, token) = node_with_lobby(&redis, |s| {
+            s.ws.post_pipeline = depth;
+            s.ws.rate_limit_messages = 1000;
+            s.ws.post_queue_timeout_ms = 60_000;
+        })
+        .await;
+        let mut ws = Ws::signed_in(&node, &token).await;
+        // A first post takes a lease of alice's budget, so the next ones need no round trip
+        // of their own for it.
+        ws.send(post("lobby", "warm", "w")).await;
+        assert_eq!(answer_to(&mut ws, "w").await["type"], "posted");
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+
+        pause_writes(&redis, 300).await;
+        let sent: Vec<String> = (0..10).map(|n| format!("t-{n}")).collect();
+        for id in &sent {
+            ws.send(post("lobby", id, id)).await;
+        }
+        let mut answered = Vec::new();
+        while answered.len() < sent.len() {
+            let v = next_answer(&mut ws).await;
+            assert_eq!(v["type"], "posted", "pipeline {depth}: {v}");
+            answered.push(v["posted"]["client_id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(
+            answered, sent,
+            "pipeline {depth}: answered in the order sent"
+        );
+        let stored = stored_texts(&redis, "lobby").await;
+        assert_eq!(
+            stored[1..],
+            sent[..],
+            "pipeline {depth}: stored in the order sent"
+        );
+        let calls = evalsha_calls(&redis).await;
+        if depth == 1 {
+            assert!(
+                calls >= 10,
+                "one at a time, 10 posts took {calls} script calls"
+            );
+        } else {
+            assert!(
+                calls <= 7,
+                "10 posts on their way together took {calls} script calls"
+            );
+        }
+    }
 }

@@ -82,23 +82,31 @@ impl Batcher {
         Batcher { tx }
     }
 
-    /// Runs the posting script for one post, in the next batch.
-    pub(crate) async fn call(&self, keys: Vec<String>, args: Vec<String>) -> Answer {
+    /// Queues the posting script of one post for the next batch, at once (posts queued one
+    /// after another run in that order); the future answers it.
+    pub(crate) fn submit(
+        &self,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> impl std::future::Future<Output = Answer> {
         let (answer, rx) = oneshot::channel();
-        if self.tx.send(Job { keys, args, answer }).is_err() {
-            // Nothing was sent.
-            return Err(redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "the posting batcher stopped",
-            )));
+        let sent = self.tx.send(Job { keys, args, answer }).is_ok();
+        async move {
+            if !sent {
+                // Nothing was sent.
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "the posting batcher stopped",
+                )));
+            }
+            // The batch's task went away with the post maybe sent: as a dropped connection.
+            rx.await.unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the posting batcher dropped the post",
+                )))
+            })
         }
-        // The batch's task went away with the post maybe sent: as a dropped connection.
-        rx.await.unwrap_or_else(|_| {
-            Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "the posting batcher dropped the post",
-            )))
-        })
     }
 }
 

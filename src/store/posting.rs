@@ -4,10 +4,10 @@
 //! order. Every key it touches is in the channel's slot (see [`super::keys`]); its stream ID is
 //! Redis's own (`XADD … *`), unique within the channel.
 //!
-//! The same script adds a message's hash to the search index where RediSearch 1.x needs that by
-//! hand (`FT.ADDHASH`, the index named in ARGV: on a cluster, the index of the master holding
-//! the channel's slot, a key of another slot on the same Redis, which a script without flags may
-//! reach), so a post is one round trip. Before it, in the user's slot, the user's posting budget
+//! On one Redis the same script adds a message's hash to the search index where RediSearch 1.x
+//! needs that by hand (`FT.ADDHASH`, the index named in ARGV), so a post is one round trip; on a
+//! cluster the index's own command follows the script, routed by the index's name
+//! ([`Store::index_message`]). Before it, in the user's slot, the user's posting budget
 //! (`postrate:{user:<u>}`), spent from this node's lease of it ([`super::budget`]: a round trip
 //! only when the lease is used up); after it, the post's mentions (`mentions:{user:<m>}` of each
 //! person mentioned). The budget cannot be decided inside the channel's script (it is in the
@@ -122,6 +122,35 @@ pub(crate) static ADDHASH_SCRIPT: LazyLock<redis::Script> =
 
 static GIVE_BACK_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(GIVE_BACK_LUA));
+
+/// A post's turn among the posts one socket sends one after another, which may be on their way
+/// at once (`ws.post_pipeline`): a post waits until the one before it has been handed to Redis
+/// (or failed, or stored), so they are stored in the order sent. Set for a post's task with
+/// [`POST_TURN`]`.scope`; a post without one (REST, voice, a frame alone) goes at once.
+pub struct PostTurn {
+    /// Fired (or dropped) when the post before has been handed on.
+    pub after: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fired when this post has been handed on; dropped with the post otherwise.
+    pub handed_on: tokio::sync::oneshot::Sender<()>,
+}
+
+tokio::task_local! {
+    /// The turn of the post this task makes ([`PostTurn`]).
+    pub static POST_TURN: std::cell::RefCell<Option<PostTurn>>;
+}
+
+/// Takes this task's post turn, after waiting for the post before it.
+async fn take_turn() -> Option<tokio::sync::oneshot::Sender<()>> {
+    let turn = POST_TURN
+        .try_with(|t| t.borrow_mut().take())
+        .ok()
+        .flatten()?;
+    if let Some(after) = turn.after {
+        // Handed on, or gone without being stored: either way this post may go.
+        let _ = after.await;
+    }
+    Some(turn.handed_on)
+}
 
 /// How one post is guarded: the user's budget and its `client_id`.
 pub(crate) struct PostGuard {
@@ -393,11 +422,14 @@ impl Store {
     }
 
     /// The index the posting script adds a message of `channel` to (`FT.ADDHASH`, RediSearch
-    /// 1.x), or `""` when Redis indexes by itself or has no search. On a cluster, the index of
-    /// the master holding the channel's slot: the script touches it beside the channel's keys
-    /// (Redis lets a script without flags reach a key of another slot on the same master).
+    /// 1.x), or `""` when Redis indexes by itself, has no search, or is a cluster. On a cluster
+    /// the script would reach the index by a name that is not among its keys, so nothing routes
+    /// it: while the slot of the index's name moves between masters (a reshard), the module
+    /// would write the index's term keys on a master that no longer holds that slot, and the
+    /// move then fails on keys that exist on both (`BUSYKEY`; seen in the reshard test). There
+    /// [`Store::index_message`] indexes the post after the script, routed by the index's name.
     fn posting_index(&self, channel: &str) -> String {
-        if !self.search.is_some_and(|v| v.needs_addhash()) {
+        if !self.search.is_some_and(|v| v.needs_addhash()) || self.is_cluster() {
             return String::new();
         }
         self.index_for(keys::messages_index(), &keys::message(channel, ""))
@@ -450,10 +482,18 @@ impl Store {
             self.posting_index(channel),
         ]);
         keys.extend(guard.once_key.iter().cloned());
+        // After the socket's post before this one is on its way, before the budget.
+        let turn = take_turn().await;
         let call = async move {
-            let mut reply = match &self.batcher {
+            let reply = match &self.batcher {
                 Some(batcher) => {
-                    let reply = batcher.call(keys, args).await.map_err(write_outcome)?;
+                    let answer = batcher.submit(keys, args);
+                    // Queued in order: the socket's next post may go (without a batcher the
+                    // turn ends with the reply, when `turn` is dropped).
+                    if let Some(t) = turn {
+                        let _ = t.send(());
+                    }
+                    let reply = answer.await.map_err(write_outcome)?;
                     if reply.first().is_some_and(|t| t == "error") {
                         let why = reply.get(1).cloned().unwrap_or_default();
                         return Err(Error::Internal(format!("posting script: {why}")));
@@ -471,19 +511,16 @@ impl Store {
                     let mut conn = self.shared();
                     let reply: Vec<String> =
                         inv.invoke_async(&mut conn).await.map_err(write_outcome)?;
+                    drop(turn);
                     reply
                 }
             };
-            // Stored, not indexed: on a cluster whose slots moved since this node read them,
-            // the index named was the former master's. Read the slots again and index it where
-            // it is now (the post stays stored either way).
-            if reply.len() > 2 && self.is_cluster() {
-                log::info!("indexing {} of {channel} again: {}", reply[1], reply[2]);
-                if let Err(e) = self.refresh_topology().await {
-                    log::warn!("indexing {}: reading the slots: {e}", reply[1]);
+            // On a cluster the script does not index (see `posting_index`): the index's own
+            // command, routed to the master of the index's slot, does.
+            if kind == "message" && self.is_cluster() && reply.first().is_some_and(|t| t == "ok") {
+                if let Some(id) = reply.get(1) {
+                    self.index_message(channel, id).await;
                 }
-                self.index_message(channel, &reply[1]).await;
-                reply.truncate(2);
             }
             Ok(reply)
         };

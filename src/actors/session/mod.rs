@@ -143,7 +143,9 @@ impl Session {
 
     /// What every frame needs before its own function: the socket's frame family, the sign-in
     /// requirement and the post rate limit. False when the frame was answered with an error.
-    fn check(&mut self, frame: &Inbound) -> bool {
+    /// What every frame needs before it is handled: a signed-in socket (but to sign in) and,
+    /// for posts, the socket's own rate. The dialect of the frame becomes the socket's.
+    fn check(&mut self, frame: &Inbound) -> Result<()> {
         // The last frame family a socket used decides what later deliveries look like.
         if let Some(d) = dialect_of(frame).filter(|d| *d != self.dialect) {
             self.dialect = d;
@@ -154,17 +156,15 @@ impl Session {
             Inbound::SignIn(_) | Inbound::SignUp(_) | Inbound::Auth { .. }
         );
         if needs_user && self.user.is_none() {
-            self.send_error(&Error::Unauthorized, frame.kind(), None);
-            return false;
+            return Err(Error::Unauthorized);
         }
         if (matches!(frame, Inbound::Post { .. } | Inbound::ChannelMessage { .. })
             || actions::is_action(frame))
             && !self.allow_post()
         {
-            self.send_error(&Error::RateLimited, frame.kind(), pipeline::about(frame));
-            return false;
+            return Err(Error::RateLimited);
         }
-        true
+        Ok(())
     }
 }
 

@@ -1,11 +1,14 @@
-//! A socket's frames in flight: handled one at a time and answered in the order sent, while the
-//! actor stays free for pings, pongs, its heartbeat and closes.
+//! A socket's frames in flight: answered in the order sent, while the actor stays free for
+//! pings, pongs, its heartbeat and closes.
 //!
-//! A frame that arrives while an earlier one is still being handled waits in the socket's queue;
-//! when a frame's answer is applied, the next one starts. Only one runs at a time, so a socket's
-//! posts are stored in the order sent and each frame sees what the ones before it changed (an
-//! `auth` before a `post`). The work itself runs as its own task, so a socket that closes does
-//! not cut a post off halfway: it is stored or not, as if the socket had stayed.
+//! A frame that arrives while an earlier one is still being handled waits in the socket's queue.
+//! Posts sent one after another (`post` frames without `reply_to`) go on their way together, up
+//! to `ws.post_pipeline` at once: each is handed to Redis after the one before it (the store's
+//! [`PostTurn`]), so they are stored in the order sent, and their answers are applied in that
+//! order whatever order they finish in. Any other frame runs alone: it starts when everything
+//! before it is answered, and what follows waits for it, so each frame sees what the ones before
+//! it changed (an `auth` before a `post`). The work itself runs as its own task, so a socket that
+//! closes does not cut a post off halfway: it is stored or not, as if the socket had stayed.
 //!
 //! The queue is bounded twice: `ws.max_inflight_per_socket` frames per socket, and
 //! `ws.max_inflight_per_node` posts per node (a [`PostSlot`] each, shared with REST posts and
@@ -22,15 +25,30 @@ use super::{route, Caller, Session};
 use crate::app::PostSlot;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorAbout, ErrorFrame, Inbound, Outbound};
+use crate::store::posting::{PostTurn, POST_TURN};
 
-/// The frames a socket has queued, and whether one is being handled.
+/// The frames a socket has queued, and those being handled.
 #[derive(Default)]
 pub(super) struct Pipeline {
     queue: VecDeque<Queued>,
-    /// A frame is being handled: its answer has not been applied yet.
-    running: bool,
+    /// Frames started and not answered yet, in the order sent; one that finished waits here
+    /// with its result until those before it are answered.
+    running: VecDeque<Running>,
     /// Numbers queued frames, so a post's timeout finds it (or finds it gone).
     next_seq: u64,
+    /// The turn of the last post started: the next one is handed to Redis after it.
+    last_turn: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// A frame started and not answered yet.
+struct Running {
+    seq: u64,
+    kind: &'static str,
+    about: Option<ErrorAbout>,
+    /// A post that may run beside other posts ([`pipelined`]).
+    post: bool,
+    /// Its result, once done.
+    result: Option<Result<super::Reply>>,
 }
 
 struct Queued {
@@ -51,7 +69,22 @@ enum Item {
 impl Pipeline {
     /// Frames queued or being handled.
     fn in_flight(&self) -> usize {
-        self.queue.len() + usize::from(self.running)
+        self.queue.len() + self.running.len()
+    }
+
+    /// Whether the frame first in the queue may start now.
+    fn may_start(&self, item: &Item, depth: usize) -> bool {
+        if self.running.is_empty() {
+            return true;
+        }
+        match item {
+            Item::Frame { frame, .. } => {
+                pipelined(frame)
+                    && self.running.len() < depth
+                    && self.running.iter().all(|r| r.post)
+            }
+            Item::Answer(_) => false,
+        }
     }
 
     fn push(&mut self, item: Item) -> u64 {
@@ -71,6 +104,12 @@ impl Pipeline {
         let at = self.queue.iter().position(|q| q.seq == seq)?;
         self.queue.remove(at).map(|q| q.item)
     }
+}
+
+/// Posts that may be on their way beside the socket's other such posts: plain posts, whose
+/// order the store keeps ([`PostTurn`]). Replies, edits and the rest run alone.
+fn pipelined(frame: &Inbound) -> bool {
+    matches!(frame, Inbound::Post { reply_to: None, .. })
 }
 
 /// Posts take a place among the node's posts in flight and may wait only so long.
@@ -163,54 +202,110 @@ impl Session {
         )));
     }
 
-    /// Starts the next queued frame unless one is being handled; answers known already go out
-    /// on the way.
+    /// Starts the queued frames that may start now ([`Pipeline::may_start`]); answers known
+    /// already go out on the way.
     fn run_next(&mut self, ctx: &mut Context<Self>) {
-        while !self.pipeline.running {
+        let depth = self.app.settings.ws.post_pipeline.max(1);
+        while let Some(front) = self.pipeline.queue.front() {
+            if !self.pipeline.may_start(&front.item, depth) {
+                return;
+            }
             let Some(queued) = self.pipeline.queue.pop_front() else {
                 return;
             };
             match queued.item {
                 Item::Answer(frame) => self.send(Outbound::Error(frame)),
-                Item::Frame { frame, slot } => self.start(frame, slot, ctx),
+                Item::Frame { frame, slot } => self.start(queued.seq, frame, slot, ctx),
             }
         }
     }
 
     /// What every frame needs, checked in its turn (an earlier frame may have signed the socket
-    /// in), then the frame's own function as a task of its own; its answer is applied when it is
-    /// done, and the next frame starts.
-    fn start(&mut self, frame: Inbound, slot: Option<PostSlot>, ctx: &mut Context<Self>) {
-        if !self.check(&frame) {
-            return;
-        }
+    /// in), then the frame's own function as a task of its own; its answer is applied when it
+    /// and every frame before it are done.
+    fn start(&mut self, seq: u64, frame: Inbound, slot: Option<PostSlot>, ctx: &mut Context<Self>) {
         let about = about(&frame);
         let kind = frame.kind();
+        let post = pipelined(&frame);
+        if let Err(e) = self.check(&frame) {
+            // Answered in its turn: after the posts before it, if any are still on their way.
+            // Not signed in: nothing of the frame is named.
+            let about = about.filter(|_| !matches!(e, Error::Unauthorized));
+            self.pipeline.running.push_back(Running {
+                seq,
+                kind,
+                about,
+                post,
+                result: Some(Err(e)),
+            });
+            self.answer_done(ctx);
+            return;
+        }
         let caller = Caller {
             app: self.app.clone(),
             user: self.user.clone(),
             peer_addr: self.peer_addr.clone(),
         };
+        let turn = if post {
+            let (handed_on, next) = tokio::sync::oneshot::channel();
+            let after = self.pipeline.last_turn.replace(next);
+            Some(PostTurn { after, handed_on })
+        } else {
+            self.pipeline.last_turn = None;
+            None
+        };
         let task = actix_rt::spawn(async move {
-            let result = route(frame, caller).await;
+            let result = match turn {
+                Some(turn) => {
+                    POST_TURN
+                        .scope(std::cell::RefCell::new(Some(turn)), route(frame, caller))
+                        .await
+                }
+                None => route(frame, caller).await,
+            };
             // The post is stored (or failed): its place among the node's posts is free again.
             drop(slot);
             result
         });
-        self.pipeline.running = true;
+        self.pipeline.running.push_back(Running {
+            seq,
+            kind,
+            about,
+            post,
+            result: None,
+        });
         ctx.spawn(
             task.into_actor(self)
                 .map(move |joined, act: &mut Session, ctx| {
-                    act.pipeline.running = false;
                     act.busy_until = Instant::now();
                     let result: Result<_> =
                         joined.unwrap_or_else(|e| Err(Error::Internal(format!("frame task: {e}"))));
-                    match result {
-                        Ok(reply) => act.apply(reply, ctx),
-                        Err(e) => act.send_error(&e, kind, about),
+                    if let Some(r) = act.pipeline.running.iter_mut().find(|r| r.seq == seq) {
+                        r.result = Some(result);
                     }
-                    act.run_next(ctx);
+                    act.answer_done(ctx);
                 }),
         );
+    }
+
+    /// Applies the results of the frames done, in the order sent, up to the first still on its
+    /// way; then starts what may start.
+    fn answer_done(&mut self, ctx: &mut Context<Self>) {
+        while self
+            .pipeline
+            .running
+            .front()
+            .is_some_and(|r| r.result.is_some())
+        {
+            let Some(done) = self.pipeline.running.pop_front() else {
+                break;
+            };
+            match done.result {
+                Some(Ok(reply)) => self.apply(reply, ctx),
+                Some(Err(e)) => self.send_error(&e, done.kind, done.about),
+                None => {}
+            }
+        }
+        self.run_next(ctx);
     }
 }
