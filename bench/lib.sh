@@ -43,7 +43,9 @@ start_redis() {
   REDIS_PORT=$(free_port)
   local dir; dir=$(mktemp -d /tmp/chatnode-bench-redis.XXXXXX); TMP_DIRS+=("$dir")
   local module=()
-  [ -f /usr/lib/redis/modules/redisearch.so ] && module=(--loadmodule /usr/lib/redis/modules/redisearch.so)
+  # SEARCH=0 starts Redis without RediSearch (no indexing: what a post costs without search).
+  [ "${SEARCH:-1}" = 1 ] && [ -f /usr/lib/redis/modules/redisearch.so ] &&
+    module=(--loadmodule /usr/lib/redis/modules/redisearch.so)
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
     "${module[@]}" "$@" > "$BENCH_OUT/redis.log" 2>&1 &
   REDIS_PID=$!; STARTED_PIDS+=("$REDIS_PID")
@@ -158,7 +160,9 @@ while True:
 # redis-cli. Sets MASTER_PORTS (3), REDIS_PIDS and REDIS_NAMES (master1-3, replica1-3).
 start_redis_cluster() {
   local module=() ports=() pids=() dir p i
-  [ -f /usr/lib/redis/modules/redisearch.so ] && module=(--loadmodule /usr/lib/redis/modules/redisearch.so)
+  # SEARCH=0 starts Redis without RediSearch (no indexing: what a post costs without search).
+  [ "${SEARCH:-1}" = 1 ] && [ -f /usr/lib/redis/modules/redisearch.so ] &&
+    module=(--loadmodule /usr/lib/redis/modules/redisearch.so)
   for i in 1 2 3 4 5 6; do
     p=$(free_cluster_port); dir=$(mktemp -d /tmp/chatnode-bench-cluster.XXXXXX); TMP_DIRS+=("$dir")
     redis-server --port "$p" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
