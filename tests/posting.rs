@@ -430,21 +430,6 @@ async fn posting_goes_on_after_redis_drops_every_connection() {
     );
 }
 
-/// `EVALSHA` calls Redis has answered since its statistics were last reset.
-async fn evalsha_calls(redis: &TestRedis) -> u64 {
-    let mut conn = redis.conn().await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map(|n| n.parse().unwrap())
-        .unwrap_or(0)
-}
-
 /// Many posts at once, with the batcher on (`redis.batch_posts`) and off: every post is answered
 /// on its own in the same way (stored once, a re-sent client_id a duplicate of the same ID, a
 /// non-member refused, a post whose script fails in Redis answered with an error while the rest

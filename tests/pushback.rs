@@ -335,20 +335,6 @@ async fn an_idempotency_key_makes_a_rest_post_safe_to_resend() {
     assert_eq!(stored_texts(&redis, "fast").await, ["once"]);
 }
 
-/// `EVALSHA` calls Redis has answered since its statistics were last reset.
-async fn evalsha_calls(redis: &TestRedis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map(|n| n.parse().unwrap())
-        .unwrap_or(0)
-}
-
 /// A socket's posts sent one after another are on their way to Redis together (up to
 /// `ws.post_pipeline`): ten posts sent while Redis holds its writes reach it in a few batches,
 /// not one script call each as with a pipeline of 1, and either way they are stored and answered

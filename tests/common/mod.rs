@@ -790,3 +790,17 @@ pub async fn seed_003_loader(redis: &TestRedis) {
             .unwrap();
     }
 }
+
+/// `EVALSHA` calls Redis has answered since its statistics were last reset.
+pub async fn evalsha_calls(redis: &TestRedis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
