@@ -83,7 +83,7 @@ end
 local indexed = nil
 if ARGV[7] == 'message' and ARGV[11] ~= '' then
   -- The master's own index, named in ARGV: the module reads the hash just written. A failure
-  -- (an index gone, a slot moved away meanwhile) leaves the post stored and is answered third.
+  -- (an index gone meanwhile) leaves the post stored and is answered third.
   local r = redis.pcall('FT.ADDHASH', ARGV[11], ARGV[10] .. id, '1.0', 'REPLACE')
   if type(r) == 'table' and r.err then indexed = r.err end
 end
@@ -385,7 +385,8 @@ impl Store {
 
     /// Adds a stored message's hash to the search index where RediSearch 1.x needs it by hand
     /// (`FT.ADDHASH` through [`ADDHASH_LUA`], in the index's own slot): for the messages the
-    /// posting script does not index itself (voice messages, replies, edits). A failure is
+    /// posting script does not index itself (voice messages, replies, edits, and every post on a
+    /// cluster). A failure is
     /// logged: the start-up backfill indexes every message hash not yet indexed.
     pub(crate) async fn index_message(&self, channel: &str, id: &str) {
         if !self.search.is_some_and(|v| v.needs_addhash()) {
