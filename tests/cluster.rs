@@ -264,6 +264,26 @@ async fn search_across_masters_answers_as_one_redis() {
         |v: &[chatnode::store::insights::Poster]| v.iter().map(|p| p.count).collect::<Vec<_>>();
     assert_eq!(counts(&a), counts(&b));
     assert_eq!(a.iter().map(|p| p.count).sum::<u64>(), 5 * 13);
+
+    // A master that no longer knows the index this node names (its slot moved: the master
+    // names its index otherwise now; here it is dropped) is given one, and the search answers
+    // from what every master holds instead of failing.
+    let mut conn = sharded.conn().await.unwrap();
+    let lost = &names[1];
+    let _: () = conn
+        .query_on_key(redis::cmd("FT.DROP").arg(lost).arg("KEEPDOCS"), lost)
+        .await
+        .unwrap();
+    let (n, _) = sharded
+        .ft_search(idx_messages, "*", &[], 0, 1)
+        .await
+        .expect("search after a master lost its index");
+    assert!(n > 0 && n < 156, "the other masters' documents: {n}");
+    let exists: redis::RedisResult<redis::Value> =
+        redis::cmd("FT.INFO").arg(lost).query_async(&mut conn).await;
+    assert!(exists.is_ok(), "{lost} was made again");
+    let a = sharded.top_posters(&channels, 5).await.unwrap();
+    assert!(a.iter().map(|p| p.count).sum::<u64>() < 5 * 13);
 }
 
 /// Stands in for the hub: hands every bridge event to the test.

@@ -12,7 +12,10 @@
 //! 1.x, re-homes the entries of every hash that now lives on a master with another index than
 //! before: `FT.DEL` from the old index, `FT.ADDHASH` into the new one. Only hashes found on their
 //! new master are touched (a `SCAN` of that master, keys of the moved slots), so a stale read of
-//! the slots re-homes nothing. Every node may see the change; a lock per index lets one do it.
+//! the slots re-homes nothing. Every node may see the change; a lock per index lets one do it,
+//! and a mark left on the index (`rehomed:<index>`, naming the move) spares the nodes that read
+//! the same move later: a second pass would write the index again, maybe while an operator
+//! moves the index's own slot (DEPLOY.md).
 
 use std::sync::Arc;
 
@@ -24,6 +27,32 @@ use crate::error::Result;
 const REHOME_LOCK_SECS: u64 = 300;
 /// Keys read per `SCAN` step.
 const REHOME_BATCH: usize = 500;
+/// How long an index remembers the move whose entries were re-homed into it, so that a node
+/// reading the same move later does not do it again.
+const REHOMED_MARK_SECS: u64 = 3600;
+
+/// Names the work of one move for one master: FNV-1a of the moved slots bound for it, with the
+/// index each leaves and the one it joins. Nodes that read the same move name it alike.
+fn move_mark(moved: &[Option<(String, usize, String)>], master: usize) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (slot, m) in moved.iter().enumerate() {
+        if let Some((from, n, into)) = m {
+            if *n == master {
+                eat(&(slot as u64).to_le_bytes());
+                eat(from.as_bytes());
+                eat(b">");
+                eat(into.as_bytes());
+            }
+        }
+    }
+    format!("{h:016x}")
+}
 
 /// The master (index in `masters`) serving each slot, if any.
 fn owners(t: &Topology) -> Vec<Option<usize>> {
@@ -99,6 +128,16 @@ impl Store {
             }
             let new_index = new.index_on(base, i);
             let lock = format!("lock:rehome:{new_index}");
+            let done_key = format!("rehomed:{new_index}");
+            let mark = move_mark(&moved, i);
+            let done: Option<String> = redis::cmd("GET")
+                .arg(&done_key)
+                .query_async(&mut conn)
+                .await?;
+            if done.as_deref() == Some(mark.as_str()) {
+                log::info!("{new_index}: another node re-homed the entries of this move");
+                continue;
+            }
             let owned: Option<String> = redis::cmd("SET")
                 .arg(&lock)
                 .arg("1")
@@ -162,6 +201,29 @@ impl Store {
                 }
             }
             .await;
+            if result.is_ok() {
+                let _: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(&done_key)
+                    .arg(&mark)
+                    .arg("EX")
+                    .arg(REHOMED_MARK_SECS)
+                    .query_async(&mut conn)
+                    .await;
+                // The indexes these entries left forget their own marks: a later move back into
+                // them is new work, even when it names the same slots as an earlier one.
+                let left: std::collections::BTreeSet<&String> = moved
+                    .iter()
+                    .flatten()
+                    .filter(|(_, n, _)| *n == i)
+                    .map(|(from, _, _)| from)
+                    .collect();
+                for from in left {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL")
+                        .arg(format!("rehomed:{from}"))
+                        .query_async(&mut conn)
+                        .await;
+                }
+            }
             let _: redis::RedisResult<()> =
                 redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
             result?;
@@ -214,5 +276,20 @@ mod tests {
         assert!(moved_slots(base, &old, &failed_over)
             .iter()
             .all(Option::is_none));
+    }
+
+    #[test]
+    fn a_move_is_named_alike_by_every_node_and_apart_from_others() {
+        let base = "idx:messages";
+        let there = moved_slots(base, &three(None), &three(Some(9991)));
+        let again = moved_slots(base, &three(None), &three(Some(9991)));
+        assert_eq!(move_mark(&there, 2), move_mark(&again, 2));
+        // Another slot, or the way back, is other work.
+        let other = moved_slots(base, &three(None), &three(Some(9000)));
+        assert_ne!(move_mark(&there, 2), move_mark(&other, 2));
+        let back = moved_slots(base, &three(Some(9991)), &three(None));
+        assert_ne!(move_mark(&there, 2), move_mark(&back, 1));
+        // A master no slot moves to has nothing to name.
+        assert_eq!(move_mark(&there, 0), move_mark(&other, 0));
     }
 }

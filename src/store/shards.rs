@@ -47,6 +47,18 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> redis::RedisResult<(u64, Docs)> {
+        self.across_moves(|| self.ft_search_once(base, query, extra, offset, limit))
+            .await
+    }
+
+    async fn ft_search_once(
+        &self,
+        base: &str,
+        query: &str,
+        extra: &[&str],
+        offset: usize,
+        limit: usize,
+    ) -> redis::RedisResult<(u64, Docs)> {
         let indexes = self.indexes(base);
         let asks = indexes.iter().map(|index| {
             let mut conn = self.shared();
@@ -73,6 +85,17 @@ impl Store {
     /// `FT.AGGREGATE index filter GROUPBY 1 @<field> REDUCE COUNT 0 AS count` on every master,
     /// the counts of each group added, largest first (ties by name), the first `limit`.
     pub(crate) async fn count_by_sharded(
+        &self,
+        base: &str,
+        filter: &str,
+        field: &str,
+        limit: usize,
+    ) -> redis::RedisResult<Vec<(String, u64)>> {
+        self.across_moves(|| self.count_by_once(base, filter, field, limit))
+            .await
+    }
+
+    async fn count_by_once(
         &self,
         base: &str,
         filter: &str,
@@ -116,6 +139,41 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs a query of every master's index; when a master does not know the index this node
+    /// named (the slot of an index's name moved: the master losing it names its index otherwise
+    /// now), reads the slots again, makes sure every master has its index, and asks once more.
+    /// Still unknown (another node is creating it): a refusal of the cluster, answered
+    /// `redis_unavailable` — the client tries again — rather than an internal error.
+    async fn across_moves<T, F, Fut>(&self, ask: F) -> redis::RedisResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match ask().await {
+            Err(e) if self.is_cluster() && unknown_index(&e) => {
+                log::info!("search: {e}; reading the cluster's slots again");
+                if let Err(e) = self.refresh_topology().await {
+                    log::warn!("search: reading the slots: {e}");
+                }
+                if let Err(e) = super::setup::prepare(self).await {
+                    log::warn!("search: creating the indexes: {e}");
+                }
+                ask().await.map_err(|e| {
+                    if unknown_index(&e) {
+                        redis::RedisError::from((
+                            redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+                            "a search index is moving between masters",
+                            e.to_string(),
+                        ))
+                    } else {
+                        e
+                    }
+                })
+            }
+            other => other,
+        }
+    }
+
     /// Creates the index of kind `base` on every master that lacks it (`create` builds the
     /// `FT.CREATE` of one index name), each sent to its own master.
     pub(crate) async fn create_on_every_master(
@@ -145,6 +203,15 @@ impl Store {
         }
         Ok(names)
     }
+}
+
+/// Whether a master answered that it has no index of the name asked (RediSearch 1.x: "Unknown
+/// Index name", 2.x: "Unknown index name" or "no such index").
+/// The client reads the error's first word as its code, so the text comes as `"Unknown": Index
+/// name`: quotes and colons are left out before comparing.
+fn unknown_index(e: &redis::RedisError) -> bool {
+    let text = e.to_string().to_ascii_lowercase().replace(['"', ':'], "");
+    text.contains("unknown index name") || text.contains("no such index")
 }
 
 /// One master's hit: score, key, fields.
