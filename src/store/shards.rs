@@ -47,34 +47,22 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> redis::RedisResult<(u64, Docs)> {
-        self.across_moves(|| self.ft_search_once(base, query, extra, offset, limit))
-            .await
-    }
-
-    async fn ft_search_once(
-        &self,
-        base: &str,
-        query: &str,
-        extra: &[&str],
-        offset: usize,
-        limit: usize,
-    ) -> redis::RedisResult<(u64, Docs)> {
-        let indexes = self.indexes(base);
-        let asks = indexes.iter().map(|index| {
-            let mut conn = self.shared();
-            let mut cmd = redis::cmd("FT.SEARCH");
-            cmd.arg(index)
-                .arg(query)
-                .arg(extra)
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(offset + limit);
-            async move { cmd.query_async::<redis::Value>(&mut conn).await }
-        });
+        let answers = self
+            .ask_every_index(base, |index| {
+                let mut cmd = redis::cmd("FT.SEARCH");
+                cmd.arg(index)
+                    .arg(query)
+                    .arg(extra)
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(offset + limit);
+                cmd
+            })
+            .await;
         let mut total = 0;
         let mut hits: Vec<Hit> = Vec::new();
-        for answer in futures_util::future::join_all(asks).await {
+        for answer in answers {
             let (n, docs) = parse_scored(answer?);
             total += n;
             hits.extend(docs);
@@ -91,32 +79,21 @@ impl Store {
         field: &str,
         limit: usize,
     ) -> redis::RedisResult<Vec<(String, u64)>> {
-        self.across_moves(|| self.count_by_once(base, filter, field, limit))
-            .await
-    }
-
-    async fn count_by_once(
-        &self,
-        base: &str,
-        filter: &str,
-        field: &str,
-        limit: usize,
-    ) -> redis::RedisResult<Vec<(String, u64)>> {
-        let indexes = self.indexes(base);
-        let asks = indexes.iter().map(|index| {
-            let mut conn = self.shared();
-            let mut cmd = redis::cmd("FT.AGGREGATE");
-            cmd.arg(index)
-                .arg(filter)
-                .arg(&["GROUPBY", "1"])
-                .arg(format!("@{field}"))
-                .arg(&["REDUCE", "COUNT", "0", "AS", "count"])
-                // Every group of every master: a group small on each may be large in sum.
-                .arg(&["LIMIT", "0", "1000000"]);
-            async move { cmd.query_async::<redis::Value>(&mut conn).await }
-        });
+        let answers = self
+            .ask_every_index(base, |index| {
+                let mut cmd = redis::cmd("FT.AGGREGATE");
+                cmd.arg(index)
+                    .arg(filter)
+                    .arg(&["GROUPBY", "1"])
+                    .arg(format!("@{field}"))
+                    .arg(&["REDUCE", "COUNT", "0", "AS", "count"])
+                    // Every group of every master: a group small on each may be large in sum.
+                    .arg(&["LIMIT", "0", "1000000"]);
+                cmd
+            })
+            .await;
         let mut counts: HashMap<String, u64> = HashMap::new();
-        for answer in futures_util::future::join_all(asks).await {
+        for answer in answers {
             let items = match answer {
                 Ok(redis::Value::Array(items)) => items,
                 Ok(_) => continue,
@@ -139,39 +116,51 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs a query of every master's index; when a master does not know the index this node
-    /// named (the slot of an index's name moved: the master losing it names its index otherwise
-    /// now), reads the slots again, makes sure every master has its index, and asks once more.
-    /// Still unknown (another node is creating it): a refusal of the cluster, answered
-    /// `redis_unavailable` — the client tries again — rather than an internal error.
-    async fn across_moves<T, F, Fut>(&self, ask: F) -> redis::RedisResult<T>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        match ask().await {
-            Err(e) if self.is_cluster() && unknown_index(&e) => {
-                log::info!("search: {e}; reading the cluster's slots again");
-                if let Err(e) = self.refresh_topology().await {
-                    log::warn!("search: reading the slots: {e}");
-                }
-                if let Err(e) = super::setup::prepare(self).await {
-                    log::warn!("search: creating the indexes: {e}");
-                }
-                ask().await.map_err(|e| {
-                    if unknown_index(&e) {
-                        redis::RedisError::from((
-                            redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
-                            "a search index is moving between masters",
-                            e.to_string(),
-                        ))
-                    } else {
-                        e
-                    }
-                })
-            }
-            other => other,
+    /// Sends `cmd(index)` for every master's index of `base` in parallel; the answers in the
+    /// order of the masters. When a master does not know the index this node named (the slot of
+    /// an index's name moved: the master losing it names its index otherwise now), reads the
+    /// slots again, makes sure every master has its index, and asks once more. Still unknown
+    /// (another node is creating it): a refusal of the cluster, answered `redis_unavailable` —
+    /// the client tries again — rather than an internal error.
+    async fn ask_every_index(
+        &self,
+        base: &str,
+        cmd: impl Fn(&str) -> redis::Cmd,
+    ) -> Vec<redis::RedisResult<redis::Value>> {
+        let ask = || {
+            let asks = self.indexes(base).into_iter().map(|index| {
+                let mut conn = self.shared();
+                let cmd = cmd(&index);
+                async move { cmd.query_async::<redis::Value>(&mut conn).await }
+            });
+            futures_util::future::join_all(asks)
+        };
+        let answers = ask().await;
+        let lost = |answers: &[redis::RedisResult<redis::Value>]| {
+            answers.iter().any(|a| a.as_ref().is_err_and(unknown_index))
+        };
+        if !self.is_cluster() || !lost(&answers) {
+            return answers;
         }
+        log::info!("search: a master has no index of the name asked; reading the slots again");
+        if let Err(e) = self.refresh_topology().await {
+            log::warn!("search: reading the slots: {e}");
+        }
+        if let Err(e) = super::setup::prepare(self).await {
+            log::warn!("search: creating the indexes: {e}");
+        }
+        ask()
+            .await
+            .into_iter()
+            .map(|a| match a {
+                Err(e) if unknown_index(&e) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+                    "a search index is moving between masters",
+                    e.to_string(),
+                ))),
+                other => other,
+            })
+            .collect()
     }
 
     /// Creates the index of kind `base` on every master that lacks it (`create` builds the
