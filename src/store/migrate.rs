@@ -109,12 +109,7 @@ impl Store {
         let mut cursor: u64 = 0;
         loop {
             let mut conn = self.conn().await?;
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(BATCH)
+            let (next, batch): (u64, Vec<String>) = super::scan_step(cursor, pattern, BATCH, "")
                 .query_async(&mut conn)
                 .await?;
             drop(conn);
@@ -293,16 +288,10 @@ impl Store {
         let mut cursor: u64 = 0;
         loop {
             let mut conn = self.conn().await?;
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("message:*")
-                .arg("COUNT")
-                .arg(BATCH)
-                .arg("TYPE")
-                .arg("hash")
-                .query_async(&mut conn)
-                .await?;
+            let (next, batch): (u64, Vec<String>) =
+                super::scan_step(cursor, "message:*", BATCH, "hash")
+                    .query_async(&mut conn)
+                    .await?;
             let old: Vec<String> = batch.into_iter().filter(|k| untagged(k)).collect();
             if !old.is_empty() {
                 let mut read = redis::pipe();

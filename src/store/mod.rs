@@ -426,6 +426,34 @@ impl Store {
     }
 }
 
+/// Takes the run-once lock `key` for `holder` for `ms` milliseconds (`SET NX PX`); false when
+/// another holds it.
+pub(crate) async fn take_lock(conn: &mut Conn, key: &str, holder: &str, ms: u64) -> Result<bool> {
+    let got: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(holder)
+        .arg("NX")
+        .arg("PX")
+        .arg(ms)
+        .query_async(conn)
+        .await?;
+    Ok(got.is_some())
+}
+
+/// One step of `SCAN cursor MATCH pattern COUNT count [TYPE kind]` (`kind` empty: every type).
+pub(crate) fn scan_step(cursor: u64, pattern: &str, count: usize, kind: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(count);
+    if !kind.is_empty() {
+        cmd.arg("TYPE").arg(kind);
+    }
+    cmd
+}
+
 /// Turns a RESP2 array or RESP3 map of name/value pairs into strings.
 pub fn flatten_pairs(v: redis::Value) -> Vec<(String, String)> {
     use redis::Value;

@@ -25,8 +25,6 @@ use crate::error::Result;
 
 /// How long one node holds an index's re-homing to itself.
 const REHOME_LOCK_SECS: u64 = 300;
-/// Keys read per `SCAN` step.
-const REHOME_BATCH: usize = 500;
 /// How long an index remembers the move whose entries were re-homed into it, so that a node
 /// reading the same move later does not do it again.
 const REHOMED_MARK_SECS: u64 = 3600;
@@ -127,7 +125,6 @@ impl Store {
                 continue;
             }
             let new_index = new.index_on(base, i);
-            let lock = format!("lock:rehome:{new_index}");
             let done_key = format!("rehomed:{new_index}");
             let mark = move_mark(&moved, i);
             let done: Option<String> = redis::cmd("GET")
@@ -138,95 +135,60 @@ impl Store {
                 log::info!("{new_index}: another node re-homed the entries of this move");
                 continue;
             }
-            let owned: Option<String> = redis::cmd("SET")
-                .arg(&lock)
-                .arg("1")
-                .arg("NX")
-                .arg("EX")
-                .arg(REHOME_LOCK_SECS)
-                .query_async(&mut conn)
-                .await?;
-            if owned.is_none() {
+            let rehome = |key: String| {
+                let mut c = conn.clone();
+                let (new_index, moved) = (&new_index, &moved);
+                async move {
+                    let Some((old_index, n, _)) = &moved[usize::from(slot_of(&key))] else {
+                        return false;
+                    };
+                    if *n != i {
+                        return false;
+                    }
+                    // Absent from the old index already: nothing to forget there.
+                    let _: redis::RedisResult<redis::Value> = redis::cmd("FT.DEL")
+                        .arg(old_index)
+                        .arg(&key)
+                        .query_async(&mut c)
+                        .await;
+                    super::posting::ADDHASH_SCRIPT
+                        .key(new_index)
+                        .arg(&key)
+                        .arg("REPLACE")
+                        .invoke_async::<redis::Value>(&mut c)
+                        .await
+                        .is_ok()
+                }
+            };
+            let lock = (format!("lock:rehome:{new_index}"), REHOME_LOCK_SECS);
+            let Some(n) =
+                super::setup::each_hash_on_master(self, master, prefix, lock, rehome).await?
+            else {
                 log::info!("{new_index}: another node is re-homing its entries");
                 continue;
-            }
-            let result: Result<()> = async {
-                let mut cursor: u64 = 0;
-                loop {
-                    let (next, batch): (u64, Vec<String>) = conn
-                        .query_on_master(
-                            redis::cmd("SCAN")
-                                .arg(cursor)
-                                .arg("MATCH")
-                                .arg(format!("{prefix}*"))
-                                .arg("COUNT")
-                                .arg(REHOME_BATCH)
-                                .arg("TYPE")
-                                .arg("hash"),
-                            master,
-                        )
-                        .await?;
-                    let moves = batch.iter().filter_map(|key| {
-                        let (old_index, n, _) = moved[usize::from(slot_of(key))].as_ref()?.clone();
-                        (n == i).then_some((key, old_index))
-                    });
-                    let work = moves.map(|(key, old_index)| {
-                        let mut c = conn.clone();
-                        let new_index = &new_index;
-                        async move {
-                            // Absent from the old index already: nothing to forget there.
-                            let _: redis::RedisResult<redis::Value> = redis::cmd("FT.DEL")
-                                .arg(&old_index)
-                                .arg(key)
-                                .query_async(&mut c)
-                                .await;
-                            super::posting::ADDHASH_SCRIPT
-                                .key(new_index)
-                                .arg(key)
-                                .arg("REPLACE")
-                                .invoke_async::<redis::Value>(&mut c)
-                                .await
-                                .is_ok()
-                        }
-                    });
-                    rehomed += futures_util::future::join_all(work)
-                        .await
-                        .into_iter()
-                        .filter(|ok| *ok)
-                        .count();
-                    cursor = next;
-                    if cursor == 0 {
-                        return Ok(());
-                    }
-                }
-            }
-            .await;
-            if result.is_ok() {
-                let _: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(&done_key)
-                    .arg(&mark)
-                    .arg("EX")
-                    .arg(REHOMED_MARK_SECS)
+            };
+            rehomed += n;
+            let _: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&done_key)
+                .arg(&mark)
+                .arg("EX")
+                .arg(REHOMED_MARK_SECS)
+                .query_async(&mut conn)
+                .await;
+            // The indexes these entries left forget their own marks: a later move back into
+            // them is new work, even when it names the same slots as an earlier one.
+            let left: std::collections::BTreeSet<&String> = moved
+                .iter()
+                .flatten()
+                .filter(|(_, n, _)| *n == i)
+                .map(|(from, _, _)| from)
+                .collect();
+            for from in left {
+                let _: redis::RedisResult<()> = redis::cmd("DEL")
+                    .arg(format!("rehomed:{from}"))
                     .query_async(&mut conn)
                     .await;
-                // The indexes these entries left forget their own marks: a later move back into
-                // them is new work, even when it names the same slots as an earlier one.
-                let left: std::collections::BTreeSet<&String> = moved
-                    .iter()
-                    .flatten()
-                    .filter(|(_, n, _)| *n == i)
-                    .map(|(from, _, _)| from)
-                    .collect();
-                for from in left {
-                    let _: redis::RedisResult<()> = redis::cmd("DEL")
-                        .arg(format!("rehomed:{from}"))
-                        .query_async(&mut conn)
-                        .await;
-                }
             }
-            let _: redis::RedisResult<()> =
-                redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
-            result?;
         }
         Ok(rehomed)
     }

@@ -62,15 +62,7 @@ impl Store {
             .saturating_mul(2000)
             .max(60_000);
         let mut conn = self.shared();
-        let got: Option<String> = redis::cmd("SET")
-            .arg(keys::RETENTION_LOCK)
-            .arg(node_id)
-            .arg("NX")
-            .arg("PX")
-            .arg(lock_ms)
-            .query_async(&mut conn)
-            .await?;
-        if got.is_none() {
+        if !super::take_lock(&mut conn, keys::RETENTION_LOCK, node_id, lock_ms).await? {
             return Ok(None);
         }
         let swept = self.sweep_before(cutoff).await;
@@ -109,14 +101,7 @@ impl Store {
             loop {
                 let (next, batch): (u64, Vec<String>) = conn
                     .query_on_master(
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(keys::channel("*"))
-                            .arg("COUNT")
-                            .arg(1000)
-                            .arg("TYPE")
-                            .arg("stream"),
+                        &super::scan_step(cursor, &keys::channel("*"), 1000, "stream"),
                         master,
                     )
                     .await?;

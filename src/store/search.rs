@@ -242,7 +242,7 @@ impl Store {
             // User text is escaped, so a refused query means a value the module cannot search
             // for (1.x and stopword tags): it finds nothing rather than failing the request.
             Err(e) if is_syntax_error(&e) => {
-                log::warn!("search refused `{query}`: {e}");
+                log::debug!("search refused `{query}`: {e}");
                 Ok((0, Vec::new()))
             }
             Err(e) => Err(e.into()),

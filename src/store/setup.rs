@@ -168,15 +168,7 @@ async fn backfill(store: &Store, index: &str, prefix: &str) -> Result<usize> {
     }
     let mut conn = store.conn().await?;
     let lock = keys::backfill_lock(index);
-    let owned: Option<String> = redis::cmd("SET")
-        .arg(&lock)
-        .arg("1")
-        .arg("NX")
-        .arg("EX")
-        .arg(BACKFILL_LOCK_SECS)
-        .query_async(&mut conn)
-        .await?;
-    if owned.is_none() {
+    if !super::take_lock(&mut conn, &lock, "1", BACKFILL_LOCK_SECS * 1000).await? {
         // Another node is at it: this one is done when that one is.
         log::info!("{index}: another node is backfilling; waiting for it");
         loop {
@@ -200,16 +192,11 @@ async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Resu
     let mut added = 0;
     let _: String = ADDHASH_SCRIPT.prepare_invoke().load_async(conn).await?;
     loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(BACKFILL_BATCH)
-            .arg("TYPE")
-            .arg("hash")
-            .query_async(conn)
-            .await?;
+        let pattern = format!("{prefix}*");
+        let (next, batch): (u64, Vec<String>) =
+            super::scan_step(cursor, &pattern, BACKFILL_BATCH, "hash")
+                .query_async(conn)
+                .await?;
         if !batch.is_empty() {
             // One pipelined FT.ADDHASH script per key (keys of many slots: never one script for
             // all; a script, because a plain FT.ADDHASH waits for RediSearch's thread pool, see
@@ -236,71 +223,79 @@ async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Resu
 }
 
 /// The backfill on a cluster: each master's hashes (SCAN on that master) go into that master's
-/// index, one `FT.ADDHASH` script each (a script may not touch keys of several slots), pipelined on the
+/// index, one `FT.ADDHASH` script each (a script may not touch keys of several slots), on the
 /// shared connection. The lock is per index, so masters are backfilled by different nodes at once.
 async fn backfill_masters(store: &Store, base: &str, prefix: &str) -> Result<usize> {
     let topology = store.topology();
-    let mut conn = store.conn().await?;
+    let conn = store.conn().await?;
     let mut added = 0;
     for (i, master) in topology.masters.iter().enumerate() {
         let index = topology.index_on(base, i);
-        let lock = keys::backfill_lock(&index);
-        let owned: Option<String> = redis::cmd("SET")
-            .arg(&lock)
-            .arg("1")
-            .arg("NX")
-            .arg("EX")
-            .arg(BACKFILL_LOCK_SECS)
-            .query_async(&mut conn)
-            .await?;
-        if owned.is_none() {
-            log::info!("{index}: another node is backfilling it");
-            continue;
-        }
-        let mut cursor: u64 = 0;
-        let result: Result<()> = async {
-            loop {
-                let (next, batch): (u64, Vec<String>) = conn
-                    .query_on_master(
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(format!("{prefix}*"))
-                            .arg("COUNT")
-                            .arg(BACKFILL_BATCH)
-                            .arg("TYPE")
-                            .arg("hash"),
-                        master,
-                    )
-                    .await?;
-                let adds = batch.iter().map(|key| {
-                    let mut c = conn.clone();
-                    let index = &index;
-                    async move {
-                        ADDHASH_SCRIPT
-                            .key(index)
-                            .arg(key)
-                            .invoke_async::<redis::Value>(&mut c)
-                            .await
-                            .is_ok()
-                    }
-                });
-                added += futures_util::future::join_all(adds)
+        let lock = (keys::backfill_lock(&index), BACKFILL_LOCK_SECS);
+        let done = each_hash_on_master(store, master, prefix, lock, |key| {
+            let mut c = conn.clone();
+            let index = &index;
+            async move {
+                ADDHASH_SCRIPT
+                    .key(index)
+                    .arg(key)
+                    .invoke_async::<redis::Value>(&mut c)
                     .await
-                    .into_iter()
-                    .filter(|ok| *ok)
-                    .count();
-                cursor = next;
-                if cursor == 0 {
-                    return Ok(());
-                }
+                    .is_ok()
             }
+        })
+        .await?;
+        match done {
+            Some(n) => added += n,
+            None => log::info!("{index}: another node is backfilling it"),
         }
-        .await;
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
-        result?;
     }
     Ok(added)
+}
+
+/// Under `lock` (a key and its seconds, `SET NX EX`: `None` when another node holds it), every
+/// hash of `prefix` on `master` (`SCAN`, 500 keys a step) given to `each`, the keys of a step at
+/// once; answers for how many `each` answered true. The lock is let go at the end, failed or not.
+pub(super) async fn each_hash_on_master<F, Fut>(
+    store: &Store,
+    master: &super::conn::Master,
+    prefix: &str,
+    (lock, lock_secs): (String, u64),
+    each: F,
+) -> Result<Option<usize>>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut conn = store.conn().await?;
+    if !super::take_lock(&mut conn, &lock, "1", lock_secs * 1000).await? {
+        return Ok(None);
+    }
+    let mut done = 0;
+    let mut cursor: u64 = 0;
+    let result: Result<()> = async {
+        loop {
+            let (next, batch): (u64, Vec<String>) = conn
+                .query_on_master(
+                    &super::scan_step(cursor, &format!("{prefix}*"), BACKFILL_BATCH, "hash"),
+                    master,
+                )
+                .await?;
+            done += futures_util::future::join_all(batch.into_iter().map(&each))
+                .await
+                .into_iter()
+                .filter(|ok| *ok)
+                .count();
+            cursor = next;
+            if cursor == 0 {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&lock).query_async(&mut conn).await;
+    result?;
+    Ok(Some(done))
 }
 
 /// Starts the RediSearch 1.x backfill in the background, so a node with a large database is
