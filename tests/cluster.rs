@@ -526,30 +526,6 @@ async fn keys_of_many_channels_and_users_land_on_all_three_masters() {
     drop(sockets);
 }
 
-/// Sends a post frame with `client_id` and waits for its answer (`posted` or `error`); `None`
-/// when the socket closed.
-async fn post_once(
-    ws: &mut common::Ws,
-    channel: &str,
-    text: &str,
-    client_id: &str,
-) -> Option<serde_json::Value> {
-    ws.send(serde_json::json!({"type": "post", "post": {"channel": channel, "text": text, "client_id": client_id}}))
-        .await;
-    loop {
-        let v = ws.try_recv(Duration::from_secs(10)).await?;
-        if v["type"] == "__close" {
-            return None;
-        }
-        if (v["type"] == "posted" || v["type"] == "error")
-            && (v["posted"]["client_id"] == client_id
-                || v["error"]["payload"]["client_id"] == client_id)
-        {
-            return Some(v);
-        }
-    }
-}
-
 /// Two nodes; one client posts with client_ids at a steady rate on node A, another receives on
 /// node B; the master owning the channel's slot is killed with SIGKILL mid-stream and its
 /// replica promoted; the killed process comes back (as a replica) a few seconds later. Both
@@ -598,7 +574,7 @@ async fn failover_under_load(ack_replicas: u32) -> (usize, usize, usize, usize, 
             let cid = format!("c{i}");
             let text = format!("m{i}");
             loop {
-                match post_once(&mut ws, "failover", &text, &cid).await {
+                match ws.post_once("failover", &text, &cid).await {
                     Some(v) if v["type"] == "posted" => {
                         let _ = acked_tx.send((i, v["posted"]["id"].as_str().unwrap().to_string()));
                         break;

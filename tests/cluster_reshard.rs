@@ -164,27 +164,6 @@ async fn move_slot(
     moved
 }
 
-/// Sends a post frame with `client_id` and waits for its answer (`posted` or `error`); `None`
-/// when the socket closed.
-async fn post_once(ws: &mut common::Ws, text: &str, client_id: &str) -> Option<Value> {
-    ws.send(
-        json!({"type": "post", "post": {"channel": CHANNEL, "text": text, "client_id": client_id}}),
-    )
-    .await;
-    loop {
-        let v = ws.try_recv(Duration::from_secs(10)).await?;
-        if v["type"] == "__close" {
-            return None;
-        }
-        if (v["type"] == "posted" || v["type"] == "error")
-            && (v["posted"]["client_id"] == client_id
-                || v["error"]["payload"]["client_id"] == client_id)
-        {
-            return Some(v);
-        }
-    }
-}
-
 /// Posts `<prefix><i>` for i in 0..POSTS with client_id `c<prefix><i>`, re-sending a post that
 /// was not answered `posted` (same client_id) until it is; sends (text, id, tries) of each.
 async fn poster(
@@ -199,7 +178,7 @@ async fn poster(
         let text = format!("{prefix}{i} busy");
         let cid = format!("c{prefix}{i}");
         loop {
-            match post_once(&mut ws, &text, &cid).await {
+            match ws.post_once(CHANNEL, &text, &cid).await {
                 Some(v) if v["type"] == "posted" => {
                     let id = v["posted"]["id"].as_str().unwrap().to_string();
                     let _ = acked.send((text.clone(), id));

@@ -545,6 +545,25 @@ impl Ws {
         }
     }
 
+    /// Sends a post frame with `client_id` and waits for its answer (`posted` or `error`);
+    /// `None` when the socket closed.
+    pub async fn post_once(&mut self, channel: &str, text: &str, client_id: &str) -> Option<Value> {
+        self.send(serde_json::json!({"type": "post", "post": {"channel": channel, "text": text, "client_id": client_id}}))
+            .await;
+        loop {
+            let v = self.try_recv(Duration::from_secs(10)).await?;
+            if v["type"] == "__close" {
+                return None;
+            }
+            if (v["type"] == "posted" || v["type"] == "error")
+                && (v["posted"]["client_id"] == client_id
+                    || v["error"]["payload"]["client_id"] == client_id)
+            {
+                return Some(v);
+            }
+        }
+    }
+
     /// Waits for the close frame and returns its code.
     pub async fn recv_close(&mut self, wait: Duration) -> Option<u16> {
         let deadline = tokio::time::Instant::now() + wait;
