@@ -287,6 +287,17 @@ pub fn backfill_lock(index: &str) -> String {
     format!("lock:backfill:{index}")
 }
 
+/// `lock:rehome:<index>`: held by the node re-homing search entries into that index after a
+/// cluster's slots moved.
+pub fn rehome_lock(index: &str) -> String {
+    format!("lock:rehome:{index}")
+}
+
+/// `rehomed:<index>` → the name of the last move whose entries were re-homed into that index.
+pub fn rehomed_mark(index: &str) -> String {
+    format!("rehomed:{index}")
+}
+
 // Private channels, group conversations, roles and moderation. Every per-channel key carries the
 // hash tag `{channel:<c>}` (the slot of the channel's stream `channel:<c>`), so one script can
 // change a channel's members, roles, bans and stream together in one slot.

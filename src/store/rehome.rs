@@ -125,7 +125,7 @@ impl Store {
                 continue;
             }
             let new_index = new.index_on(base, i);
-            let done_key = format!("rehomed:{new_index}");
+            let done_key = keys::rehomed_mark(&new_index);
             let mark = move_mark(&moved, i);
             let done: Option<String> = redis::cmd("GET")
                 .arg(&done_key)
@@ -160,7 +160,7 @@ impl Store {
                         .is_ok()
                 }
             };
-            let lock = (format!("lock:rehome:{new_index}"), REHOME_LOCK_SECS);
+            let lock = (keys::rehome_lock(&new_index), REHOME_LOCK_SECS);
             let Some(n) =
                 super::setup::each_hash_on_master(self, master, prefix, lock, rehome).await?
             else {
@@ -185,7 +185,7 @@ impl Store {
                 .collect();
             for from in left {
                 let _: redis::RedisResult<()> = redis::cmd("DEL")
-                    .arg(format!("rehomed:{from}"))
+                    .arg(keys::rehomed_mark(from))
                     .query_async(&mut conn)
                     .await;
             }
