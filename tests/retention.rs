@@ -227,15 +227,9 @@ async fn nodes_sweep_on_their_own_one_at_a_time() {
 }
 
 async fn used_memory(redis: &TestRedis) -> i64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut redis.conn().await)
+    common::info_line(redis, "memory", "used_memory:")
         .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
         .unwrap()
-        .trim()
         .parse()
         .unwrap()
 }

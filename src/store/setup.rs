@@ -191,8 +191,8 @@ async fn scan_and_add(conn: &mut super::Conn, index: &str, prefix: &str) -> Resu
     let mut cursor: u64 = 0;
     let mut added = 0;
     let _: String = ADDHASH_SCRIPT.prepare_invoke().load_async(conn).await?;
+    let pattern = format!("{prefix}*");
     loop {
-        let pattern = format!("{prefix}*");
         let (next, batch): (u64, Vec<String>) =
             super::scan_step(cursor, &pattern, BACKFILL_BATCH, "hash")
                 .query_async(conn)
@@ -253,9 +253,10 @@ async fn backfill_masters(store: &Store, base: &str, prefix: &str) -> Result<usi
     Ok(added)
 }
 
-/// Under `lock` (a key and its seconds, `SET NX EX`: `None` when another node holds it), every
-/// hash of `prefix` on `master` (`SCAN`, 500 keys a step) given to `each`, the keys of a step at
-/// once; answers for how many `each` answered true. The lock is let go at the end, failed or not.
+/// Under `lock` (a key and its seconds, [`super::take_lock`]: `None` when another node holds
+/// it), every hash of `prefix` on `master` (`SCAN`, 500 keys a step) given to `each`, the keys of
+/// a step at once; answers for how many `each` answered true. The lock is let go at the end,
+/// failed or not.
 pub(super) async fn each_hash_on_master<F, Fut>(
     store: &Store,
     master: &super::conn::Master,

@@ -810,16 +810,22 @@ pub async fn seed_003_loader(redis: &TestRedis) {
     }
 }
 
-/// `EVALSHA` calls Redis has answered since its statistics were last reset.
-pub async fn evalsha_calls(redis: &TestRedis) -> u64 {
+/// The rest of the first line of `INFO <section>` that starts with `prefix`.
+pub async fn info_line(redis: &TestRedis, section: &str, prefix: &str) -> Option<String> {
     let info: String = redis::cmd("INFO")
-        .arg("commandstats")
+        .arg(section)
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
     info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map(|n| n.parse().unwrap())
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(|rest| rest.trim().to_string())
+}
+
+/// `EVALSHA` calls Redis has answered since its statistics were last reset.
+pub async fn evalsha_calls(redis: &TestRedis) -> u64 {
+    info_line(redis, "commandstats", "cmdstat_evalsha:calls=")
+        .await
+        .and_then(|rest| rest.split(',').next().map(|n| n.parse().unwrap()))
         .unwrap_or(0)
 }
